@@ -1,0 +1,580 @@
+//! `herald.toml`: every setting, its default, and why.
+//!
+//! Parsing is strict: an unknown key or a value of the wrong type is an error
+//! that names the file, the line and the key, on one line. Semantic checks
+//! (a port in range, a file that exists) run after parsing and name the key too.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A configuration problem, already phrased for the user: one line that names
+/// the culprit (`herald.toml:12: policy.deadline_ms: ...`).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn err(msg: impl Into<String>) -> ConfigError {
+    ConfigError(msg.into())
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub tls: TlsConfig,
+    pub origin: OriginConfig,
+    pub policy: PolicyConfig,
+    pub push: PushConfig,
+    pub h2: H2Config,
+}
+
+/// `[server]`: listeners and logging.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// TLS listeners (ALPN `h2`). Default `127.0.0.1:8443`.
+    pub listen: Vec<SocketAddr>,
+    /// Cleartext HTTP/2 listeners with prior knowledge (h2c), for use behind a
+    /// TLS terminator and for tests. Default: none.
+    pub listen_h2c: Vec<SocketAddr>,
+    /// Print every HTTP/2 frame sent and received, per connection.
+    pub trace_frames: bool,
+    /// Tokio worker threads; 0 means one per core.
+    pub workers: usize,
+    /// A client that has not finished the TLS handshake and the HTTP/2 preface
+    /// in this time is dropped (slowloris). Default 10 s.
+    pub handshake_timeout_ms: u64,
+    /// How long a connection may wait for the wire to accept its promises
+    /// before the page is served without pushes. Default 2 s.
+    pub promise_flush_timeout_ms: u64,
+    /// On SIGTERM/SIGINT: stop accepting, send GOAWAY, let in-flight streams
+    /// (pushes included) finish for at most this long, then exit. Default 10 s.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: vec!["127.0.0.1:8443".parse().unwrap()],
+            listen_h2c: Vec::new(),
+            trace_frames: false,
+            workers: 0,
+            handshake_timeout_ms: 10_000,
+            promise_flush_timeout_ms: 2_000,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+/// `[tls]`: certificate and key. Without both, Herald generates a self-signed
+/// certificate for `localhost` and `127.0.0.1` at start-up (for demos and tests).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
+    /// Where to write the generated self-signed certificate (PEM), so a client
+    /// can be told to trust it. Only used when `cert`/`key` are absent.
+    pub self_signed_out: Option<PathBuf>,
+}
+
+/// `[origin]`: the static files Herald serves.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OriginConfig {
+    /// The document root. Required (here or with `--root`).
+    pub root: Option<PathBuf>,
+    /// `Cache-Control` for every file response. Default `no-cache`: browsers
+    /// revalidate with the ETag, so a changed asset is never served stale.
+    pub cache_control: String,
+    /// File served for a path ending in `/`.
+    pub index: String,
+}
+
+impl Default for OriginConfig {
+    fn default() -> Self {
+        OriginConfig {
+            root: None,
+            cache_control: "no-cache".into(),
+            index: "index.html".into(),
+        }
+    }
+}
+
+/// `[policy]`: the Wasm policy and the limits it runs under.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// The policy component (`.wasm`). Without one, Herald serves files and
+    /// pushes nothing.
+    pub path: Option<PathBuf>,
+    /// The policy's own configuration, readable through the `config` import.
+    pub config: toml::Table,
+    /// Wall-clock deadline per call. Default 20 ms: a compiled policy decides in
+    /// microseconds and an interpreted one in about a millisecond; anything
+    /// slower is a bug, and the page must not wait for it.
+    pub deadline_ms: u64,
+    /// Linear memory cap per instance. Default 64 MiB: room for a Python or
+    /// JavaScript guest's heap, small enough that 128 concurrent calls fit.
+    pub memory_mib: u64,
+    /// Calls that may run at once (pooling allocator slots). Default 128.
+    /// Requests beyond that wait for a slot within their deadline.
+    pub max_concurrent_calls: u32,
+    /// Hints beyond this many are dropped (counted). Default 64.
+    pub max_hints: usize,
+    /// A hint whose path and headers exceed this many bytes is dropped. Default 4096.
+    pub max_hint_bytes: usize,
+    /// Bytes of stdout+stderr kept per call (logged at debug level); the rest
+    /// is discarded. Default 4096.
+    pub max_output_bytes: usize,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            path: None,
+            config: toml::Table::new(),
+            deadline_ms: 20,
+            memory_mib: 64,
+            max_concurrent_calls: 128,
+            max_hints: 64,
+            max_hint_bytes: 4096,
+            max_output_bytes: 4096,
+        }
+    }
+}
+
+impl PolicyConfig {
+    pub fn deadline(&self) -> Duration {
+        Duration::from_millis(self.deadline_ms)
+    }
+}
+
+/// `[push]`: what the host allows, whatever a policy asks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushConfig {
+    /// Turn PUSH_PROMISE off entirely (hints then always go out as early hints).
+    pub enabled: bool,
+    /// Send `103 Early Hints` for hints that are not pushed.
+    pub early_hints: bool,
+    /// Pushes per parent request. Default 16.
+    pub max_per_request: usize,
+    /// Pushes per connection over its lifetime. Default 256.
+    pub max_per_connection: usize,
+    /// Paths remembered per connection so none is pushed twice. Default 1024
+    /// (the size H2O chose); older entries are forgotten first.
+    pub memo_size: usize,
+    /// Request headers copied from the parent into each PUSH_PROMISE when the
+    /// hint does not say: the headers a response commonly varies on.
+    pub copy_headers: Vec<String>,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        PushConfig {
+            enabled: true,
+            early_hints: true,
+            max_per_request: 16,
+            max_per_connection: 256,
+            memo_size: 1024,
+            copy_headers: ["accept-encoding", "accept-language", "user-agent", "cookie"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+}
+
+/// `[h2]`: HTTP/2 settings, each chosen on purpose (see `docs/h2-settings.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct H2Config {
+    /// SETTINGS_INITIAL_WINDOW_SIZE we advertise: how much a client may send
+    /// on one stream before we read it. Requests are small; 256 KiB lets
+    /// uploads proceed without stalls. Default 262144.
+    pub initial_window_size: u32,
+    /// The connection-level receive window. Default 1 MiB.
+    pub initial_connection_window_size: u32,
+    /// SETTINGS_MAX_CONCURRENT_STREAMS we advertise. Default 128 (browsers open
+    /// fewer than 100 at once; it bounds per-connection work).
+    pub max_concurrent_streams: u32,
+    /// SETTINGS_MAX_HEADER_LIST_SIZE: the largest request header block.
+    /// Default 64 KiB (long cookies fit; abuse does not).
+    pub max_header_list_size: u32,
+    /// SETTINGS_MAX_FRAME_SIZE for frames we receive. Default 16384 (the minimum).
+    pub max_frame_size: u32,
+    /// Bytes h2 may buffer per stream before we stop producing. Kept small
+    /// (64 KiB) so the host, not h2's queue, decides what goes next.
+    pub max_send_buffer_size: usize,
+    /// Streams reset by the client kept in memory to absorb late frames. Default 50.
+    pub max_concurrent_reset_streams: usize,
+    /// How long such a stream is kept. Default 1000 ms.
+    pub reset_stream_duration_ms: u64,
+    /// Streams reset before we accepted them; past this the connection is
+    /// closed (rapid reset, CVE-2023-44487). Default 20.
+    pub max_pending_accept_reset_streams: usize,
+    /// Streams we reset for protocol errors before we give up on a client.
+    /// Default 256.
+    pub max_local_error_reset_streams: usize,
+}
+
+impl Default for H2Config {
+    fn default() -> Self {
+        H2Config {
+            initial_window_size: 256 * 1024,
+            initial_connection_window_size: 1024 * 1024,
+            max_concurrent_streams: 128,
+            max_header_list_size: 64 * 1024,
+            max_frame_size: 16_384,
+            max_send_buffer_size: 64 * 1024,
+            max_concurrent_reset_streams: 50,
+            reset_stream_duration_ms: 1000,
+            max_pending_accept_reset_streams: 20,
+            max_local_error_reset_streams: 256,
+        }
+    }
+}
+
+impl Config {
+    /// Parse a config file's text. `name` is used in messages.
+    pub fn parse(name: &str, text: &str) -> Result<Config, ConfigError> {
+        let config: Config =
+            toml::from_str(text).map_err(|e| describe_toml_error(name, text, &e))?;
+        Ok(config)
+    }
+
+    /// Read and parse a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| err(format!("config {}: cannot read: {e}", path.display())))?;
+        let mut config = Config::parse(&path.display().to_string(), &text)?;
+        // Relative paths in a config file are relative to the file, like nginx's.
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.rebase(base);
+        Ok(config)
+    }
+
+    fn rebase(&mut self, base: &Path) {
+        let fix = |p: &mut Option<PathBuf>| {
+            if let Some(path) = p
+                && path.is_relative()
+            {
+                *path = base.join(&*path);
+            }
+        };
+        fix(&mut self.tls.cert);
+        fix(&mut self.tls.key);
+        fix(&mut self.tls.self_signed_out);
+        fix(&mut self.origin.root);
+        fix(&mut self.policy.path);
+    }
+
+    /// Checks that need more than types: one message per problem, naming the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let c = self;
+        if c.server.listen.is_empty() && c.server.listen_h2c.is_empty() {
+            return Err(err(
+                "server.listen and server.listen_h2c: at least one listener is needed",
+            ));
+        }
+        if c.tls.cert.is_some() != c.tls.key.is_some() {
+            return Err(err("tls.cert and tls.key: set both or neither"));
+        }
+        for (key, path) in [
+            ("tls.cert", &c.tls.cert),
+            ("tls.key", &c.tls.key),
+            ("policy.path", &c.policy.path),
+        ] {
+            if let Some(p) = path
+                && !p.is_file()
+            {
+                return Err(err(format!(
+                    "{key}: {} is not a readable file",
+                    p.display()
+                )));
+            }
+        }
+        match &c.origin.root {
+            None => {
+                return Err(err(
+                    "origin.root: no document root (set it in the config or pass --root DIR)",
+                ));
+            }
+            Some(root) if !root.is_dir() => {
+                return Err(err(format!(
+                    "origin.root: {} is not a directory",
+                    root.display()
+                )));
+            }
+            _ => {}
+        }
+        if c.origin.index.is_empty() || c.origin.index.contains('/') {
+            return Err(err(
+                "origin.index: must be a plain file name such as index.html",
+            ));
+        }
+        if http::HeaderValue::from_str(&c.origin.cache_control).is_err() {
+            return Err(err("origin.cache_control: not a valid header value"));
+        }
+        let p = &c.policy;
+        range("policy.deadline_ms", p.deadline_ms, 1, 10_000)?;
+        range("policy.memory_mib", p.memory_mib, 1, 4096)?;
+        range(
+            "policy.max_concurrent_calls",
+            p.max_concurrent_calls.into(),
+            1,
+            10_000,
+        )?;
+        range("policy.max_hints", p.max_hints as u64, 0, 10_000)?;
+        range(
+            "policy.max_hint_bytes",
+            p.max_hint_bytes as u64,
+            64,
+            1 << 20,
+        )?;
+        range(
+            "policy.max_output_bytes",
+            p.max_output_bytes as u64,
+            0,
+            1 << 20,
+        )?;
+        range("push.memo_size", c.push.memo_size as u64, 1, 1 << 20)?;
+        for name in &c.push.copy_headers {
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err()
+                || name.bytes().any(|b| b.is_ascii_uppercase())
+            {
+                return Err(err(format!(
+                    "push.copy_headers: `{name}` is not a lowercase header name"
+                )));
+            }
+        }
+        let h = &c.h2;
+        range(
+            "h2.initial_window_size",
+            h.initial_window_size.into(),
+            65_535,
+            (1 << 31) - 1,
+        )?;
+        range(
+            "h2.initial_connection_window_size",
+            h.initial_connection_window_size.into(),
+            65_535,
+            (1 << 31) - 1,
+        )?;
+        range(
+            "h2.max_concurrent_streams",
+            h.max_concurrent_streams.into(),
+            1,
+            10_000,
+        )?;
+        range(
+            "h2.max_header_list_size",
+            h.max_header_list_size.into(),
+            4096,
+            16 << 20,
+        )?;
+        range(
+            "h2.max_frame_size",
+            h.max_frame_size.into(),
+            16_384,
+            (1 << 24) - 1,
+        )?;
+        range(
+            "h2.max_send_buffer_size",
+            h.max_send_buffer_size as u64,
+            1024,
+            64 << 20,
+        )?;
+        range(
+            "server.handshake_timeout_ms",
+            c.server.handshake_timeout_ms,
+            100,
+            600_000,
+        )?;
+        range(
+            "server.shutdown_grace_ms",
+            c.server.shutdown_grace_ms,
+            0,
+            3_600_000,
+        )?;
+        range(
+            "server.promise_flush_timeout_ms",
+            c.server.promise_flush_timeout_ms,
+            10,
+            600_000,
+        )?;
+        Ok(())
+    }
+
+    /// The policy configuration flattened for the `config` import.
+    pub fn policy_values(&self) -> BTreeMap<String, Vec<String>> {
+        flatten_policy_config(&self.policy.config)
+    }
+}
+
+fn range(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+    if value < min || value > max {
+        return Err(err(format!(
+            "{key}: {value} is out of range ({min} to {max})"
+        )));
+    }
+    Ok(())
+}
+
+/// Strings stay strings, arrays become lists (their items written out),
+/// numbers and booleans become strings; nested tables are left to `json()`.
+pub fn flatten_policy_config(table: &toml::Table) -> BTreeMap<String, Vec<String>> {
+    fn scalar(v: &toml::Value) -> Option<String> {
+        match v {
+            toml::Value::String(s) => Some(s.clone()),
+            toml::Value::Integer(i) => Some(i.to_string()),
+            toml::Value::Float(f) => Some(f.to_string()),
+            toml::Value::Boolean(b) => Some(b.to_string()),
+            toml::Value::Datetime(d) => Some(d.to_string()),
+            _ => None,
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (k, v) in table {
+        let values = match v {
+            toml::Value::Array(items) => items.iter().filter_map(scalar).collect(),
+            toml::Value::Table(_) => Vec::new(),
+            other => scalar(other).into_iter().collect(),
+        };
+        out.insert(k.clone(), values);
+    }
+    out
+}
+
+/// Turn toml's multi-line report into `file:line: key: message`.
+fn describe_toml_error(name: &str, text: &str, e: &toml::de::Error) -> ConfigError {
+    let message = e.message().trim().replace('\n', " ");
+    let Some(span) = e.span() else {
+        return err(format!("config {name}: {message}"));
+    };
+    let line_no = text[..span.start.min(text.len())].matches('\n').count() + 1;
+    let key = key_path_at(text, span.start);
+    match key {
+        Some(key) => err(format!("config {name}:{line_no}: {key}: {message}")),
+        None => err(format!("config {name}:{line_no}: {message}")),
+    }
+}
+
+/// The dotted key at a byte offset: the nearest `[table]` header above plus the
+/// key on that line, e.g. `policy.deadline_ms`.
+fn key_path_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let line_end = text[offset..]
+        .find('\n')
+        .map(|i| offset + i)
+        .unwrap_or(text.len());
+    let line = text[line_start..line_end].trim();
+    let table = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && l.ends_with(']'))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    if line.starts_with('[') {
+        return Some(
+            line.trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_string(),
+        );
+    }
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"').to_string())?;
+    Some(match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse_from_empty_file() {
+        let c = Config::parse("t.toml", "").unwrap();
+        assert_eq!(c.policy.deadline_ms, 20);
+        assert_eq!(c.push.copy_headers.len(), 4);
+    }
+
+    #[test]
+    fn unknown_key_names_table_key_and_line() {
+        let e = Config::parse(
+            "t.toml",
+            "[server]\ntrace_frames = true\nlisen = [\"1.2.3.4:1\"]\n",
+        )
+        .unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("config t.toml:3: server.lisen: unknown field `lisen`"),
+            "{msg}"
+        );
+        assert!(!msg.contains('\n'));
+    }
+
+    #[test]
+    fn bad_value_names_key() {
+        let e = Config::parse("t.toml", "[policy]\ndeadline_ms = \"soon\"\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("config t.toml:2: policy.deadline_ms: invalid type"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_table_is_named() {
+        let e = Config::parse("t.toml", "[pusher]\nx = 1\n").unwrap_err();
+        assert!(e.to_string().contains("pusher"), "{e}");
+    }
+
+    #[test]
+    fn validate_names_out_of_range_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Config::parse("t.toml", "[policy]\ndeadline_ms = 0\n").unwrap();
+        c.origin.root = Some(dir.path().to_path_buf());
+        let e = c.validate().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "policy.deadline_ms: 0 is out of range (1 to 10000)"
+        );
+    }
+
+    #[test]
+    fn validate_requires_root() {
+        let c = Config::parse("t.toml", "").unwrap();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("origin.root:")
+        );
+    }
+
+    #[test]
+    fn policy_config_flattens() {
+        let c = Config::parse(
+            "t.toml",
+            "[policy.config]\n\"/\" = [\"/a.css\", \"/b.js\"]\nmode = \"x\"\nn = 3\nnested = { a = 1 }\n",
+        )
+        .unwrap();
+        let v = c.policy_values();
+        assert_eq!(v["/"], ["/a.css", "/b.js"]);
+        assert_eq!(v["mode"], ["x"]);
+        assert_eq!(v["n"], ["3"]);
+        assert!(v["nested"].is_empty());
+    }
+}

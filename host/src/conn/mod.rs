@@ -1,0 +1,320 @@
+//! One HTTP/2 connection: the h2 driver, and the handler each request runs.
+//!
+//! The path of a request: the origin prepares the parent's response (status
+//! and headers known, body not yet read); the policy is called; the planner
+//! turns its answer into pushes and early hints; `push::deliver` issues the
+//! promises through the connection's push gate; a `103 Early Hints` carries the
+//! rest; then the parent's HEADERS and body go out, and each promise is
+//! answered by its own task.
+//!
+//! Invariant: nothing is sent on the parent's stream after its final HEADERS
+//! except its body: no promise, no 1xx (h2 would send both; clients reject them).
+
+pub mod push;
+pub mod send;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use h2::server::SendResponse;
+use http::{HeaderValue, Method, StatusCode};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+
+use crate::metrics::Metrics;
+use crate::origin::Serve;
+use crate::planner::{self, Plan};
+use crate::policy::{PolicyFailure, input};
+use crate::server::Shared;
+use crate::tap::{PeerState, Tap};
+
+static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh connection id for logs.
+pub fn next_id() -> u64 {
+    NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Per-connection state shared by the handlers of its requests.
+pub struct Conn {
+    pub id: u64,
+    pub scheme: &'static str,
+    pub shared: Arc<Shared>,
+    pub peer: Arc<PeerState>,
+    pub push_book: tokio::sync::Mutex<push::PushBook>,
+    /// Requests being handled (client-initiated streams still open).
+    pub open_requests: AtomicUsize,
+    /// Pushed streams promised and not yet finished.
+    pub active_pushes: AtomicUsize,
+}
+
+/// Serve HTTP/2 on an established byte stream (TLS with ALPN h2, or h2c).
+pub async fn serve<IO>(
+    io: IO,
+    shared: Arc<Shared>,
+    id: u64,
+    scheme: &'static str,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = PeerState::new(id, shared.config.server.trace_frames);
+    let io = Tap::new(io, peer.clone());
+    let h = &shared.config.h2;
+    let mut builder = h2::server::Builder::new();
+    builder
+        .initial_window_size(h.initial_window_size)
+        .initial_connection_window_size(h.initial_connection_window_size)
+        .max_concurrent_streams(h.max_concurrent_streams)
+        .max_header_list_size(h.max_header_list_size)
+        .max_frame_size(h.max_frame_size)
+        .max_send_buffer_size(h.max_send_buffer_size)
+        .max_concurrent_reset_streams(h.max_concurrent_reset_streams)
+        .reset_stream_duration(Duration::from_millis(h.reset_stream_duration_ms))
+        .max_pending_accept_reset_streams(h.max_pending_accept_reset_streams)
+        .max_local_error_reset_streams(Some(h.max_local_error_reset_streams));
+    let handshake = Duration::from_millis(shared.config.server.handshake_timeout_ms);
+    let mut connection =
+        match tokio::time::timeout(handshake, builder.handshake::<_, Bytes>(io)).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                tracing::info!(conn = id, "HTTP/2 handshake failed: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::info!(
+                    conn = id,
+                    "HTTP/2 preface not received within {} ms",
+                    handshake.as_millis()
+                );
+                return;
+            }
+        };
+    let conn = Arc::new(Conn {
+        id,
+        scheme,
+        peer,
+        push_book: tokio::sync::Mutex::new(push::PushBook::new(shared.config.push.memo_size)),
+        open_requests: AtomicUsize::new(0),
+        active_pushes: AtomicUsize::new(0),
+        shared,
+    });
+    let mut draining = false;
+    loop {
+        let next = tokio::select! {
+            next = connection.accept() => next,
+            _ = shutdown.changed(), if !draining => {
+                draining = true;
+                connection.graceful_shutdown();
+                continue;
+            }
+        };
+        match next {
+            Some(Ok((request, respond))) => {
+                conn.open_requests.fetch_add(1, Ordering::AcqRel);
+                let conn = conn.clone();
+                tokio::spawn(async move {
+                    let _open = OpenRequest(conn.clone());
+                    handle(conn, request, respond).await;
+                });
+            }
+            Some(Err(e)) => {
+                if e.is_go_away() || e.is_io() {
+                    tracing::debug!(conn = id, "connection ended: {e}");
+                } else {
+                    tracing::info!(conn = id, "connection error: {e}");
+                }
+                break;
+            }
+            None => break,
+        }
+    }
+    tracing::debug!(conn = id, "connection closed");
+}
+
+struct OpenRequest(Arc<Conn>);
+
+impl Drop for OpenRequest {
+    fn drop(&mut self) {
+        self.0.open_requests.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Handle one client request: policy, promises, early hints, response.
+async fn handle(
+    conn: Arc<Conn>,
+    request: http::Request<h2::RecvStream>,
+    mut respond: SendResponse<Bytes>,
+) {
+    let shared = &conn.shared;
+    Metrics::inc(&shared.metrics.requests);
+    // The request body is not used by the static origin; dropping it tells h2
+    // to stop accepting it.
+    let (parts, _body) = request.into_parts();
+    let authority = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            parts
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        });
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or("/")
+        .to_string();
+
+    let response = shared
+        .origin
+        .respond(
+            &parts.method,
+            parts.uri.path(),
+            &parts.headers,
+            Serve::Request,
+        )
+        .await;
+
+    let can_push = shared.config.push.enabled && conn.peer.push_enabled();
+    let hints = match &shared.policy {
+        Some(policy) => {
+            Metrics::inc(&shared.metrics.policy_calls);
+            let input = input::build(
+                &parts,
+                conn.scheme,
+                authority.as_deref().unwrap_or(""),
+                can_push,
+                "default",
+            );
+            let (result, _stats) = policy.decide(&input).await;
+            match result {
+                Ok(hints) => hints,
+                Err(failure) => {
+                    count_failure(&conn, policy.name(), &path_and_query, &failure);
+                    Vec::new()
+                }
+            }
+        }
+        None => Vec::new(),
+    };
+    Metrics::add(&shared.metrics.hints, hints.len() as u64);
+
+    // Hints only for a page that is actually served: not for errors, and not
+    // for a 304 (the client has the page, and most likely its assets).
+    let plan = if response.status == StatusCode::OK && !hints.is_empty() {
+        let p = &shared.config.policy;
+        planner::plan(
+            hints,
+            &planner::Context {
+                method: &parts.method,
+                parent: &path_and_query,
+                can_push,
+                early_hints: shared.config.push.early_hints,
+                max_hints: p.max_hints,
+                max_hint_bytes: p.max_hint_bytes,
+                on_invalid: shared.on_invalid,
+            },
+        )
+    } else {
+        Plan::default()
+    };
+    if !plan.invalid.is_empty() || plan.over_limit > 0 {
+        Metrics::add(
+            &shared.metrics.invalid_hints,
+            (plan.invalid.len() + plan.over_limit) as u64,
+        );
+        if let Some(suppressed) = shared.invalid_log.admit() {
+            let first = plan
+                .invalid
+                .first()
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "too many hints".into());
+            tracing::warn!(
+                conn = conn.id,
+                path = %path_and_query,
+                invalid = plan.invalid.len(),
+                over_limit = plan.over_limit,
+                suppressed,
+                "policy returned invalid hints, dropped: {first}"
+            );
+        }
+    }
+
+    let delivered = push::deliver(
+        &conn,
+        &mut respond,
+        plan.items,
+        authority.as_deref(),
+        &parts.headers,
+    )
+    .await;
+
+    let links: Vec<HeaderValue> = delivered
+        .early
+        .iter()
+        .map(|h| planner::link::preload(h, can_push))
+        .collect();
+    if !links.is_empty() {
+        let mut early = http::Response::builder()
+            .status(StatusCode::EARLY_HINTS)
+            .body(())
+            .expect("103 is valid");
+        for link in &links {
+            early.headers_mut().append(http::header::LINK, link.clone());
+        }
+        match respond.send_informational(early) {
+            Ok(()) => Metrics::inc(&shared.metrics.early_hints_sent),
+            Err(e) => tracing::debug!(conn = conn.id, "103 not sent: {e}"),
+        }
+    }
+
+    for promised in delivered.promised {
+        tokio::spawn(push::serve_pushed(conn.clone(), promised));
+    }
+
+    let end = response.body.is_empty() || parts.method == Method::HEAD;
+    let mut head = http::Response::builder()
+        .status(response.status)
+        .body(())
+        .expect("status is valid");
+    *head.headers_mut() = response.headers;
+    for link in links {
+        head.headers_mut().append(http::header::LINK, link);
+    }
+    let mut send = match respond.send_response(head, end) {
+        Ok(send) => send,
+        Err(e) => {
+            tracing::debug!(conn = conn.id, path = %path_and_query, "response not sent: {e}");
+            return;
+        }
+    };
+    if !end && let Err((_, e)) = send::send_body(&mut send, response.body).await {
+        tracing::debug!(conn = conn.id, path = %path_and_query, "response body not completed: {e:?}");
+    }
+}
+
+fn count_failure(conn: &Conn, policy: &str, path: &str, failure: &PolicyFailure) {
+    let m = &conn.shared.metrics;
+    Metrics::inc(match failure {
+        PolicyFailure::Trap(_) => &m.policy_traps,
+        PolicyFailure::Timeout => &m.policy_timeouts,
+        PolicyFailure::Error(_) => &m.policy_errors,
+        PolicyFailure::Busy => &m.policy_busy,
+    });
+    if let Some(suppressed) = conn.shared.failure_log.admit() {
+        tracing::warn!(
+            conn = conn.id,
+            policy,
+            path,
+            kind = failure.kind(),
+            suppressed,
+            "policy {failure}; request served without hints"
+        );
+    }
+}

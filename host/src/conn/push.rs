@@ -1,0 +1,311 @@
+//! Delivering pushes: the one place per connection that issues PUSH_PROMISEs.
+//!
+//! h2 sends the frames of different streams in turn, so promises issued by two
+//! parents at once can reach the wire out of order (2, 6, 4, 8), and the client
+//! then kills the connection. Here a parent takes the connection's push gate,
+//! issues all of its promises, and keeps the gate until the frame tap has seen
+//! the last of them written. Promised ids therefore reach the wire in the order
+//! h2 allocated them. If the wire does not take the promises within
+//! `server.promise_flush_timeout_ms` (a client that stopped reading), the gate
+//! is poisoned: nobody promises on that connection again.
+//!
+//! The gate also owns the per-connection budgets and the memo of pushed paths,
+//! and never lets promised-or-open pushes exceed what the client's
+//! MAX_CONCURRENT_STREAMS allows (h2 would queue them, and a reset of a queued
+//! push kills the connection).
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use h2::server::{SendPushedResponse, SendResponse};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+
+use super::Conn;
+use crate::metrics::Metrics;
+use crate::origin::Serve;
+use crate::planner::{Planned, Route, ValidHint};
+use crate::policy::{Delivery, Destination};
+
+/// Per-connection push state, guarded by the push gate.
+#[derive(Debug)]
+pub struct PushBook {
+    memo: Memo,
+    pushed: usize,
+    /// Set when promises did not reach the wire in time; no more pushes then.
+    poisoned: bool,
+}
+
+impl PushBook {
+    pub fn new(memo_size: usize) -> PushBook {
+        PushBook {
+            memo: Memo::new(memo_size),
+            pushed: 0,
+            poisoned: false,
+        }
+    }
+}
+
+/// The paths pushed on a connection, oldest forgotten first.
+#[derive(Debug)]
+struct Memo {
+    set: HashSet<String>,
+    order: VecDeque<String>,
+    cap: usize,
+}
+
+impl Memo {
+    fn new(cap: usize) -> Memo {
+        Memo {
+            set: HashSet::new(),
+            order: VecDeque::new(),
+            cap,
+        }
+    }
+
+    fn contains(&self, path: &str) -> bool {
+        self.set.contains(path)
+    }
+
+    fn insert(&mut self, path: &str) {
+        if self.set.insert(path.to_string()) {
+            self.order.push_back(path.to_string());
+            if self.order.len() > self.cap
+                && let Some(old) = self.order.pop_front()
+            {
+                self.set.remove(&old);
+            }
+        }
+    }
+}
+
+/// A promise issued, waiting for its response.
+pub struct Promised {
+    pub stream: SendPushedResponse<Bytes>,
+    pub hint: ValidHint,
+    pub headers: HeaderMap,
+}
+
+/// The outcome of delivery for one parent.
+#[derive(Default)]
+pub struct Delivered {
+    pub promised: Vec<Promised>,
+    /// Hints to send as early hints (planned so, or fallen back from push).
+    pub early: Vec<ValidHint>,
+}
+
+/// Issue the promises of `plan` for the parent behind `respond`. Must run
+/// before the parent's response HEADERS.
+pub async fn deliver(
+    conn: &Arc<Conn>,
+    respond: &mut SendResponse<Bytes>,
+    items: Vec<Planned>,
+    authority: Option<&str>,
+    parent_headers: &HeaderMap,
+) -> Delivered {
+    let mut out = Delivered::default();
+    let mut candidates = Vec::new();
+    for item in items {
+        match item.route {
+            Route::EarlyHint => out.early.push(item.hint),
+            Route::Push => candidates.push(item.hint),
+        }
+    }
+    if candidates.is_empty() {
+        return out;
+    }
+    let fallback = |out: &mut Delivered, hint: ValidHint| {
+        if hint.delivery == Delivery::Auto && conn.shared.config.push.early_hints {
+            out.early.push(hint);
+        }
+    };
+    let Some(authority) = authority.filter(|a| !a.is_empty()) else {
+        // Without an authority there is no absolute URI to promise.
+        candidates.into_iter().for_each(|h| fallback(&mut out, h));
+        return out;
+    };
+
+    // Only promise what the origin can serve: a promised 404 wastes a stream.
+    let mut servable = Vec::with_capacity(candidates.len());
+    for hint in candidates {
+        match conn.shared.origin.resolve(hint.path_and_query.path()).await {
+            Ok(_) => servable.push(hint),
+            Err(_) => {
+                tracing::debug!(conn = conn.id, path = %hint.path_and_query, "hint for a missing file: not pushed")
+            }
+        }
+    }
+
+    let flush_timeout = Duration::from_millis(conn.shared.config.server.promise_flush_timeout_ms);
+    let Ok(mut book) = tokio::time::timeout(flush_timeout, conn.push_book.lock()).await else {
+        tracing::debug!(
+            conn = conn.id,
+            "push gate busy past the flush timeout: hints go out as early hints"
+        );
+        servable.into_iter().for_each(|h| fallback(&mut out, h));
+        return out;
+    };
+    if book.poisoned || !conn.peer.push_enabled() {
+        servable.into_iter().for_each(|h| fallback(&mut out, h));
+        return out;
+    }
+
+    let cfg = &conn.shared.config.push;
+    let scheme = conn.scheme;
+    let mut last_id = None;
+    let mut this_request = 0usize;
+    for hint in servable {
+        let pq = hint.path_and_query.as_str();
+        if book.memo.contains(pq) {
+            // Pushed earlier on this connection: the client has it.
+            continue;
+        }
+        let open =
+            conn.open_requests.load(Ordering::Acquire) + conn.active_pushes.load(Ordering::Acquire);
+        let peer_limit = conn.peer.max_concurrent_streams() as usize;
+        if this_request >= cfg.max_per_request
+            || book.pushed >= cfg.max_per_connection
+            || open >= peer_limit
+        {
+            fallback(&mut out, hint);
+            continue;
+        }
+        let headers = promise_headers(&hint, parent_headers, &cfg.copy_headers);
+        let mut request = http::Request::builder()
+            .method(Method::GET)
+            .uri(format!("{scheme}://{authority}{pq}"))
+            .body(())
+            .expect("validated path and authority form a URI");
+        *request.headers_mut() = headers.clone();
+        match respond.push_request(request) {
+            Ok(stream) => {
+                last_id = Some(u32::from(stream.stream_id()));
+                book.memo.insert(pq);
+                book.pushed += 1;
+                this_request += 1;
+                conn.active_pushes.fetch_add(1, Ordering::AcqRel);
+                Metrics::inc(&conn.shared.metrics.pushes_promised);
+                out.promised.push(Promised {
+                    stream,
+                    hint,
+                    headers,
+                });
+            }
+            Err(e) => {
+                // The client disabled push since we looked, or the parent is gone.
+                tracing::debug!(conn = conn.id, path = pq, "push refused by h2: {e}");
+                fallback(&mut out, hint);
+            }
+        }
+    }
+    if let Some(id) = last_id
+        && tokio::time::timeout(flush_timeout, conn.peer.wait_promised(id))
+            .await
+            .is_err()
+    {
+        book.poisoned = true;
+        tracing::warn!(
+            conn = conn.id,
+            "promises not written within {} ms (client not reading?): no more pushes on this connection",
+            flush_timeout.as_millis()
+        );
+    }
+    out
+}
+
+/// The request headers of a promise: the parent's headers the response may
+/// vary on, then the hint's own, then an `accept` fitting the destination.
+fn promise_headers(hint: &ValidHint, parent: &HeaderMap, default_copy: &[String]) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let copy = |name: &HeaderName, headers: &mut HeaderMap| {
+        for value in parent.get_all(name) {
+            headers.append(name.clone(), value.clone());
+        }
+    };
+    match &hint.copy_headers {
+        Some(names) => names.iter().for_each(|n| copy(n, &mut headers)),
+        None => default_copy
+            .iter()
+            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+            .for_each(|n| copy(&n, &mut headers)),
+    }
+    for (name, value) in &hint.headers {
+        headers.insert(name.clone(), value.clone());
+    }
+    if !headers.contains_key(http::header::ACCEPT) {
+        let accept = match hint.destination {
+            Destination::Style => "text/css,*/*;q=0.1",
+            Destination::Image => "image/avif,image/webp,image/apng,image/*,*/*;q=0.8",
+            _ => "*/*",
+        };
+        headers.insert(http::header::ACCEPT, HeaderValue::from_static(accept));
+    }
+    headers
+}
+
+/// Answer one promise with a complete response (or a reset if the body fails).
+pub async fn serve_pushed(conn: Arc<Conn>, promised: Promised) {
+    let Promised {
+        mut stream,
+        hint,
+        headers,
+    } = promised;
+    let _active = ActivePush(conn.clone());
+    let response = conn
+        .shared
+        .origin
+        .respond(
+            &Method::GET,
+            hint.path_and_query.path(),
+            &headers,
+            Serve::Push,
+        )
+        .await;
+    let end = response.body.is_empty();
+    let mut head = http::Response::builder()
+        .status(response.status)
+        .body(())
+        .expect("status is valid");
+    *head.headers_mut() = response.headers;
+    let mut send = match stream.send_response(head, end) {
+        Ok(send) => send,
+        Err(e) => {
+            tracing::debug!(conn = conn.id, path = %hint.path_and_query, "pushed response not sent: {e}");
+            return;
+        }
+    };
+    if end {
+        Metrics::inc(&conn.shared.metrics.pushes_completed);
+        return;
+    }
+    match super::send::send_body(&mut send, response.body).await {
+        Ok(n) => {
+            Metrics::add(&conn.shared.metrics.pushed_bytes, n);
+            Metrics::inc(&conn.shared.metrics.pushes_completed);
+        }
+        Err((n, e)) => {
+            Metrics::add(&conn.shared.metrics.pushed_bytes, n);
+            match e {
+                super::send::SendError::Reset(reason) => {
+                    Metrics::inc(&conn.shared.metrics.pushes_cancelled);
+                    tracing::debug!(conn = conn.id, path = %hint.path_and_query, sent = n, "client reset push: {reason:?}");
+                }
+                other => {
+                    tracing::debug!(conn = conn.id, path = %hint.path_and_query, "push body failed: {other:?}");
+                    send.send_reset(h2::Reason::INTERNAL_ERROR);
+                }
+            }
+        }
+    }
+}
+
+/// Counts a pushed stream as open until its task ends.
+struct ActivePush(Arc<Conn>);
+
+impl Drop for ActivePush {
+    fn drop(&mut self) {
+        self.0.active_pushes.fetch_sub(1, Ordering::AcqRel);
+    }
+}

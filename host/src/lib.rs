@@ -1,0 +1,18 @@
+//! Herald: an HTTP/2 server whose push decisions are made per request by
+//! sandboxed WebAssembly policies.
+//!
+//! The path of a request, one module per step: [`server`] accepts and
+//! completes TLS; [`conn`] drives h2 through a frame [`tap`]; [`origin`]
+//! prepares the response; [`policy`] runs the Wasm policy; [`planner`]
+//! validates and routes its hints; `conn::push` issues promises through the
+//! connection's single push gate; [`metrics`] counts what happened.
+
+pub mod config;
+pub mod conn;
+pub mod metrics;
+pub mod origin;
+pub mod planner;
+pub mod policy;
+pub mod server;
+pub mod tap;
+pub mod tls;

@@ -1,0 +1,175 @@
+//! The `herald` command.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use herald::config::Config;
+use herald::server::{Server, Shared};
+
+/// Herald: an HTTP/2 server whose pushes and early hints are decided per
+/// request by a sandboxed WebAssembly policy.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve a directory over HTTP/2, with hints from a policy.
+    ///
+    /// Flags override the config file. Example:
+    ///   herald serve --listen 127.0.0.1:8443 --root site/ --policy page_map.wasm
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// Config file (TOML) for everything else: TLS, policy config, limits, h2
+    /// settings. Unknown keys are errors.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// TLS listen address (ALPN h2); repeat for several. Replaces
+    /// `server.listen`. Port 0 picks a free port (printed at start).
+    #[arg(long, value_name = "ADDR")]
+    listen: Vec<SocketAddr>,
+    /// Cleartext HTTP/2 (prior knowledge) listen address; repeat for several.
+    /// Replaces `server.listen_h2c`.
+    #[arg(long, value_name = "ADDR")]
+    h2c: Vec<SocketAddr>,
+    /// Serve only the cleartext listeners given with --h2c (no TLS listener).
+    #[arg(long)]
+    no_tls: bool,
+    /// Document root. Replaces `origin.root`.
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// Policy component (.wasm). Replaces `policy.path`.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// TLS certificate chain (PEM). Replaces `tls.cert`.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// TLS private key (PEM). Replaces `tls.key`.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+    /// Print every HTTP/2 frame sent and received, per connection.
+    #[arg(long)]
+    trace_frames: bool,
+    /// Log filter, e.g. `info`, `debug`, `herald=debug`. Default: $RUST_LOG or `info`.
+    #[arg(long, value_name = "FILTER")]
+    log: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn init_logging(filter: Option<&str>) {
+    let filter = match filter {
+        Some(f) => tracing_subscriber::EnvFilter::new(f),
+        None => tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    init_logging(args.log.as_deref());
+    let config = match build_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("herald: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let workers = config.server.workers;
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all().thread_name("herald-worker");
+    if workers > 0 {
+        rt.worker_threads(workers);
+    }
+    let rt = match rt.build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("herald: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("herald: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn build_config(args: &ServeArgs) -> Result<Config, String> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    if !args.listen.is_empty() {
+        config.server.listen = args.listen.clone();
+    }
+    if !args.h2c.is_empty() {
+        config.server.listen_h2c = args.h2c.clone();
+    }
+    if args.no_tls {
+        config.server.listen.clear();
+    }
+    if let Some(root) = &args.root {
+        config.origin.root = Some(root.clone());
+    }
+    if let Some(policy) = &args.policy {
+        config.policy.path = Some(policy.clone());
+    }
+    if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
+        config.tls.cert = Some(cert.clone());
+        config.tls.key = Some(key.clone());
+    }
+    if args.trace_frames {
+        config.server.trace_frames = true;
+    }
+    config.validate().map_err(|e| e.to_string())?;
+    Ok(config)
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let grace = Duration::from_millis(config.server.shutdown_grace_ms);
+    let shared = Shared::from_config(config)?;
+    let server = Server::bind(shared).await?;
+    for (scheme, addr) in server.local_addrs() {
+        // A stable line on stdout that scripts and tests can wait for.
+        println!("herald listening on {scheme}://{addr}");
+        tracing::info!("listening on {scheme}://{addr}");
+    }
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        let _ = tx.send(true);
+    });
+    server.run(rx, grace).await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}

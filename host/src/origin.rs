@@ -1,0 +1,469 @@
+//! The static origin: files under a root directory.
+//!
+//! One code path serves both the client's requests and pushed responses; a
+//! typed [`Serve`] flag (never a header, which a client could forge) tells it
+//! which. A push ignores conditional headers, since the promise carries none
+//! the client chose.
+//!
+//! Invariant: no path outside the canonical root is ever opened. Dot segments
+//! (also percent-encoded) are refused before touching the file system, and the
+//! resolved file's canonical path must lie under the canonical root, which
+//! stops symlinks pointing out of it. Dotfiles other than `/.well-known/` are
+//! not served.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use percent_encoding::percent_decode_str;
+use tokio::io::AsyncReadExt;
+
+/// Who a response is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serve {
+    /// The client asked for it.
+    Request,
+    /// The host pushes it; the client never sent this request.
+    Push,
+}
+
+/// Files up to this size are read in one go; larger ones are streamed.
+const READ_WHOLE_LIMIT: u64 = 256 * 1024;
+/// Read size when streaming a large file.
+pub const CHUNK: usize = 64 * 1024;
+
+/// The static file origin.
+#[derive(Debug)]
+pub struct StaticOrigin {
+    root: PathBuf,
+    cache_control: HeaderValue,
+    index: String,
+}
+
+/// A response head plus its body source.
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Body,
+}
+
+/// Where the body comes from.
+pub enum Body {
+    Empty,
+    Bytes(Bytes),
+    File { file: tokio::fs::File, len: u64 },
+}
+
+impl Body {
+    /// The body length, known up front for every origin body.
+    pub fn len(&self) -> u64 {
+        match self {
+            Body::Empty => 0,
+            Body::Bytes(b) => b.len() as u64,
+            Body::File { len, .. } => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The next chunk of at most `max` bytes, or `None` at the end.
+    pub async fn next_chunk(&mut self, max: usize) -> io::Result<Option<Bytes>> {
+        match self {
+            Body::Empty => Ok(None),
+            Body::Bytes(b) if b.is_empty() => Ok(None),
+            Body::Bytes(b) => {
+                let n = max.min(b.len());
+                Ok(Some(b.split_to(n)))
+            }
+            Body::File { len: 0, .. } => Ok(None),
+            Body::File { file, len } => {
+                let want = (*len).min(max as u64) as usize;
+                let mut buf = vec![0u8; want];
+                file.read_exact(&mut buf).await?;
+                *len -= want as u64;
+                Ok(Some(Bytes::from(buf)))
+            }
+        }
+    }
+}
+
+/// A resolved file: what a response or a push plan needs to know about it.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub path: PathBuf,
+    pub len: u64,
+    pub modified: Option<SystemTime>,
+}
+
+/// Why a path does not map to a file.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ResolveError {
+    /// Dot segments, NUL, backslashes: a 400.
+    BadPath,
+    /// Missing, a directory without index, outside the root, a dotfile: a 404.
+    NotFound,
+}
+
+impl StaticOrigin {
+    pub fn new(root: &Path, cache_control: &str, index: &str) -> io::Result<StaticOrigin> {
+        let root = std::fs::canonicalize(root)?;
+        Ok(StaticOrigin {
+            root,
+            cache_control: HeaderValue::from_str(cache_control).map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "cache_control is not a header value",
+                )
+            })?,
+            index: index.to_string(),
+        })
+    }
+
+    /// Map a request path (percent-encoded, no query) to a file under the root.
+    pub async fn resolve(&self, path: &str) -> Result<Resolved, ResolveError> {
+        if !path.starts_with('/') {
+            return Err(ResolveError::BadPath);
+        }
+        let decoded = percent_decode_str(path).collect::<Vec<u8>>();
+        if decoded.iter().any(|&b| b == 0 || b == b'\\') {
+            return Err(ResolveError::BadPath);
+        }
+        let decoded = String::from_utf8(decoded).map_err(|_| ResolveError::NotFound)?;
+        let mut candidate = self.root.clone();
+        for segment in decoded.split('/') {
+            match segment {
+                "" => continue,
+                "." | ".." => return Err(ResolveError::BadPath),
+                s if s.starts_with('.') && s != ".well-known" => {
+                    return Err(ResolveError::NotFound);
+                }
+                s => candidate.push(s),
+            }
+        }
+        if decoded.ends_with('/') {
+            candidate.push(&self.index);
+        }
+        let mut canonical = tokio::fs::canonicalize(&candidate)
+            .await
+            .map_err(|_| ResolveError::NotFound)?;
+        if !canonical.starts_with(&self.root) {
+            return Err(ResolveError::NotFound);
+        }
+        let mut meta = tokio::fs::metadata(&canonical)
+            .await
+            .map_err(|_| ResolveError::NotFound)?;
+        if meta.is_dir() {
+            canonical.push(&self.index);
+            meta = tokio::fs::metadata(&canonical)
+                .await
+                .map_err(|_| ResolveError::NotFound)?;
+            let again = tokio::fs::canonicalize(&canonical)
+                .await
+                .map_err(|_| ResolveError::NotFound)?;
+            if !again.starts_with(&self.root) {
+                return Err(ResolveError::NotFound);
+            }
+        }
+        if !meta.is_file() {
+            return Err(ResolveError::NotFound);
+        }
+        Ok(Resolved {
+            path: canonical,
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        })
+    }
+
+    /// Produce the response for `method path` with the request's headers.
+    pub async fn respond(
+        &self,
+        method: &Method,
+        path: &str,
+        req_headers: &HeaderMap,
+        serve: Serve,
+    ) -> Response {
+        if method != Method::GET && method != Method::HEAD {
+            let mut r = simple(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+            r.headers
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return r;
+        }
+        let resolved = match self.resolve(path).await {
+            Ok(r) => r,
+            Err(ResolveError::BadPath) => return simple(StatusCode::BAD_REQUEST, "bad path\n"),
+            Err(ResolveError::NotFound) => return simple(StatusCode::NOT_FOUND, "not found\n"),
+        };
+        let etag = etag(&resolved);
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, content_type(&resolved.path));
+        headers.insert(header::ETAG, etag.clone());
+        if let Some(modified) = resolved.modified {
+            headers.insert(
+                header::LAST_MODIFIED,
+                HeaderValue::from_str(&httpdate::fmt_http_date(modified))
+                    .expect("http date is ASCII"),
+            );
+        }
+        headers.insert(header::CACHE_CONTROL, self.cache_control.clone());
+
+        if serve == Serve::Request && not_modified(req_headers, &etag, resolved.modified) {
+            return Response {
+                status: StatusCode::NOT_MODIFIED,
+                headers,
+                body: Body::Empty,
+            };
+        }
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(resolved.len));
+        if method == Method::HEAD {
+            return Response {
+                status: StatusCode::OK,
+                headers,
+                body: Body::Empty,
+            };
+        }
+        let body = match open_body(&resolved).await {
+            Ok(body) => body,
+            Err(e) => {
+                tracing::warn!(file = %resolved.path.display(), "cannot read file: {e}");
+                return simple(StatusCode::INTERNAL_SERVER_ERROR, "cannot read file\n");
+            }
+        };
+        Response {
+            status: StatusCode::OK,
+            headers,
+            body,
+        }
+    }
+}
+
+async fn open_body(resolved: &Resolved) -> io::Result<Body> {
+    let mut file = tokio::fs::File::open(&resolved.path).await?;
+    if resolved.len <= READ_WHOLE_LIMIT {
+        let mut buf = Vec::with_capacity(resolved.len as usize);
+        file.read_to_end(&mut buf).await?;
+        return Ok(Body::Bytes(Bytes::from(buf)));
+    }
+    Ok(Body::File {
+        file,
+        len: resolved.len,
+    })
+}
+
+/// A short plain-text response.
+pub fn simple(status: StatusCode, text: &'static str) -> Response {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(text.len()));
+    Response {
+        status,
+        headers,
+        body: Body::Bytes(Bytes::from_static(text.as_bytes())),
+    }
+}
+
+/// A validator from size and modification time, like nginx's.
+fn etag(r: &Resolved) -> HeaderValue {
+    let (secs, nanos) = r
+        .modified
+        .and_then(|m| m.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map(|d| (d.as_secs(), d.subsec_nanos()))
+        .unwrap_or((0, 0));
+    HeaderValue::from_str(&format!("\"{:x}-{:x}{:08x}\"", r.len, secs, nanos))
+        .expect("hex is ASCII")
+}
+
+/// RFC 9110 §13.1.2 and §13.1.3: If-None-Match wins over If-Modified-Since.
+fn not_modified(req: &HeaderMap, etag: &HeaderValue, modified: Option<SystemTime>) -> bool {
+    let inm: Vec<&HeaderValue> = req.get_all(header::IF_NONE_MATCH).iter().collect();
+    if !inm.is_empty() {
+        let ours = etag.as_bytes();
+        return inm
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|tag| {
+                let tag = tag.trim();
+                tag == "*" || tag.strip_prefix("W/").unwrap_or(tag).as_bytes() == ours
+            });
+    }
+    let (Some(ims), Some(modified)) = (req.get(header::IF_MODIFIED_SINCE), modified) else {
+        return false;
+    };
+    let Some(ims) = ims
+        .to_str()
+        .ok()
+        .and_then(|s| httpdate::parse_http_date(s).ok())
+    else {
+        return false;
+    };
+    // HTTP dates have one-second resolution.
+    let modified_secs = modified
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let ims_secs = ims
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    modified_secs <= ims_secs
+}
+
+fn content_type(path: &Path) -> HeaderValue {
+    let mime = mime_guess::from_path(path).first_or_octet_stream();
+    let essence = mime.essence_str();
+    let text_like = mime.type_() == mime_guess::mime::TEXT
+        || matches!(
+            essence,
+            "application/javascript" | "application/json" | "image/svg+xml"
+        );
+    let value = if text_like {
+        format!("{essence}; charset=utf-8")
+    } else {
+        essence.to_string()
+    };
+    HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("application/octet-stream"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site() -> (tempfile::TempDir, StaticOrigin) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("css")).unwrap();
+        std::fs::write(root.join("index.html"), "<h1>hi</h1>").unwrap();
+        std::fs::write(root.join("css/site.css"), "body{}").unwrap();
+        std::fs::write(root.join(".env"), "SECRET").unwrap();
+        std::fs::write(dir.path().join("secret.txt"), "SECRET").unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(dir.path().join("secret.txt"), root.join("escape.txt")).unwrap();
+        let origin = StaticOrigin::new(&root, "no-cache", "index.html").unwrap();
+        (dir, origin)
+    }
+
+    async fn get(o: &StaticOrigin, path: &str, headers: &[(&str, &str)]) -> Response {
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            map.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        o.respond(&Method::GET, path, &map, Serve::Request).await
+    }
+
+    #[tokio::test]
+    async fn serves_files_with_validators() {
+        let (_d, o) = site();
+        let r = get(&o, "/css/site.css", &[]).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.headers[header::CONTENT_TYPE], "text/css; charset=utf-8");
+        assert_eq!(r.headers[header::CONTENT_LENGTH], "6");
+        assert!(
+            r.headers.contains_key(header::ETAG) && r.headers.contains_key(header::LAST_MODIFIED)
+        );
+        assert_eq!(r.headers[header::CACHE_CONTROL], "no-cache");
+        assert_eq!(
+            get(&o, "/", &[]).await.headers[header::CONTENT_TYPE],
+            "text/html; charset=utf-8"
+        );
+    }
+
+    #[tokio::test]
+    async fn conditional_requests_get_304_but_pushes_never_do() {
+        let (_d, o) = site();
+        let first = get(&o, "/css/site.css", &[]).await;
+        let etag = first.headers[header::ETAG].to_str().unwrap().to_string();
+        assert_eq!(
+            get(&o, "/css/site.css", &[("if-none-match", &etag)])
+                .await
+                .status,
+            304
+        );
+        assert_eq!(
+            get(&o, "/css/site.css", &[("if-none-match", "\"other\", *")])
+                .await
+                .status,
+            304
+        );
+        assert_eq!(
+            get(&o, "/css/site.css", &[("if-none-match", "\"other\"")])
+                .await
+                .status,
+            200
+        );
+        let lm = first.headers[header::LAST_MODIFIED]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            get(&o, "/css/site.css", &[("if-modified-since", &lm)])
+                .await
+                .status,
+            304
+        );
+        assert_eq!(
+            get(
+                &o,
+                "/css/site.css",
+                &[("if-modified-since", "Mon, 01 Jan 2001 00:00:00 GMT")]
+            )
+            .await
+            .status,
+            200
+        );
+        let mut h = HeaderMap::new();
+        h.insert(header::IF_NONE_MATCH, etag.parse().unwrap());
+        assert_eq!(
+            o.respond(&Method::GET, "/css/site.css", &h, Serve::Push)
+                .await
+                .status,
+            200
+        );
+    }
+
+    #[tokio::test]
+    async fn head_has_no_body_and_other_methods_are_refused() {
+        let (_d, o) = site();
+        let r = o
+            .respond(
+                &Method::HEAD,
+                "/css/site.css",
+                &HeaderMap::new(),
+                Serve::Request,
+            )
+            .await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.headers[header::CONTENT_LENGTH], "6");
+        assert!(r.body.is_empty());
+        let r = o
+            .respond(&Method::POST, "/", &HeaderMap::new(), Serve::Request)
+            .await;
+        assert_eq!(r.status, 405);
+    }
+
+    #[tokio::test]
+    async fn no_traversal_of_any_kind() {
+        let (_d, o) = site();
+        for (path, status) in [
+            ("/../secret.txt", 400),
+            ("/%2e%2e/secret.txt", 400),
+            ("/css/%2E%2E/%2e%2e/secret.txt", 400),
+            ("/css%2f..%2f..%2fsecret.txt", 400),
+            ("/escape.txt", 404),
+            ("/.env", 404),
+            ("/missing", 404),
+            ("/a%00b", 400),
+        ] {
+            assert_eq!(get(&o, path, &[]).await.status, status, "{path}");
+        }
+    }
+}

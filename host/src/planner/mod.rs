@@ -1,0 +1,220 @@
+//! The planner: from a policy's raw answer to what the host will deliver.
+//!
+//! It validates every hint (`validate`), enforces the per-answer limits, drops
+//! what must never be pushed (the parent's own path, duplicates, non-GET
+//! parents), and routes each remaining hint to a push or an early hint
+//! according to the client and the hint's preferred delivery. Per-connection
+//! budgets and the "already pushed" memo are applied at delivery time, under
+//! the connection's push gate (see `conn::push`), because only there is the
+//! connection's state stable.
+//!
+//! Invariant: pure and synchronous. No IO, no locks, no clock.
+
+pub mod link;
+pub mod validate;
+
+pub use validate::{InvalidHint, ValidHint};
+
+use crate::policy::{Delivery, Hint};
+
+/// Where a hint goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// A PUSH_PROMISE (may still fall back to an early hint at delivery).
+    Push,
+    /// A `103 Early Hints` and a `Link` in the final response.
+    EarlyHint,
+}
+
+/// A hint with its route.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub hint: ValidHint,
+    pub route: Route,
+}
+
+/// The planner's answer for one request.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub items: Vec<Planned>,
+    /// Hints refused by validation, with the reason.
+    pub invalid: Vec<InvalidHint>,
+    /// Hints beyond `max_hints`, dropped unread.
+    pub over_limit: usize,
+}
+
+/// What to do with an answer that contains an invalid hint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnInvalid {
+    /// Drop the invalid hint, keep the valid ones (default).
+    #[default]
+    DropHint,
+    /// Drop every hint of that answer: a policy that produced one bad hint
+    /// may be wrong about the others too.
+    DropAll,
+}
+
+/// The facts the planner decides on.
+#[derive(Debug, Clone)]
+pub struct Context<'a> {
+    pub method: &'a http::Method,
+    /// The parent's path and query.
+    pub parent: &'a str,
+    /// The client accepts push and the host allows it.
+    pub can_push: bool,
+    /// Early hints are enabled.
+    pub early_hints: bool,
+    pub max_hints: usize,
+    pub max_hint_bytes: usize,
+    pub on_invalid: OnInvalid,
+}
+
+/// Plan one answer.
+pub fn plan(raw: Vec<Hint>, ctx: &Context<'_>) -> Plan {
+    let mut plan = Plan {
+        over_limit: raw.len().saturating_sub(ctx.max_hints),
+        ..Plan::default()
+    };
+    let mut valid = Vec::new();
+    for hint in raw.into_iter().take(ctx.max_hints) {
+        match validate::validate(hint, ctx.max_hint_bytes) {
+            Ok(v) => valid.push(v),
+            Err(e) => plan.invalid.push(e),
+        }
+    }
+    if !plan.invalid.is_empty() && ctx.on_invalid == OnInvalid::DropAll {
+        return plan;
+    }
+    // Only a GET page gets hints: a HEAD is not rendered, and a push from a
+    // non-GET parent is not allowed (Apache and H2O agree).
+    if ctx.method != http::Method::GET {
+        return plan;
+    }
+    let parent_path = ctx.parent.split('?').next().unwrap_or("");
+    let mut seen = std::collections::HashSet::new();
+    for hint in valid {
+        let pq = hint.path_and_query.as_str();
+        if pq == ctx.parent
+            || hint.path_and_query.path() == parent_path && hint.path_and_query.query().is_none()
+        {
+            continue;
+        }
+        if !seen.insert(pq.to_string()) {
+            continue;
+        }
+        let route = match hint.delivery {
+            Delivery::Auto | Delivery::PushOnly if ctx.can_push => Route::Push,
+            Delivery::PushOnly => continue,
+            Delivery::Auto | Delivery::HintOnly if ctx.early_hints => Route::EarlyHint,
+            _ => continue,
+        };
+        plan.items.push(Planned { hint, route });
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Destination;
+
+    fn hint(path: &str, delivery: Delivery) -> Hint {
+        Hint {
+            path: path.into(),
+            urgency: 3,
+            incremental: false,
+            weight: 16,
+            destination: Destination::Script,
+            crossorigin: None,
+            copy_headers: None,
+            headers: vec![],
+            delivery,
+        }
+    }
+
+    fn ctx(method: &http::Method, can_push: bool) -> Context<'_> {
+        Context {
+            method,
+            parent: "/index.html",
+            can_push,
+            early_hints: true,
+            max_hints: 3,
+            max_hint_bytes: 4096,
+            on_invalid: OnInvalid::DropHint,
+        }
+    }
+
+    fn routes(p: &Plan) -> Vec<(String, Route)> {
+        p.items
+            .iter()
+            .map(|i| (i.hint.path_and_query.to_string(), i.route))
+            .collect()
+    }
+
+    #[test]
+    fn routes_by_client_and_delivery() {
+        let get = http::Method::GET;
+        let raw = || {
+            vec![
+                hint("/a.js", Delivery::Auto),
+                hint("/b.js", Delivery::PushOnly),
+                hint("/c.js", Delivery::HintOnly),
+            ]
+        };
+        let p = plan(raw(), &ctx(&get, true));
+        assert_eq!(
+            routes(&p),
+            [
+                ("/a.js".into(), Route::Push),
+                ("/b.js".into(), Route::Push),
+                ("/c.js".into(), Route::EarlyHint)
+            ]
+        );
+        let p = plan(raw(), &ctx(&get, false));
+        assert_eq!(
+            routes(&p),
+            [
+                ("/a.js".into(), Route::EarlyHint),
+                ("/c.js".into(), Route::EarlyHint)
+            ]
+        );
+    }
+
+    #[test]
+    fn never_for_non_get_parents() {
+        for m in [http::Method::HEAD, http::Method::POST] {
+            assert!(
+                plan(vec![hint("/a.js", Delivery::Auto)], &ctx(&m, true))
+                    .items
+                    .is_empty()
+            );
+        }
+    }
+
+    #[test]
+    fn drops_own_path_duplicates_and_excess() {
+        let get = http::Method::GET;
+        let raw = vec![
+            hint("/index.html", Delivery::Auto),
+            hint("/a.js", Delivery::Auto),
+            hint("/a.js", Delivery::Auto),
+            hint("/d.js", Delivery::Auto),
+        ];
+        let p = plan(raw, &ctx(&get, true));
+        assert_eq!(routes(&p), [("/a.js".into(), Route::Push)]);
+        assert_eq!(p.over_limit, 1);
+    }
+
+    #[test]
+    fn invalid_hints_are_dropped_or_poison_the_answer() {
+        let get = http::Method::GET;
+        let raw = || vec![hint("/../x", Delivery::Auto), hint("/a.js", Delivery::Auto)];
+        let p = plan(raw(), &ctx(&get, true));
+        assert_eq!(p.invalid.len(), 1);
+        assert_eq!(p.items.len(), 1);
+        let mut c = ctx(&get, true);
+        c.on_invalid = OnInvalid::DropAll;
+        assert!(plan(raw(), &c).items.is_empty());
+    }
+}

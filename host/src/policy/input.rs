@@ -1,0 +1,94 @@
+//! Building the policy's view of a request from an HTTP request.
+
+use super::{Header, Request};
+
+/// Parse every `cookie` header into (name, value) pairs, in order. Pairs
+/// without `=` or with an empty name are skipped; quotes around a value are
+/// removed (RFC 6265 §4.1.1).
+pub fn parse_cookies<'a>(
+    values: impl Iterator<Item = &'a str>,
+) -> Vec<super::bindings::herald::policy::types::Cookie> {
+    let mut out = Vec::new();
+    for value in values {
+        for pair in value.split(';') {
+            let Some((name, value)) = pair.split_once('=') else {
+                continue;
+            };
+            let name = name.trim();
+            if name.is_empty() {
+                continue;
+            }
+            out.push(super::bindings::herald::policy::types::Cookie {
+                name: name.to_string(),
+                value: value.trim().trim_matches('"').to_string(),
+            });
+        }
+    }
+    out
+}
+
+/// The policy request for an HTTP request.
+pub fn build(
+    parts: &http::request::Parts,
+    scheme: &str,
+    authority: &str,
+    push_enabled: bool,
+    variant: &str,
+) -> Request {
+    let headers: Vec<Header> = parts
+        .headers
+        .iter()
+        .map(|(name, value)| Header {
+            name: name.as_str().to_string(),
+            value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
+        })
+        .collect();
+    let cookies = parse_cookies(
+        parts
+            .headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    );
+    Request {
+        method: parts.method.as_str().to_string(),
+        scheme: scheme.to_string(),
+        authority: authority.to_string(),
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().map(str::to_string),
+        headers,
+        cookies,
+        push_enabled,
+        variant_name: variant.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_from_several_headers() {
+        let c = parse_cookies(["a=1; b=\"two\"", "junk; =x; c=3=3"].into_iter());
+        let pairs: Vec<(&str, &str)> = c
+            .iter()
+            .map(|c| (c.name.as_str(), c.value.as_str()))
+            .collect();
+        assert_eq!(pairs, [("a", "1"), ("b", "two"), ("c", "3=3")]);
+    }
+
+    #[test]
+    fn request_splits_path_and_query() {
+        let req = http::Request::get("https://example.com/shop?page=2")
+            .header("cookie", "k=v")
+            .header("sec-fetch-dest", "document")
+            .body(())
+            .unwrap();
+        let (parts, ()) = req.into_parts();
+        let r = build(&parts, "https", "example.com", true, "default");
+        assert_eq!(r.path, "/shop");
+        assert_eq!(r.query.as_deref(), Some("page=2"));
+        assert_eq!(r.cookies[0].name, "k");
+        assert_eq!(r.headers.len(), 2);
+    }
+}

@@ -1,0 +1,419 @@
+//! The policy runtime: compiles a policy component once, then runs it on a
+//! fresh, sandboxed instance for every request.
+//!
+//! Isolation: one [`wasmtime::Engine`] for the process, the pooling allocator
+//! with copy-on-write memory images, an `InstancePre` built once per component,
+//! and a new `Store` per call. WASI is linked (interpreted guests need it) but
+//! nothing is granted: no files, no environment, no network, no clock beyond
+//! what WASI always offers, and stdout/stderr captured into a bounded buffer.
+//!
+//! Every call is bounded by a wall-clock deadline (epoch interruption, backed by
+//! a `tokio::time::timeout`) and a memory cap. A trap, a timeout or an `err`
+//! from the policy is a [`PolicyFailure`]: the caller serves the request without
+//! hints. This module never decides what to do with hints; see `planner`.
+//!
+//! Invariant: nothing here blocks a tokio worker for longer than one epoch tick
+//! (1 ms): a looping guest yields to the executor at every tick until its
+//! deadline kills it.
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "push-policy",
+        exports: { default: async },
+    });
+}
+
+pub mod input;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
+    StoreLimitsBuilder, Trap, UpdateDeadline,
+};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+pub use bindings::herald::policy::types::{CorsMode, Delivery, Destination, Header, Hint, Request};
+
+/// How often the epoch advances: the granularity of deadlines and of yields.
+const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// The limits every call runs under (from `[policy]` in the config).
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub deadline: Duration,
+    pub memory_bytes: usize,
+    pub max_concurrent_calls: u32,
+    pub max_output_bytes: usize,
+}
+
+impl Limits {
+    pub fn from_config(c: &crate::config::PolicyConfig) -> Limits {
+        Limits {
+            deadline: c.deadline(),
+            memory_bytes: (c.memory_mib as usize) << 20,
+            max_concurrent_calls: c.max_concurrent_calls,
+            max_output_bytes: c.max_output_bytes,
+        }
+    }
+}
+
+/// The process-wide Wasm engine and its epoch clock.
+pub struct PolicyEngine {
+    engine: Engine,
+    linker: Linker<HostState>,
+    limits: Limits,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for PolicyEngine {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl PolicyEngine {
+    pub fn new(limits: Limits) -> anyhow::Result<PolicyEngine> {
+        let calls = limits.max_concurrent_calls;
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(calls)
+            .total_stacks(calls)
+            // Interpreted guests carry several core modules (and memories) per component.
+            .total_core_instances(calls * 16)
+            .total_memories(calls * 2)
+            .total_tables(calls * 16)
+            .max_memory_size(limits.memory_bytes)
+            // Keep the first 2 MiB of each memory resident between calls: the
+            // copy-on-write reset is then a cheap madvise instead of a refault.
+            .linear_memory_keep_resident(2 << 20);
+        let mut config = Config::new();
+        config
+            .epoch_interruption(true)
+            .memory_init_cow(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config)
+            .map_err(|e| anyhow::anyhow!("cannot create the Wasm engine: {e:#}"))?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        bindings::herald::policy::config::add_to_linker::<
+            _,
+            wasmtime::component::HasSelf<HostState>,
+        >(&mut linker, |s| s)?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker = engine.clone();
+        let stop_ticker = stop.clone();
+        std::thread::Builder::new()
+            .name("herald-epoch".into())
+            .spawn(move || {
+                while !stop_ticker.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    ticker.increment_epoch();
+                }
+            })?;
+        Ok(PolicyEngine {
+            engine,
+            linker,
+            limits,
+            stop,
+        })
+    }
+
+    /// Compile and type-check a component file against the `push-policy` world.
+    pub fn load_file(&self, path: &Path, config: &toml::Table) -> anyhow::Result<Policy> {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "policy".into());
+        self.load_bytes(&name, &bytes, config)
+            .with_context(|| format!("policy {}", path.display()))
+    }
+
+    /// Compile and type-check component bytes.
+    pub fn load_bytes(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        config: &toml::Table,
+    ) -> anyhow::Result<Policy> {
+        if bytes.starts_with(b"\0asm\x01\0\0\0") {
+            anyhow::bail!(
+                "this is a core WebAssembly module, not a component; build for wasm32-wasip2 or run `wasm-tools component new`"
+            );
+        }
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| anyhow::anyhow!("not a valid component: {e:#}"))?;
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
+            anyhow::anyhow!("does not fit the herald:policy/push-policy world: {e:#}")
+        })?;
+        let pre = bindings::PushPolicyPre::new(instance_pre).map_err(|e| {
+            anyhow::anyhow!("does not export the herald:policy/push-policy world: {e:#}")
+        })?;
+        let json = serde_json::to_string(&toml_to_json(&toml::Value::Table(config.clone())))?;
+        Ok(Policy {
+            name: name.to_string(),
+            version: short_digest(bytes),
+            pre,
+            data: Arc::new(PolicyData {
+                values: crate::config::flatten_policy_config(config),
+                json,
+            }),
+            engine: self.engine.clone(),
+            limits: self.limits.clone(),
+            slots: Arc::new(tokio::sync::Semaphore::new(
+                self.limits.max_concurrent_calls as usize,
+            )),
+        })
+    }
+}
+
+fn toml_to_json(v: &toml::Value) -> serde_json::Value {
+    match v {
+        toml::Value::String(s) => s.clone().into(),
+        toml::Value::Integer(i) => (*i).into(),
+        toml::Value::Float(f) => (*f).into(),
+        toml::Value::Boolean(b) => (*b).into(),
+        toml::Value::Datetime(d) => d.to_string().into(),
+        toml::Value::Array(a) => a.iter().map(toml_to_json).collect::<Vec<_>>().into(),
+        toml::Value::Table(t) => t
+            .iter()
+            .map(|(k, v)| (k.clone(), toml_to_json(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+    }
+}
+
+/// A stable short id of the component's bytes (FNV-1a 64), used as its version.
+pub fn short_digest(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")[..12].to_string()
+}
+
+/// The policy's configuration as the `config` import serves it.
+#[derive(Debug, Default)]
+struct PolicyData {
+    values: BTreeMap<String, Vec<String>>,
+    json: String,
+}
+
+/// Per-call state inside the store.
+struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    data: Arc<PolicyData>,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl bindings::herald::policy::config::Host for HostState {
+    fn get(&mut self, key: String) -> Vec<String> {
+        self.data.values.get(&key).cloned().unwrap_or_default()
+    }
+
+    fn keys(&mut self) -> Vec<String> {
+        self.data.values.keys().cloned().collect()
+    }
+
+    fn json(&mut self) -> String {
+        self.data.json.clone()
+    }
+}
+
+impl bindings::herald::policy::types::Host for HostState {}
+
+/// Why a call produced no hints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyFailure {
+    /// The guest trapped (panic, unreachable, out of memory, stack overflow...).
+    Trap(String),
+    /// The call ran past its deadline.
+    Timeout,
+    /// The policy returned `err(message)`.
+    Error(String),
+    /// No call slot became free within the deadline.
+    Busy,
+}
+
+impl PolicyFailure {
+    /// A short, stable name for counters and log fields.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PolicyFailure::Trap(_) => "trap",
+            PolicyFailure::Timeout => "timeout",
+            PolicyFailure::Error(_) => "error",
+            PolicyFailure::Busy => "busy",
+        }
+    }
+}
+
+impl std::fmt::Display for PolicyFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PolicyFailure::Trap(m) => write!(f, "trapped: {m}"),
+            PolicyFailure::Timeout => f.write_str("ran past its deadline"),
+            PolicyFailure::Error(m) => write!(f, "returned an error: {m}"),
+            PolicyFailure::Busy => f.write_str("no free call slot before the deadline"),
+        }
+    }
+}
+
+/// What one call cost, for `herald policy run` and metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CallStats {
+    pub elapsed: Duration,
+}
+
+/// A compiled, type-checked policy, ready to be called concurrently.
+pub struct Policy {
+    name: String,
+    version: String,
+    pre: bindings::PushPolicyPre<HostState>,
+    data: Arc<PolicyData>,
+    engine: Engine,
+    limits: Limits,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .finish()
+    }
+}
+
+impl Policy {
+    /// The policy's name (its file stem).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A short digest of the component's bytes.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Run the policy on a fresh instance under the configured limits.
+    pub async fn decide(&self, req: &Request) -> (Result<Vec<Hint>, PolicyFailure>, CallStats) {
+        let start = Instant::now();
+        let deadline = start + self.limits.deadline;
+        let result = match tokio::time::timeout_at(deadline.into(), self.slots.acquire()).await {
+            Err(_) | Ok(Err(_)) => Err(PolicyFailure::Busy),
+            Ok(Ok(_permit)) => {
+                // The epoch deadline stops guest code; this outer timeout also
+                // covers time spent outside it (instantiation, host calls).
+                let grace = EPOCH_TICK * 5;
+                match tokio::time::timeout_at((deadline + grace).into(), self.call(req, deadline))
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(_) => Err(PolicyFailure::Timeout),
+                }
+            }
+        };
+        (
+            result,
+            CallStats {
+                elapsed: start.elapsed(),
+            },
+        )
+    }
+
+    async fn call(&self, req: &Request, deadline: Instant) -> Result<Vec<Hint>, PolicyFailure> {
+        let output = MemoryOutputPipe::new(self.limits.max_output_bytes);
+        let wasi = WasiCtx::builder()
+            .stdout(output.clone())
+            .stderr(output.clone())
+            .build();
+        let state = HostState {
+            wasi,
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(self.limits.memory_bytes)
+                .trap_on_grow_failure(true)
+                .build(),
+            data: self.data.clone(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        let result = async {
+            let instance = self.pre.instantiate_async(&mut store).await?;
+            instance.call_decide(&mut store, req).await
+        }
+        .await;
+        let captured = output.contents();
+        if !captured.is_empty() {
+            tracing::debug!(policy = %self.name, "policy output: {}", String::from_utf8_lossy(&captured));
+        }
+        match result {
+            Ok(Ok(hints)) => Ok(hints),
+            Ok(Err(message)) => Err(PolicyFailure::Error(truncate(&message, 200))),
+            Err(e) => {
+                if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+                    Err(PolicyFailure::Timeout)
+                } else {
+                    Err(PolicyFailure::Trap(trap_summary(&e)))
+                }
+            }
+        }
+    }
+}
+
+/// One line: the trap's root cause, without the wasm backtrace.
+fn trap_summary(e: &wasmtime::Error) -> String {
+    let root = e.root_cause().to_string();
+    let first = root.lines().next().unwrap_or("trap");
+    let detail = match e.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => String::new(),
+    };
+    let line = if detail.is_empty() || first.contains(&detail) {
+        first.to_string()
+    } else {
+        format!("{detail}: {first}")
+    };
+    truncate(&line, 200)
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.replace(['\n', '\r'], " ");
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", s[..end].replace(['\n', '\r'], " "))
+}

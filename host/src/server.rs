@@ -1,0 +1,250 @@
+//! Listeners: accept TCP, complete TLS (or not, for h2c), hand the connection
+//! to `conn`. Also start-up (config → shared state) and graceful shutdown.
+//!
+//! Invariant: a failing connection never affects the listener or another
+//! connection; accept errors back off instead of spinning.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::Config;
+use crate::metrics::{BurstLog, Metrics};
+use crate::origin::StaticOrigin;
+use crate::planner::OnInvalid;
+use crate::policy::{Limits, Policy, PolicyEngine};
+
+/// What every connection of the process shares.
+pub struct Shared {
+    pub config: Config,
+    pub origin: StaticOrigin,
+    pub policy: Option<Policy>,
+    pub metrics: Metrics,
+    pub failure_log: BurstLog,
+    pub invalid_log: BurstLog,
+    pub on_invalid: OnInvalid,
+    /// Kept alive for the policy's lifetime (it owns the epoch clock).
+    pub engine: Option<PolicyEngine>,
+}
+
+impl Shared {
+    /// Build everything from a validated config: origin, engine, policy.
+    pub fn from_config(config: Config) -> anyhow::Result<Shared> {
+        let root = config
+            .origin
+            .root
+            .clone()
+            .context("origin.root is not set")?;
+        let origin = StaticOrigin::new(&root, &config.origin.cache_control, &config.origin.index)
+            .with_context(|| format!("origin.root: cannot open {}", root.display()))?;
+        let (engine, policy) = match &config.policy.path {
+            Some(path) => {
+                let engine = PolicyEngine::new(Limits::from_config(&config.policy))?;
+                let policy = engine.load_file(path, &config.policy.config)?;
+                tracing::info!(
+                    policy = policy.name(),
+                    version = policy.version(),
+                    "policy loaded"
+                );
+                (Some(engine), Some(policy))
+            }
+            None => {
+                tracing::info!("no policy configured: serving files without hints");
+                (None, None)
+            }
+        };
+        Ok(Shared {
+            origin,
+            policy,
+            metrics: Metrics::default(),
+            failure_log: BurstLog::new(Duration::from_secs(10)),
+            invalid_log: BurstLog::new(Duration::from_secs(10)),
+            on_invalid: OnInvalid::default(),
+            engine,
+            config,
+        })
+    }
+}
+
+/// A bound server, ready to run.
+pub struct Server {
+    shared: Arc<Shared>,
+    tls: Vec<TcpListener>,
+    h2c: Vec<TcpListener>,
+    acceptor: Option<TlsAcceptor>,
+}
+
+impl Server {
+    /// Bind every listener. Fails with the address in the message.
+    pub async fn bind(shared: Shared) -> anyhow::Result<Server> {
+        let acceptor = if shared.config.server.listen.is_empty() {
+            None
+        } else {
+            Some(TlsAcceptor::from(crate::tls::server_config(
+                &shared.config.tls,
+            )?))
+        };
+        let mut tls = Vec::new();
+        for addr in &shared.config.server.listen {
+            tls.push(
+                bind(*addr)
+                    .await
+                    .with_context(|| format!("server.listen: cannot listen on {addr}"))?,
+            );
+        }
+        let mut h2c = Vec::new();
+        for addr in &shared.config.server.listen_h2c {
+            h2c.push(
+                bind(*addr)
+                    .await
+                    .with_context(|| format!("server.listen_h2c: cannot listen on {addr}"))?,
+            );
+        }
+        Ok(Server {
+            shared: Arc::new(shared),
+            tls,
+            h2c,
+            acceptor,
+        })
+    }
+
+    /// The bound addresses: (scheme, address), TLS first.
+    pub fn local_addrs(&self) -> Vec<(&'static str, SocketAddr)> {
+        let tls = self
+            .tls
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .map(|a| ("https", a));
+        let h2c = self
+            .h2c
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .map(|a| ("http", a));
+        tls.chain(h2c).collect()
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Serve until `shutdown` turns true, then let connections drain for at
+    /// most `grace`.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>, grace: Duration) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for listener in self.tls {
+            let (shared, acceptor, rx) =
+                (self.shared.clone(), self.acceptor.clone(), shutdown.clone());
+            tasks.spawn(accept_loop(listener, shared, acceptor, rx));
+        }
+        for listener in self.h2c {
+            tasks.spawn(accept_loop(
+                listener,
+                self.shared.clone(),
+                None,
+                shutdown.clone(),
+            ));
+        }
+        let _ = shutdown.wait_for(|&stop| stop).await;
+        tracing::info!(
+            "shutting down: no new connections, draining for up to {} ms",
+            grace.as_millis()
+        );
+        let drained =
+            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!("grace period over: closing remaining connections");
+        }
+    }
+}
+
+async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    acceptor: Option<TlsAcceptor>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut connections = tokio::task::JoinSet::new();
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.wait_for(|&s| s) => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let (tcp, addr) = match accepted {
+            Ok(a) => {
+                backoff = Duration::from_millis(5);
+                a
+            }
+            Err(e) => {
+                // EMFILE and friends: wait and retry rather than spin or exit.
+                tracing::warn!("accept failed: {e}; retrying in {} ms", backoff.as_millis());
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let id = crate::conn::next_id();
+        tracing::debug!(conn = id, %addr, "accepted");
+        let (shared, acceptor, rx) = (shared.clone(), acceptor.clone(), shutdown.clone());
+        connections.spawn(connection(tcp, shared, acceptor, id, rx));
+    }
+    // Drain: connections got the shutdown signal and send GOAWAY themselves.
+    while connections.join_next().await.is_some() {}
+}
+
+async fn connection(
+    tcp: TcpStream,
+    shared: Arc<Shared>,
+    acceptor: Option<TlsAcceptor>,
+    id: u64,
+    rx: watch::Receiver<bool>,
+) {
+    match acceptor {
+        None => crate::conn::serve(tcp, shared, id, "http", rx).await,
+        Some(acceptor) => {
+            let timeout = Duration::from_millis(shared.config.server.handshake_timeout_ms);
+            let tls = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::info!(conn = id, "TLS handshake failed: {e}");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(
+                        conn = id,
+                        "TLS handshake not completed within {} ms",
+                        timeout.as_millis()
+                    );
+                    return;
+                }
+            };
+            let alpn = tls.get_ref().1.alpn_protocol().map(|p| p.to_vec());
+            if alpn.as_deref() != Some(b"h2") {
+                tracing::info!(
+                    conn = id,
+                    alpn = %alpn.as_deref().map(String::from_utf8_lossy).unwrap_or_default(),
+                    "client did not negotiate h2: closing"
+                );
+                return;
+            }
+            crate::conn::serve(tls, shared, id, "https", rx).await
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! Write [Herald](https://example.invalid/herald) push policies in Rust.
+//!
+//! A policy is a function from a [`Request`] to a list of [`Hint`]s: the
+//! resources the page will need. Herald calls it for every request, inside a
+//! WebAssembly sandbox, and delivers each hint the best way the client allows
+//! (a PUSH_PROMISE, or a `103 Early Hints` and `Link: rel=preload`).
+//!
+//! ```
+//! use herald_sdk::{Config, Decision, Hint, Policy, Request};
+//!
+//! struct Home;
+//!
+//! impl Policy for Home {
+//!     fn decide(req: &Request, _config: &Config) -> Decision {
+//!         if req.path() != "/" || !req.is_navigation() {
+//!             return Ok(vec![]);
+//!         }
+//!         Ok(vec![
+//!             Hint::new("/css/site.css").urgency(1),
+//!             Hint::new("/js/app.js"),
+//!         ])
+//!     }
+//! }
+//!
+//! // In the policy crate: `herald_sdk::export_policy!(Home);` makes it a component
+//! // when built with `cargo build --target wasm32-wasip2`.
+//!
+//! // Natively, the same code is unit-tested without any WebAssembly:
+//! let hints = Home::decide(&Request::get("/"), &Config::empty()).unwrap();
+//! assert_eq!(hints[0].path(), "/css/site.css");
+//! assert_eq!(hints[0].destination(), herald_sdk::Destination::Style);
+//! ```
+//!
+//! Everything in this crate compiles natively, so a policy's tests run with a
+//! plain `cargo test`; [`testing`] has helpers for them.
+
+mod asset;
+mod config;
+mod hint;
+mod request;
+pub mod testing;
+
+pub use asset::{AssetSpecError, parse_asset_spec};
+pub use config::Config;
+pub use hint::{CorsMode, Delivery, Destination, Hint};
+pub use request::Request;
+
+/// What a policy returns: the hints, or an error message that Herald logs
+/// (first 200 characters) before serving the request without hints.
+pub type Decision = Result<Vec<Hint>, String>;
+
+/// A push policy. Implement it on a unit struct and export it with
+/// [`export_policy!`].
+///
+/// ```
+/// use herald_sdk::{Config, Decision, Hint, Policy, Request};
+///
+/// /// Pushes whatever `[policy.config]` lists for the requested path.
+/// struct FromConfig;
+///
+/// impl Policy for FromConfig {
+///     fn decide(req: &Request, config: &Config) -> Decision {
+///         Ok(config.get(req.path()).iter().map(|path| Hint::new(path)).collect())
+///     }
+/// }
+///
+/// let config = Config::empty().with("/", ["/app.js"]);
+/// let hints = FromConfig::decide(&Request::get("/"), &config).unwrap();
+/// assert_eq!(hints.len(), 1);
+/// ```
+pub trait Policy {
+    /// Decide the hints for one request. Called once per request on a fresh
+    /// instance by default: keep no state between calls.
+    fn decide(req: &Request, config: &Config) -> Decision;
+}
+
+/// The bindings generated from `wit/` (WebAssembly targets only).
+#[cfg(target_arch = "wasm32")]
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "push-policy",
+        pub_export_macro: true,
+        export_macro_name: "__herald_export_world",
+        default_bindings_module: "herald_sdk::bindings",
+    });
+}
+
+#[cfg(target_arch = "wasm32")]
+#[doc(hidden)]
+pub mod __private {
+    use crate::bindings::herald::policy::types as wit;
+
+    pub type WitHints = Vec<wit::Hint>;
+
+    /// Runs `P` on a request coming from the host and converts the answer.
+    pub fn run<P: crate::Policy>(req: wit::Request) -> Result<Vec<wit::Hint>, String> {
+        let req = crate::Request::from_wit(req);
+        let config = crate::Config::host();
+        P::decide(&req, &config).map(|hints| hints.into_iter().map(crate::Hint::into_wit).collect())
+    }
+}
+
+/// Export a [`Policy`] as the component's `decide` function.
+///
+/// Put it once in the policy crate's `lib.rs`. It expands to nothing on native
+/// targets, so the same crate can hold native unit tests.
+///
+/// ```ignore
+/// struct MyPolicy;
+/// impl herald_sdk::Policy for MyPolicy { /* ... */ }
+/// herald_sdk::export_policy!(MyPolicy);
+/// ```
+#[macro_export]
+macro_rules! export_policy {
+    ($policy:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct HeraldExport;
+            impl $crate::bindings::Guest for HeraldExport {
+                fn decide(
+                    req: $crate::bindings::herald::policy::types::Request,
+                ) -> ::core::result::Result<$crate::__private::WitHints, ::std::string::String>
+                {
+                    $crate::__private::run::<$policy>(req)
+                }
+            }
+            $crate::bindings::__herald_export_world!(HeraldExport with_types_in $crate::bindings);
+        };
+    };
+}
