@@ -126,7 +126,7 @@ macro_rules! export_policy {
                     $crate::__private::run::<$policy>(req)
                 }
             }
-            $crate::bindings::__herald_export_world!(HeraldExport with_types_in $crate::bindings);
+    $crate::bindings::__herald_export_world!(HeraldExport with_types_in $crate::bindings);
         };
     };
 }

@@ -1,1 +1,10 @@
+//! End-to-end tests: the real `herald` binary, real TLS, real HTTP/2 clients
+//! (the `h2` crate with push enabled, and `nghttp`), real Wasm components
+//! compiled from `plugins-example/` and `tests/fixtures/` during the run.
 
+mod cli;
+mod failures;
+mod nghttp;
+mod origin;
+mod push;
+mod support;

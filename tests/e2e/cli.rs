@@ -1,0 +1,149 @@
+//! The command line: bad input gets one clear line that names the culprit.
+
+use std::process::Command;
+
+use crate::support::*;
+
+fn herald(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn with_config(text: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("herald.toml");
+    std::fs::write(&path, text).unwrap();
+    let (code, _, err) = herald(&[
+        "serve",
+        "--config",
+        path.to_str().unwrap(),
+        "--root",
+        demo_site().to_str().unwrap(),
+    ]);
+    (code, err)
+}
+
+#[test]
+fn unknown_config_key_is_one_line_naming_the_key() {
+    let (code, err) = with_config("[server]\nlisten = [\"127.0.0.1:0\"]\nlisen = 1\n");
+    assert_eq!(code, 2);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains("herald.toml:3: server.lisen: unknown field `lisen`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_values_name_the_key() {
+    let (code, err) = with_config("[policy]\ndeadline_ms = \"fast\"\n");
+    assert_eq!(code, 2);
+    assert!(err.contains("policy.deadline_ms"), "{err}");
+    let (code, err) = with_config("[h2]\nmax_frame_size = 10\n");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("h2.max_frame_size: 10 is out of range"),
+        "{err}"
+    );
+    let (code, err) = with_config("[policy]\npath = \"/nonexistent/p.wasm\"\n");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("policy.path: /nonexistent/p.wasm is not a readable file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_a_policy_is_refused_at_start_with_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("fake.wasm");
+    std::fs::write(&fake, b"\0asm\x01\0\0\0").unwrap();
+    let (code, _, err) = herald(&[
+        "serve",
+        "--no-tls",
+        "--h2c",
+        "127.0.0.1:0",
+        "--root",
+        demo_site().to_str().unwrap(),
+        "--policy",
+        fake.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("fake.wasm") && err.contains("not a component"),
+        "{err}"
+    );
+}
+
+#[test]
+fn help_documents_every_serve_flag() {
+    let (code, out, _) = herald(&["serve", "--help"]);
+    assert_eq!(code, 0);
+    for flag in [
+        "--config",
+        "--listen",
+        "--h2c",
+        "--no-tls",
+        "--root",
+        "--policy",
+        "--cert",
+        "--key",
+        "--trace-frames",
+        "--log",
+    ] {
+        assert!(out.contains(flag), "{flag} missing from --help:\n{out}");
+    }
+}
+
+#[test]
+fn trace_frames_prints_each_frame() {
+    let herald = Herald::start_with_args(
+        &config_for(&demo_site(), Some(&policy("page_map")), DEMO_ASSETS),
+        &["--trace-frames"],
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = Client::h2c(&herald, ClientOptions::default()).await;
+        client.get("/").await;
+    });
+    assert!(
+        rt.block_on(eventually(std::time::Duration::from_secs(2), || herald
+            .logs()
+            .contains("send PUSH_PROMISE frame"))),
+        "{}",
+        herald.logs()
+    );
+    let logs = herald.logs();
+    assert!(logs.contains("recv SETTINGS frame"), "{logs}");
+    assert!(logs.contains("promised_stream_id=2"), "{logs}");
+}
+
+#[test]
+fn sigterm_drains_and_exits_cleanly() {
+    let mut herald = Herald::start(&config_for(
+        &demo_site(),
+        Some(&policy("page_map")),
+        DEMO_ASSETS,
+    ));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = rt.block_on(Client::tls(&herald, ClientOptions::default()));
+    assert_eq!(rt.block_on(client.get("/")).status, 200);
+    herald.signal("TERM");
+    let status = herald
+        .wait_exit(std::time::Duration::from_secs(15))
+        .expect("exited after SIGTERM");
+    assert!(status.success(), "{status:?}\n{}", herald.logs());
+    assert!(
+        herald.logs().contains("SIGTERM received"),
+        "{}",
+        herald.logs()
+    );
+}

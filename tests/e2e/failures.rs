@@ -1,0 +1,166 @@
+//! A policy that goes wrong never fails a response or takes the server down.
+
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+fn misbehave() -> Herald {
+    Herald::start(&config_for(&demo_site(), Some(&policy("misbehave")), ""))
+}
+
+/// Fetch `/?misbehave=MODE`, expect the page without pushes, and return the logs.
+async fn survives(herald: &Herald, client: &Client, mode: &str) {
+    let start = Instant::now();
+    let page = client.get(&format!("/?misbehave={mode}")).await;
+    assert_eq!(page.status, 200, "{mode}: page still served");
+    assert_eq!(&page.body[..], &demo_file("/index.html")[..]);
+    assert!(
+        page.pushes.is_empty(),
+        "{mode}: no hints from a failed policy"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{mode}: served promptly ({:?})",
+        start.elapsed()
+    );
+    // The server still serves, and the same policy still works for others.
+    let good = client.get("/").await;
+    assert_eq!(
+        good.pushed_paths(),
+        ["/css/site.css"],
+        "{mode}: same connection, healthy call"
+    );
+    let fresh = Client::tls(herald, ClientOptions::default()).await;
+    assert_eq!(
+        fresh.get("/").await.pushed_paths(),
+        ["/css/site.css"],
+        "{mode}: healthy calls unaffected"
+    );
+}
+
+#[tokio::test]
+async fn a_trapping_policy_serves_the_page_without_push() {
+    let mut herald = misbehave();
+    let client = Client::tls(&herald, ClientOptions::default()).await;
+    survives(&herald, &client, "trap").await;
+    assert!(herald.is_running());
+    assert!(
+        eventually(Duration::from_secs(2), || herald
+            .logs()
+            .contains("kind=\"trap\"")
+            || herald.logs().contains("kind=trap"))
+        .await,
+        "trap logged:\n{}",
+        herald.logs()
+    );
+}
+
+#[tokio::test]
+async fn an_endless_loop_is_stopped_at_the_deadline() {
+    let herald = misbehave();
+    let client = Client::tls(&herald, ClientOptions::default()).await;
+    survives(&herald, &client, "loop").await;
+    assert!(
+        eventually(Duration::from_secs(2), || herald
+            .logs()
+            .contains("ran past its deadline"))
+        .await,
+        "{}",
+        herald.logs()
+    );
+}
+
+#[tokio::test]
+async fn loops_on_many_requests_at_once_do_not_starve_other_requests() {
+    let herald = misbehave();
+    let client = std::sync::Arc::new(Client::tls(&herald, ClientOptions::default()).await);
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            client.get("/?misbehave=loop").await.status
+        }));
+    }
+    let other = Client::h2c(&herald, ClientOptions::default()).await;
+    assert_eq!(other.get("/css/site.css").await.status, 200);
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+}
+
+#[tokio::test]
+async fn stack_exhaustion_memory_growth_and_errors_are_contained() {
+    let herald = misbehave();
+    let client = Client::tls(&herald, ClientOptions::default()).await;
+    for mode in ["recursion", "memory", "error", "stdout"] {
+        let page = client.get(&format!("/?misbehave={mode}")).await;
+        assert_eq!(page.status, 200, "{mode}");
+        assert!(page.pushes.is_empty(), "{mode}");
+    }
+    assert_eq!(
+        Client::tls(&herald, ClientOptions::default())
+            .await
+            .get("/")
+            .await
+            .pushes
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn invalid_hints_are_dropped_and_valid_ones_kept() {
+    let herald = misbehave();
+    let client = Client::tls(&herald, ClientOptions::default()).await;
+    let page = client.get("/?misbehave=bad-hints").await;
+    assert_eq!(page.status, 200);
+    // Only the one valid hint survives: no other authority, no dot segments,
+    // no data:/javascript: URIs, no bad headers.
+    assert_eq!(page.pushed_paths(), ["/css/site.css"]);
+    for p in &page.pushes {
+        assert_eq!(
+            p.request.uri().authority().unwrap().as_str(),
+            client.authority
+        );
+    }
+    assert!(
+        eventually(Duration::from_secs(2), || herald
+            .logs()
+            .contains("invalid hints"))
+        .await,
+        "{}",
+        herald.logs()
+    );
+}
+
+#[tokio::test]
+async fn floods_of_hints_are_capped() {
+    let herald = misbehave();
+    let client = Client::tls(&herald, ClientOptions::default()).await;
+    let page = client.get("/?misbehave=many-hints").await;
+    assert_eq!(page.status, 200);
+    // The hinted files do not exist, so nothing is pushed; the cap bounds the work.
+    assert!(page.pushes.is_empty());
+    let page = client.get("/index.html?misbehave=huge-hint").await;
+    assert_eq!(
+        page.pushed_paths(),
+        ["/css/site.css"],
+        "the 1 MB hint is dropped, the other kept"
+    );
+}
+
+#[tokio::test]
+async fn failures_are_logged_once_per_burst() {
+    let herald = misbehave();
+    let client = Client::tls(&herald, ClientOptions::default()).await;
+    for _ in 0..20 {
+        assert_eq!(client.get("/?misbehave=error").await.status, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let lines = herald
+        .logs()
+        .lines()
+        .filter(|l| l.contains("returned an error"))
+        .count();
+    assert_eq!(lines, 1, "{}", herald.logs());
+}
