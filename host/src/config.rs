@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// A configuration problem, already phrased for the user: one line that names
 /// the culprit (`herald.toml:12: policy.deadline_ms: ...`).
@@ -22,7 +22,7 @@ fn err(msg: impl Into<String>) -> ConfigError {
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -34,7 +34,7 @@ pub struct Config {
 }
 
 /// `[server]`: listeners and logging.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// TLS listeners (ALPN `h2`). Default `127.0.0.1:8443`.
@@ -73,7 +73,7 @@ impl Default for ServerConfig {
 
 /// `[tls]`: certificate and key. Without both, Herald generates a self-signed
 /// certificate for `localhost` and `127.0.0.1` at start-up (for demos and tests).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     /// PEM certificate chain.
@@ -86,7 +86,7 @@ pub struct TlsConfig {
 }
 
 /// `[origin]`: the static files Herald serves.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OriginConfig {
     /// The document root. Required (here or with `--root`).
@@ -109,7 +109,7 @@ impl Default for OriginConfig {
 }
 
 /// `[policy]`: the Wasm policy and the limits it runs under.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyConfig {
     /// The policy component (`.wasm`). Without one, Herald serves files and
@@ -158,7 +158,7 @@ impl PolicyConfig {
 }
 
 /// `[push]`: what the host allows, whatever a policy asks.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PushConfig {
     /// Turn PUSH_PROMISE off entirely (hints then always go out as early hints).
@@ -193,7 +193,7 @@ impl Default for PushConfig {
 }
 
 /// `[h2]`: HTTP/2 settings, each chosen on purpose (see `docs/h2-settings.md`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct H2Config {
     /// SETTINGS_INITIAL_WINDOW_SIZE we advertise: how much a client may send
@@ -561,6 +561,43 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .starts_with("origin.root:")
+        );
+    }
+
+    /// `docs/herald.example.toml` must list every key with its real default.
+    #[test]
+    fn example_lists_every_default() {
+        let text = include_str!("../../docs/herald.example.toml");
+        let example = Config::parse("herald.example.toml", text).unwrap();
+        assert_eq!(
+            example,
+            Config::default(),
+            "a documented value differs from the default"
+        );
+        let documented: toml::Table = toml::from_str(text).unwrap();
+        let defaults = toml::Table::try_from(Config::default()).unwrap();
+        fn missing(
+            prefix: &str,
+            defaults: &toml::Table,
+            documented: &toml::Table,
+            out: &mut Vec<String>,
+        ) {
+            for (k, v) in defaults {
+                let key = format!("{prefix}{k}");
+                match (v, documented.get(k)) {
+                    (toml::Value::Table(d), Some(toml::Value::Table(e))) => {
+                        missing(&format!("{key}."), d, e, out)
+                    }
+                    (_, None) => out.push(key),
+                    _ => {}
+                }
+            }
+        }
+        let mut out = Vec::new();
+        missing("", &defaults, &documented, &mut out);
+        assert!(
+            out.is_empty(),
+            "keys missing from docs/herald.example.toml: {out:?}"
         );
     }
 
