@@ -21,7 +21,10 @@ pub struct Metrics {
     pub pushes_promised: AtomicU64,
     pub pushes_completed: AtomicU64,
     pub pushes_cancelled: AtomicU64,
+    pub pushes_over_budget: AtomicU64,
     pub pushed_bytes: AtomicU64,
+    /// Pushed bytes sent before the client cancelled the push.
+    pub wasted_bytes: AtomicU64,
     pub early_hints_sent: AtomicU64,
 }
 

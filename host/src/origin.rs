@@ -31,8 +31,6 @@ pub enum Serve {
 
 /// Files up to this size are read in one go; larger ones are streamed.
 const READ_WHOLE_LIMIT: u64 = 256 * 1024;
-/// Read size when streaming a large file.
-pub const CHUNK: usize = 64 * 1024;
 
 /// The static file origin.
 #[derive(Debug)]

@@ -11,9 +11,10 @@
 //! Invariant: the tap only observes. It holds at most one frame header and a
 //! 64-byte payload prefix per direction, whatever the frame size.
 
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -38,7 +39,11 @@ pub mod frame_type {
 
 const SETTINGS_ENABLE_PUSH: u16 = 0x2;
 const SETTINGS_MAX_CONCURRENT_STREAMS: u16 = 0x3;
+const SETTINGS_INITIAL_WINDOW_SIZE: u16 = 0x4;
 const FLAG_ACK: u8 = 0x1;
+const FLAG_END_STREAM: u8 = 0x1;
+/// RFC 9113 §6.9.2: both windows start at 65,535 until SETTINGS say otherwise.
+const DEFAULT_WINDOW: u32 = 65_535;
 const FLAG_PADDED: u8 = 0x8;
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const PREFIX_CAP: usize = 64;
@@ -49,9 +54,29 @@ pub struct PeerState {
     enable_push: AtomicBool,
     max_concurrent_streams: AtomicU32,
     promised: watch::Sender<u32>,
+    /// DATA payload bytes written to the socket so far.
+    data_written: watch::Sender<u64>,
+    /// Bumped whenever the peer grants window or changes settings.
+    flow_epoch: watch::Sender<u64>,
+    flow: Mutex<Flow>,
+    /// Pushed streams promised and not yet closed on the wire.
+    open_pushes: Mutex<HashSet<u32>>,
     started: Instant,
     conn_id: u64,
     trace: bool,
+}
+
+/// The peer's flow-control grants, as read from the wire. Together with the
+/// bytes the host handed to h2 this gives exactly the windows h2 sends under.
+#[derive(Debug)]
+struct Flow {
+    initial_window: u32,
+    connection_updates: u64,
+    /// WINDOW_UPDATE totals of the streams the scheduler tracks (others are
+    /// ignored, so closed streams leave nothing behind).
+    stream_updates: HashMap<u32, u64>,
+    /// DATA bytes written per tracked stream.
+    stream_written: HashMap<u32, u64>,
 }
 
 impl PeerState {
@@ -61,6 +86,15 @@ impl PeerState {
             enable_push: AtomicBool::new(true),
             max_concurrent_streams: AtomicU32::new(u32::MAX),
             promised: watch::channel(0).0,
+            data_written: watch::channel(0).0,
+            flow_epoch: watch::channel(0).0,
+            flow: Mutex::new(Flow {
+                initial_window: DEFAULT_WINDOW,
+                connection_updates: 0,
+                stream_updates: HashMap::new(),
+                stream_written: HashMap::new(),
+            }),
+            open_pushes: Mutex::new(HashSet::new()),
             started: Instant::now(),
             conn_id,
             trace,
@@ -80,6 +114,81 @@ impl PeerState {
     /// The highest promised stream id written to the socket so far.
     pub fn promised_on_wire(&self) -> u32 {
         *self.promised.borrow()
+    }
+
+    /// DATA payload bytes written to the socket so far.
+    pub fn data_written(&self) -> u64 {
+        *self.data_written.borrow()
+    }
+
+    /// Wait until at least `bytes` DATA payload bytes have been written.
+    pub async fn wait_data_written(&self, bytes: u64) {
+        let mut rx = self.data_written.subscribe();
+        let _ = rx.wait_for(|&written| written >= bytes).await;
+    }
+
+    /// A receiver that changes whenever the peer grants window or changes settings.
+    pub fn flow_changes(&self) -> watch::Receiver<u64> {
+        self.flow_epoch.subscribe()
+    }
+
+    /// Start counting WINDOW_UPDATEs for `stream`.
+    pub fn track_stream(&self, stream: u32) {
+        let mut f = self.flow.lock().unwrap_or_else(|e| e.into_inner());
+        f.stream_updates.insert(stream, 0);
+        f.stream_written.insert(stream, 0);
+    }
+
+    /// Stop counting for `stream`.
+    pub fn untrack_stream(&self, stream: u32) {
+        {
+            let mut f = self.flow.lock().unwrap_or_else(|e| e.into_inner());
+            f.stream_updates.remove(&stream);
+            f.stream_written.remove(&stream);
+        }
+        // Wakes anyone waiting for this stream's bytes to be written.
+        self.data_written.send_modify(|_| {});
+    }
+
+    /// Wait until `bytes` DATA bytes of `stream` are written, or the stream is
+    /// no longer tracked (finished or reset: h2 drops a reset stream's queue).
+    pub async fn wait_stream_written(&self, stream: u32, bytes: u64) {
+        let mut rx = self.data_written.subscribe();
+        loop {
+            let done = {
+                let f = self.flow.lock().unwrap_or_else(|e| e.into_inner());
+                f.stream_written.get(&stream).is_none_or(|&w| w >= bytes)
+            };
+            if done || rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// The send windows given `connection_sent` bytes handed to h2 in all and
+    /// `stream_sent` on `stream`: (connection window, stream window).
+    pub fn windows(&self, stream: u32, connection_sent: u64, stream_sent: u64) -> (i64, i64) {
+        let f = self.flow.lock().unwrap_or_else(|e| e.into_inner());
+        let connection = i64::from(DEFAULT_WINDOW) + f.connection_updates as i64 - connection_sent as i64;
+        let updates = f.stream_updates.get(&stream).copied().unwrap_or(0);
+        let stream = i64::from(f.initial_window) + updates as i64 - stream_sent as i64;
+        (connection, stream)
+    }
+
+    /// Record a promise: the pushed stream counts against the client's
+    /// MAX_CONCURRENT_STREAMS until it closes on the wire.
+    pub fn push_opened(&self, stream: u32) {
+        self.open_pushes.lock().unwrap_or_else(|e| e.into_inner()).insert(stream);
+    }
+
+    /// A pushed stream is closed (seen on the wire, or reset as h2 reported).
+    pub fn push_closed(&self, stream: u32) {
+        self.open_pushes.lock().unwrap_or_else(|e| e.into_inner()).remove(&stream);
+    }
+
+    /// Pushed streams promised and not yet closed.
+    pub fn open_pushes(&self) -> usize {
+        self.open_pushes.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// Wait until a PUSH_PROMISE for `id` (or a later one) has been written.
@@ -274,6 +383,31 @@ fn observe(direction: Direction, frame: &Frame<'_>, peer: &PeerState) {
                 });
             }
         }
+        (Direction::Sent, frame_type::DATA) => {
+            if let Some(w) = peer.flow.lock().unwrap_or_else(|e| e.into_inner()).stream_written.get_mut(&head.stream) {
+                *w += head.len as u64;
+            }
+            peer.data_written.send_modify(|n| *n += head.len as u64);
+            if head.flags & FLAG_END_STREAM != 0 {
+                peer.push_closed(head.stream);
+            }
+        }
+        (Direction::Sent, frame_type::HEADERS) if head.flags & FLAG_END_STREAM != 0 => peer.push_closed(head.stream),
+        (Direction::Sent, frame_type::RST_STREAM) => peer.push_closed(head.stream),
+        (Direction::Received, frame_type::WINDOW_UPDATE) => {
+            if let Some(b) = frame.prefix.get(0..4) {
+                let increment = u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]) & 0x7fff_ffff);
+                {
+                    let mut f = peer.flow.lock().unwrap_or_else(|e| e.into_inner());
+                    if head.stream == 0 {
+                        f.connection_updates += increment;
+                    } else if let Some(total) = f.stream_updates.get_mut(&head.stream) {
+                        *total += increment;
+                    }
+                }
+                peer.flow_epoch.send_modify(|e| *e += 1);
+            }
+        }
         (Direction::Received, frame_type::SETTINGS) if head.flags & FLAG_ACK == 0 => {
             // Entries past the 64-byte prefix (10 settings) are ignored: more
             // than any real client sends.
@@ -285,9 +419,13 @@ fn observe(direction: Direction, frame: &Frame<'_>, peer: &PeerState) {
                     SETTINGS_MAX_CONCURRENT_STREAMS => {
                         peer.max_concurrent_streams.store(value, Ordering::Release)
                     }
+                    SETTINGS_INITIAL_WINDOW_SIZE => {
+                        peer.flow.lock().unwrap_or_else(|e| e.into_inner()).initial_window = value;
+                    }
                     _ => {}
                 }
             }
+            peer.flow_epoch.send_modify(|e| *e += 1);
         }
         _ => {}
     }
@@ -460,6 +598,24 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Tap<IO> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+impl PeerState {
+    /// As if the client had granted `amount` of window everywhere.
+    pub(crate) fn test_grant_window(&self, amount: u64) {
+        let mut f = self.flow.lock().unwrap();
+        f.connection_updates += amount;
+        f.initial_window = amount.min(i32::MAX as u64) as u32;
+    }
+
+    /// As if `n` DATA bytes of `stream` had been written.
+    pub(crate) fn test_written(&self, stream: u32, n: u64) {
+        if let Some(w) = self.flow.lock().unwrap().stream_written.get_mut(&stream) {
+            *w += n;
+        }
+        self.data_written.send_modify(|t| *t += n);
     }
 }
 

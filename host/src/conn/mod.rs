@@ -11,6 +11,7 @@
 //! except its body: no promise, no 1xx (h2 would send both; clients reject them).
 
 pub mod push;
+pub mod sched;
 pub mod send;
 
 use std::sync::Arc;
@@ -46,8 +47,8 @@ pub struct Conn {
     pub push_book: tokio::sync::Mutex<push::PushBook>,
     /// Requests being handled (client-initiated streams still open).
     pub open_requests: AtomicUsize,
-    /// Pushed streams promised and not yet finished.
-    pub active_pushes: AtomicUsize,
+    /// Decides whose DATA goes next.
+    pub sched: Arc<sched::Scheduler>,
 }
 
 /// Serve HTTP/2 on an established byte stream (TLS with ALPN h2, or h2c).
@@ -95,10 +96,10 @@ pub async fn serve<IO>(
     let conn = Arc::new(Conn {
         id,
         scheme,
-        peer,
+        peer: peer.clone(),
         push_book: tokio::sync::Mutex::new(push::PushBook::new(shared.config.push.memo_size)),
         open_requests: AtomicUsize::new(0),
-        active_pushes: AtomicUsize::new(0),
+        sched: Arc::new(sched::Scheduler::new(peer.clone())),
         shared,
     });
     let mut draining = false;
@@ -246,6 +247,12 @@ async fn handle(
         }
     }
 
+    // The parent takes its place before its pushes: a push of the same
+    // urgency that is not incremental then follows the page, not the reverse.
+    let slot = conn.sched.register(
+        u32::from(respond.stream_id()),
+        sched::Priority::from_header(parts.headers.get("priority")),
+    );
     let delivered = push::deliver(
         &conn,
         &mut respond,
@@ -294,7 +301,7 @@ async fn handle(
             return;
         }
     };
-    if !end && let Err((_, e)) = send::send_body(&mut send, response.body).await {
+    if !end && let Err((_, e)) = send::send_body(&mut send, response.body, &slot).await {
         tracing::debug!(conn = conn.id, path = %path_and_query, "response body not completed: {e:?}");
     }
 }

@@ -16,7 +16,6 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,6 +23,7 @@ use h2::server::{SendPushedResponse, SendResponse};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 use super::Conn;
+use super::sched::{Priority, Registered};
 use crate::metrics::Metrics;
 use crate::origin::Serve;
 use crate::planner::{Planned, Route, ValidHint};
@@ -34,6 +34,7 @@ use crate::policy::{Delivery, Destination};
 pub struct PushBook {
     memo: Memo,
     pushed: usize,
+    pushed_bytes: u64,
     /// Set when promises did not reach the wire in time; no more pushes then.
     poisoned: bool,
 }
@@ -43,6 +44,7 @@ impl PushBook {
         PushBook {
             memo: Memo::new(memo_size),
             pushed: 0,
+            pushed_bytes: 0,
             poisoned: false,
         }
     }
@@ -86,6 +88,7 @@ pub struct Promised {
     pub stream: SendPushedResponse<Bytes>,
     pub hint: ValidHint,
     pub headers: HeaderMap,
+    pub slot: Registered,
 }
 
 /// The outcome of delivery for one parent.
@@ -128,10 +131,11 @@ pub async fn deliver(
     };
 
     // Only promise what the origin can serve: a promised 404 wastes a stream.
+    // The file size is the estimate the byte budgets work with.
     let mut servable = Vec::with_capacity(candidates.len());
     for hint in candidates {
         match conn.shared.origin.resolve(hint.path_and_query.path()).await {
-            Ok(_) => servable.push(hint),
+            Ok(resolved) => servable.push((hint, resolved.len)),
             Err(_) => {
                 tracing::debug!(conn = conn.id, path = %hint.path_and_query, "hint for a missing file: not pushed")
             }
@@ -144,11 +148,11 @@ pub async fn deliver(
             conn = conn.id,
             "push gate busy past the flush timeout: hints go out as early hints"
         );
-        servable.into_iter().for_each(|h| fallback(&mut out, h));
+        servable.into_iter().for_each(|(h, _)| fallback(&mut out, h));
         return out;
     };
     if book.poisoned || !conn.peer.push_enabled() {
-        servable.into_iter().for_each(|h| fallback(&mut out, h));
+        servable.into_iter().for_each(|(h, _)| fallback(&mut out, h));
         return out;
     }
 
@@ -156,19 +160,24 @@ pub async fn deliver(
     let scheme = conn.scheme;
     let mut last_id = None;
     let mut this_request = 0usize;
-    for hint in servable {
+    let mut this_request_bytes = 0u64;
+    for (hint, len) in servable {
         let pq = hint.path_and_query.as_str();
         if book.memo.contains(pq) {
             // Pushed earlier on this connection: the client has it.
             continue;
         }
-        let open =
-            conn.open_requests.load(Ordering::Acquire) + conn.active_pushes.load(Ordering::Acquire);
+        // The client's MAX_CONCURRENT_STREAMS bounds the pushed streams that
+        // are promised or open; h2 would queue the rest, and a client reset
+        // of a queued push makes h2 kill the connection.
         let peer_limit = conn.peer.max_concurrent_streams() as usize;
-        if this_request >= cfg.max_per_request
+        let over_budget = this_request >= cfg.max_per_request
             || book.pushed >= cfg.max_per_connection
-            || open >= peer_limit
-        {
+            || this_request_bytes + len > cfg.max_bytes_per_request
+            || book.pushed_bytes + len > cfg.max_bytes_per_connection
+            || conn.peer.open_pushes() >= peer_limit;
+        if over_budget {
+            Metrics::inc(&conn.shared.metrics.pushes_over_budget);
             fallback(&mut out, hint);
             continue;
         }
@@ -181,16 +190,28 @@ pub async fn deliver(
         *request.headers_mut() = headers.clone();
         match respond.push_request(request) {
             Ok(stream) => {
-                last_id = Some(u32::from(stream.stream_id()));
+                let id = u32::from(stream.stream_id());
+                last_id = Some(id);
+                conn.peer.push_opened(id);
+                let slot = conn.sched.register(
+                    id,
+                    Priority {
+                        urgency: hint.urgency,
+                        incremental: hint.incremental,
+                        weight: hint.weight,
+                    },
+                );
                 book.memo.insert(pq);
                 book.pushed += 1;
+                book.pushed_bytes += len;
                 this_request += 1;
-                conn.active_pushes.fetch_add(1, Ordering::AcqRel);
+                this_request_bytes += len;
                 Metrics::inc(&conn.shared.metrics.pushes_promised);
                 out.promised.push(Promised {
                     stream,
                     hint,
                     headers,
+                    slot,
                 });
             }
             Err(e) => {
@@ -251,8 +272,9 @@ pub async fn serve_pushed(conn: Arc<Conn>, promised: Promised) {
         mut stream,
         hint,
         headers,
+        slot,
     } = promised;
-    let _active = ActivePush(conn.clone());
+    let id = slot.stream();
     let response = conn
         .shared
         .origin
@@ -272,6 +294,8 @@ pub async fn serve_pushed(conn: Arc<Conn>, promised: Promised) {
     let mut send = match stream.send_response(head, end) {
         Ok(send) => send,
         Err(e) => {
+            // The client reset the promise (or the connection is gone).
+            conn.peer.push_closed(id);
             tracing::debug!(conn = conn.id, path = %hint.path_and_query, "pushed response not sent: {e}");
             return;
         }
@@ -280,16 +304,20 @@ pub async fn serve_pushed(conn: Arc<Conn>, promised: Promised) {
         Metrics::inc(&conn.shared.metrics.pushes_completed);
         return;
     }
-    match super::send::send_body(&mut send, response.body).await {
+    match super::send::send_body(&mut send, response.body, &slot).await {
         Ok(n) => {
             Metrics::add(&conn.shared.metrics.pushed_bytes, n);
             Metrics::inc(&conn.shared.metrics.pushes_completed);
         }
         Err((n, e)) => {
             Metrics::add(&conn.shared.metrics.pushed_bytes, n);
+            // Reset by the client, or by us below: either way closed. (A reset
+            // we send is also seen by the tap.)
+            conn.peer.push_closed(id);
             match e {
                 super::send::SendError::Reset(reason) => {
                     Metrics::inc(&conn.shared.metrics.pushes_cancelled);
+                    Metrics::add(&conn.shared.metrics.wasted_bytes, n);
                     tracing::debug!(conn = conn.id, path = %hint.path_and_query, sent = n, "client reset push: {reason:?}");
                 }
                 other => {
@@ -301,11 +329,3 @@ pub async fn serve_pushed(conn: Arc<Conn>, promised: Promised) {
     }
 }
 
-/// Counts a pushed stream as open until its task ends.
-struct ActivePush(Arc<Conn>);
-
-impl Drop for ActivePush {
-    fn drop(&mut self) {
-        self.0.active_pushes.fetch_sub(1, Ordering::AcqRel);
-    }
-}

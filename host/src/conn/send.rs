@@ -7,11 +7,13 @@
 
 use std::future::poll_fn;
 use std::task::Poll;
+use std::time::Duration;
 
 use bytes::Bytes;
 use h2::SendStream;
 
-use crate::origin::{Body, CHUNK};
+use super::sched::{QUANTUM, Registered};
+use crate::origin::Body;
 
 /// How a body transfer ended early.
 #[derive(Debug)]
@@ -24,43 +26,67 @@ pub enum SendError {
     Io(std::io::Error),
 }
 
-/// Send `body` on `stream`, ending the stream with the last chunk. Returns the
-/// number of body bytes handed to h2; on error, also the bytes sent before it.
-pub async fn send_body(
-    stream: &mut SendStream<Bytes>,
-    mut body: Body,
-) -> Result<u64, (u64, SendError)> {
+/// How long a turn may wait for h2 to assign capacity before it yields to
+/// other streams (the stream's own window is shut: the client is not reading it).
+const CAPACITY_WAIT: Duration = Duration::from_millis(250);
+
+/// Send `body` on `stream`, ending the stream with the last chunk, one
+/// scheduler turn per chunk. Returns the body bytes handed to h2; on error,
+/// also the bytes handed over before it.
+pub async fn send_body(stream: &mut SendStream<Bytes>, mut body: Body, slot: &Registered) -> Result<u64, (u64, SendError)> {
+    let (sched, id) = (slot.scheduler(), slot.stream());
     let mut remaining = body.len();
     let mut sent = 0u64;
+    let mut pending = Bytes::new();
     while remaining > 0 {
-        stream.reserve_capacity((remaining as usize).min(CHUNK));
-        let capacity = poll_fn(|cx| {
-            if let Poll::Ready(r) = stream.poll_reset(cx) {
-                return Poll::Ready(Err(match r {
-                    Ok(reason) => SendError::Reset(reason),
-                    Err(e) => SendError::H2(e),
-                }));
+        if pending.is_empty() {
+            // Read ahead of the turn, so disk time never holds up other streams.
+            pending = match body.next_chunk(QUANTUM).await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                Err(e) => return Err((sent, SendError::Io(e))),
+            };
+        }
+        let turn = sched.turn(id, pending.len()).await;
+        stream.reserve_capacity(turn.max.min(pending.len()));
+        let capacity = tokio::time::timeout(
+            CAPACITY_WAIT,
+            poll_fn(|cx| {
+                if let Poll::Ready(r) = stream.poll_reset(cx) {
+                    return Poll::Ready(Err(match r {
+                        Ok(reason) => SendError::Reset(reason),
+                        Err(e) => SendError::H2(e),
+                    }));
+                }
+                match stream.poll_capacity(cx) {
+                    Poll::Ready(Some(Ok(n))) => Poll::Ready(Ok(n)),
+                    Poll::Ready(Some(Err(e))) => Poll::Ready(Err(SendError::H2(e))),
+                    // The stream can no longer send: it was reset or closed.
+                    Poll::Ready(None) => Poll::Ready(Err(SendError::Reset(h2::Reason::CANCEL))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }),
+        )
+        .await;
+        let capacity = match capacity {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
+                sched.complete(id, 0, false);
+                return Err((sent, e));
             }
-            match stream.poll_capacity(cx) {
-                Poll::Ready(Some(Ok(n))) => Poll::Ready(Ok(n)),
-                Poll::Ready(Some(Err(e))) => Poll::Ready(Err(SendError::H2(e))),
-                // The stream can no longer send: it was reset or closed.
-                Poll::Ready(None) => Poll::Ready(Err(SendError::Reset(h2::Reason::CANCEL))),
-                Poll::Pending => Poll::Pending,
+            Err(_) => {
+                stream.reserve_capacity(0);
+                sched.complete(id, 0, false);
+                continue;
             }
-        })
-        .await
-        .map_err(|e| (sent, e))?;
-        let chunk = body
-            .next_chunk(capacity)
-            .await
-            .map_err(|e| (sent, SendError::Io(e)))?;
-        let Some(chunk) = chunk else { break };
-        remaining -= chunk.len() as u64;
-        sent += chunk.len() as u64;
-        stream
-            .send_data(chunk, remaining == 0)
-            .map_err(|e| (sent, SendError::H2(e)))?;
+        };
+        let n = capacity.min(turn.max).min(pending.len());
+        let chunk = pending.split_to(n);
+        remaining -= n as u64;
+        sent += n as u64;
+        let result = stream.send_data(chunk, remaining == 0);
+        sched.complete(id, n, remaining > 0);
+        result.map_err(|e| (sent, SendError::H2(e)))?;
     }
     Ok(sent)
 }
