@@ -7,6 +7,7 @@
 //! validates and routes its hints; `conn::push` issues promises through the
 //! connection's single push gate; [`metrics`] counts what happened.
 
+pub mod admin;
 pub mod config;
 pub mod conn;
 pub mod metrics;

@@ -155,6 +155,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
         println!("herald listening on {scheme}://{addr}");
         tracing::info!("listening on {scheme}://{addr}");
     }
+    if let Some(addr) = server.admin_addr() {
+        println!("herald admin listening on http://{addr}");
+        tracing::info!("admin listening on http://{addr} (/metrics, /healthz)");
+    }
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;

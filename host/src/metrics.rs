@@ -26,6 +26,9 @@ pub struct Metrics {
     /// Pushed bytes sent before the client cancelled the push.
     pub wasted_bytes: AtomicU64,
     pub early_hints_sent: AtomicU64,
+    /// Nanoseconds spent in policy calls.
+    pub policy_nanos: AtomicU64,
+    pub connections: AtomicU64,
 }
 
 impl Metrics {
@@ -39,6 +42,114 @@ impl Metrics {
 
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// The Prometheus text exposition. `labels` (e.g. `policy="x",version="y"`)
+    /// go on every series.
+    pub fn render(&self, labels: &str) -> String {
+        let series: [(&str, &str, &AtomicU64); 17] = [
+            (
+                "herald_requests_total",
+                "Requests received.",
+                &self.requests,
+            ),
+            (
+                "herald_policy_calls_total",
+                "Policy calls.",
+                &self.policy_calls,
+            ),
+            (
+                "herald_policy_traps_total",
+                "Policy calls that trapped.",
+                &self.policy_traps,
+            ),
+            (
+                "herald_policy_timeouts_total",
+                "Policy calls stopped at their deadline.",
+                &self.policy_timeouts,
+            ),
+            (
+                "herald_policy_errors_total",
+                "Policy calls that returned an error.",
+                &self.policy_errors,
+            ),
+            (
+                "herald_policy_busy_total",
+                "Policy calls that found no free slot in time.",
+                &self.policy_busy,
+            ),
+            (
+                "herald_hints_total",
+                "Hints returned by policies.",
+                &self.hints,
+            ),
+            (
+                "herald_invalid_hints_total",
+                "Hints dropped by validation or limits.",
+                &self.invalid_hints,
+            ),
+            (
+                "herald_pushes_promised_total",
+                "PUSH_PROMISEs sent.",
+                &self.pushes_promised,
+            ),
+            (
+                "herald_pushes_completed_total",
+                "Pushed responses sent whole.",
+                &self.pushes_completed,
+            ),
+            (
+                "herald_pushes_cancelled_total",
+                "Pushes reset by the client.",
+                &self.pushes_cancelled,
+            ),
+            (
+                "herald_pushes_over_budget_total",
+                "Push candidates turned into early hints by a budget or the client's stream limit.",
+                &self.pushes_over_budget,
+            ),
+            (
+                "herald_pushed_bytes_total",
+                "Pushed body bytes sent.",
+                &self.pushed_bytes,
+            ),
+            (
+                "herald_wasted_bytes_total",
+                "Pushed bytes sent before the client cancelled the push.",
+                &self.wasted_bytes,
+            ),
+            (
+                "herald_early_hints_total",
+                "103 Early Hints responses sent.",
+                &self.early_hints_sent,
+            ),
+            (
+                "herald_policy_call_seconds_sum",
+                "Total time spent in policy calls.",
+                &self.policy_nanos,
+            ),
+            (
+                "herald_connections_total",
+                "Connections accepted.",
+                &self.connections,
+            ),
+        ];
+        let mut out = String::with_capacity(4096);
+        for (name, help, counter) in series {
+            let value = Self::get(counter);
+            let kind = if name.ends_with("_sum") {
+                "gauge"
+            } else {
+                "counter"
+            };
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+            if name == "herald_policy_call_seconds_sum" {
+                out.push_str(&format!("{name}{{{labels}}} {}\n", value as f64 / 1e9));
+            } else {
+                out.push_str(&format!("{name}{{{labels}}} {value}\n"));
+            }
+        }
+        out
     }
 }
 

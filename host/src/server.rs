@@ -33,6 +33,19 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// The `/metrics` page.
+    pub fn render_metrics(&self) -> String {
+        let labels = match &self.policy {
+            Some(p) => format!(
+                "policy=\"{}\",version=\"{}\"",
+                escape_label(p.name()),
+                p.version()
+            ),
+            None => "policy=\"\",version=\"\"".to_string(),
+        };
+        self.metrics.render(&labels)
+    }
+
     /// Build everything from a validated config: origin, engine, policy.
     pub fn from_config(config: Config) -> anyhow::Result<Shared> {
         let root = config
@@ -71,11 +84,18 @@ impl Shared {
     }
 }
 
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 /// A bound server, ready to run.
 pub struct Server {
     shared: Arc<Shared>,
     tls: Vec<TcpListener>,
     h2c: Vec<TcpListener>,
+    admin: Option<TcpListener>,
     acceptor: Option<TlsAcceptor>,
 }
 
@@ -105,10 +125,19 @@ impl Server {
                     .with_context(|| format!("server.listen_h2c: cannot listen on {addr}"))?,
             );
         }
+        let admin = match shared.config.admin.listen {
+            Some(addr) => Some(
+                bind(addr)
+                    .await
+                    .with_context(|| format!("admin.listen: cannot listen on {addr}"))?,
+            ),
+            None => None,
+        };
         Ok(Server {
             shared: Arc::new(shared),
             tls,
             h2c,
+            admin,
             acceptor,
         })
     }
@@ -126,6 +155,11 @@ impl Server {
             .filter_map(|l| l.local_addr().ok())
             .map(|a| ("http", a));
         tls.chain(h2c).collect()
+    }
+
+    /// The admin listener's address, if any.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -146,6 +180,13 @@ impl Server {
                 listener,
                 self.shared.clone(),
                 None,
+                shutdown.clone(),
+            ));
+        }
+        if let Some(listener) = self.admin {
+            tasks.spawn(crate::admin::serve(
+                listener,
+                self.shared.clone(),
                 shutdown.clone(),
             ));
         }
@@ -200,6 +241,8 @@ async fn accept_loop(
             }
         };
         let _ = tcp.set_nodelay(true);
+        set_notsent_lowat(&tcp, shared.config.server.tcp_notsent_lowat);
+        crate::metrics::Metrics::inc(&shared.metrics.connections);
         let id = crate::conn::next_id();
         tracing::debug!(conn = id, %addr, "accepted");
         let (shared, acceptor, rx) = (shared.clone(), acceptor.clone(), shutdown.clone());
@@ -246,5 +289,62 @@ async fn connection(
             }
             crate::conn::serve(tls, shared, id, "https", rx).await
         }
+    }
+}
+
+/// Bound the unsent bytes the kernel holds for this socket (Linux
+/// TCP_NOTSENT_LOWAT), so what the scheduler decides is what leaves next.
+pub fn set_notsent_lowat(tcp: &TcpStream, bytes: u32) {
+    #[cfg(target_os = "linux")]
+    if bytes > 0 {
+        use std::os::fd::AsRawFd;
+        let value = bytes as libc::c_int;
+        // SAFETY: a valid socket descriptor and a pointer to a c_int that
+        // outlives the call, with its exact size.
+        let rc = unsafe {
+            libc::setsockopt(
+                tcp.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_NOTSENT_LOWAT,
+                &value as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            tracing::debug!(
+                "TCP_NOTSENT_LOWAT not set: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (tcp, bytes);
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    #[cfg(target_os = "linux")]
+    async fn notsent_lowat_is_applied() {
+        use std::os::fd::AsRawFd;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        super::set_notsent_lowat(&client, 12_345);
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: valid descriptor, pointers to live locals of the right size.
+        let rc = unsafe {
+            libc::getsockopt(
+                client.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_NOTSENT_LOWAT,
+                &mut value as *mut libc::c_int as *mut libc::c_void,
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0);
+        assert_eq!(value, 12_345);
     }
 }

@@ -14,8 +14,8 @@
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -139,15 +139,29 @@ impl PeerState {
         f.stream_written.insert(stream, 0);
     }
 
-    /// Stop counting for `stream`.
-    pub fn untrack_stream(&self, stream: u32) {
+    /// Stop counting window updates for `stream`. Its written-bytes count
+    /// lives on until the stream's end is seen on the wire (END_STREAM or
+    /// RST_STREAM), so a successor can wait for its last bytes; if it sent
+    /// nothing there is nothing to wait for.
+    pub fn untrack_stream(&self, stream: u32, sent_anything: bool) {
         {
             let mut f = self.flow.lock().unwrap_or_else(|e| e.into_inner());
             f.stream_updates.remove(&stream);
-            f.stream_written.remove(&stream);
+            if !sent_anything {
+                f.stream_written.remove(&stream);
+            }
         }
-        // Wakes anyone waiting for this stream's bytes to be written.
         self.data_written.send_modify(|_| {});
+    }
+
+    /// The stream ended on the wire: nothing more of it will be written.
+    fn stream_ended(&self, stream: u32) {
+        self.flow
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .stream_written
+            .remove(&stream);
+        self.push_closed(stream);
     }
 
     /// Wait until `bytes` DATA bytes of `stream` are written, or the stream is
@@ -169,7 +183,8 @@ impl PeerState {
     /// `stream_sent` on `stream`: (connection window, stream window).
     pub fn windows(&self, stream: u32, connection_sent: u64, stream_sent: u64) -> (i64, i64) {
         let f = self.flow.lock().unwrap_or_else(|e| e.into_inner());
-        let connection = i64::from(DEFAULT_WINDOW) + f.connection_updates as i64 - connection_sent as i64;
+        let connection =
+            i64::from(DEFAULT_WINDOW) + f.connection_updates as i64 - connection_sent as i64;
         let updates = f.stream_updates.get(&stream).copied().unwrap_or(0);
         let stream = i64::from(f.initial_window) + updates as i64 - stream_sent as i64;
         (connection, stream)
@@ -178,17 +193,26 @@ impl PeerState {
     /// Record a promise: the pushed stream counts against the client's
     /// MAX_CONCURRENT_STREAMS until it closes on the wire.
     pub fn push_opened(&self, stream: u32) {
-        self.open_pushes.lock().unwrap_or_else(|e| e.into_inner()).insert(stream);
+        self.open_pushes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(stream);
     }
 
     /// A pushed stream is closed (seen on the wire, or reset as h2 reported).
     pub fn push_closed(&self, stream: u32) {
-        self.open_pushes.lock().unwrap_or_else(|e| e.into_inner()).remove(&stream);
+        self.open_pushes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&stream);
     }
 
     /// Pushed streams promised and not yet closed.
     pub fn open_pushes(&self) -> usize {
-        self.open_pushes.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.open_pushes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     /// Wait until a PUSH_PROMISE for `id` (or a later one) has been written.
@@ -384,19 +408,34 @@ fn observe(direction: Direction, frame: &Frame<'_>, peer: &PeerState) {
             }
         }
         (Direction::Sent, frame_type::DATA) => {
-            if let Some(w) = peer.flow.lock().unwrap_or_else(|e| e.into_inner()).stream_written.get_mut(&head.stream) {
+            if let Some(w) = peer
+                .flow
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .stream_written
+                .get_mut(&head.stream)
+            {
                 *w += head.len as u64;
             }
-            peer.data_written.send_modify(|n| *n += head.len as u64);
             if head.flags & FLAG_END_STREAM != 0 {
-                peer.push_closed(head.stream);
+                peer.stream_ended(head.stream);
             }
+            peer.data_written.send_modify(|n| *n += head.len as u64);
         }
-        (Direction::Sent, frame_type::HEADERS) if head.flags & FLAG_END_STREAM != 0 => peer.push_closed(head.stream),
-        (Direction::Sent, frame_type::RST_STREAM) => peer.push_closed(head.stream),
+        (Direction::Sent, frame_type::HEADERS) if head.flags & FLAG_END_STREAM != 0 => {
+            peer.stream_ended(head.stream);
+            peer.data_written.send_modify(|_| {});
+        }
+        (_, frame_type::RST_STREAM) => {
+            // Sent: the stream is over. Received: h2 drops what it queued.
+            // Either way nothing more of it reaches the wire.
+            peer.stream_ended(head.stream);
+            peer.data_written.send_modify(|_| {});
+        }
         (Direction::Received, frame_type::WINDOW_UPDATE) => {
             if let Some(b) = frame.prefix.get(0..4) {
-                let increment = u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]) & 0x7fff_ffff);
+                let increment =
+                    u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]) & 0x7fff_ffff);
                 {
                     let mut f = peer.flow.lock().unwrap_or_else(|e| e.into_inner());
                     if head.stream == 0 {
@@ -420,7 +459,10 @@ fn observe(direction: Direction, frame: &Frame<'_>, peer: &PeerState) {
                         peer.max_concurrent_streams.store(value, Ordering::Release)
                     }
                     SETTINGS_INITIAL_WINDOW_SIZE => {
-                        peer.flow.lock().unwrap_or_else(|e| e.into_inner()).initial_window = value;
+                        peer.flow
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .initial_window = value;
                     }
                     _ => {}
                 }

@@ -3,8 +3,10 @@
 //! compiled from `plugins-example/` and `tests/fixtures/` during the run.
 
 mod cli;
+mod engine;
 mod failures;
 mod nghttp;
 mod origin;
 mod push;
+mod raw;
 mod support;

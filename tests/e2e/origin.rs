@@ -17,7 +17,7 @@ async fn conditional_head_404_and_traversal_over_http2() {
     let page = client.get("/").await;
     assert_eq!(page.status, 200);
     assert_eq!(page.headers["content-type"], "text/html; charset=utf-8");
-    assert_eq!(page.headers["cache-control"], "no-cache");
+    assert_eq!(page.headers["cache-control"], "max-age=60");
     let etag = page.headers["etag"].to_str().unwrap().to_string();
     let lm = page.headers["last-modified"].to_str().unwrap().to_string();
 

@@ -94,6 +94,7 @@ pub struct Herald {
     child: Child,
     pub https: SocketAddr,
     pub h2c: SocketAddr,
+    pub admin: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
     stderr: Arc<Mutex<String>>,
 }
@@ -140,8 +141,9 @@ impl Herald {
             });
         }
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let (mut https, mut h2c) = (None, None);
-        while https.is_none() || h2c.is_none() {
+        let (mut https, mut h2c, mut admin) = (None, None, None);
+        let wants_admin = config.contains("[admin]");
+        while https.is_none() || h2c.is_none() || (wants_admin && admin.is_none()) {
             let mut line = String::new();
             if stdout.read_line(&mut line).unwrap() == 0 {
                 let _ = child.wait();
@@ -151,7 +153,12 @@ impl Herald {
                     stderr.lock().unwrap()
                 );
             }
-            if let Some(addr) = line.trim().strip_prefix("herald listening on https://") {
+            if let Some(addr) = line
+                .trim()
+                .strip_prefix("herald admin listening on http://")
+            {
+                admin = Some(addr.parse().unwrap());
+            } else if let Some(addr) = line.trim().strip_prefix("herald listening on https://") {
                 https = Some(addr.parse().unwrap());
             } else if let Some(addr) = line.trim().strip_prefix("herald listening on http://") {
                 h2c = Some(addr.parse().unwrap());
@@ -162,6 +169,7 @@ impl Herald {
             child,
             https: https.unwrap(),
             h2c: h2c.unwrap(),
+            admin,
             dir,
             stderr,
         }
@@ -175,6 +183,26 @@ impl Herald {
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Fetch `/metrics` from the admin listener and return the value of the
+    /// first series named `name` (labels ignored).
+    pub fn metric(&self, name: &str) -> f64 {
+        use std::io::{Read, Write};
+        let addr = self.admin.expect("config has an [admin] listener");
+        let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            tcp,
+            "GET /metrics HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        tcp.read_to_string(&mut text).unwrap();
+        text.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))
     }
 
     /// The certificate Herald generated, for clients to trust.
@@ -226,6 +254,7 @@ pub fn config_for(root: &Path, policy: Option<&Path>, policy_config: &str) -> St
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Seen {
     pub kind: u8,
+    pub len: usize,
     pub flags: u8,
     pub stream: u32,
     pub promised: Option<u32>,
@@ -253,6 +282,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Recorder<IO> {
             this.decoder.feed(&buf.filled()[before..], |f| {
                 frames.lock().unwrap().push(Seen {
                     kind: f.head.kind,
+                    len: f.head.len,
                     flags: f.head.flags,
                     stream: f.head.stream,
                     promised: f.promised_id(),
@@ -285,6 +315,8 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Recorder<IO> {
 pub struct ClientOptions {
     pub enable_push: bool,
     pub max_concurrent_streams: Option<u32>,
+    /// The client's stream receive window (default 4 MiB).
+    pub stream_window: u32,
 }
 
 impl Default for ClientOptions {
@@ -292,6 +324,7 @@ impl Default for ClientOptions {
         ClientOptions {
             enable_push: true,
             max_concurrent_streams: None,
+            stream_window: 4 << 20,
         }
     }
 }
@@ -308,6 +341,7 @@ pub struct Client {
 /// A pushed response as the client got it.
 #[derive(Debug)]
 pub struct Pushed {
+    pub stream: u32,
     pub request: http::Request<()>,
     pub status: http::StatusCode,
     pub headers: http::HeaderMap,
@@ -394,7 +428,7 @@ impl Client {
         let mut builder = h2::client::Builder::new();
         builder
             .enable_push(options.enable_push)
-            .initial_window_size(4 << 20)
+            .initial_window_size(options.stream_window)
             .initial_connection_window_size(16 << 20);
         if let Some(n) = options.max_concurrent_streams {
             builder.max_concurrent_streams(n);
@@ -440,10 +474,12 @@ impl Client {
             let mut tasks = Vec::new();
             let mut take = |p: h2::client::PushPromise| {
                 let (request, response) = p.into_parts();
+                let stream = u32::from(response.stream_id());
                 tasks.push(tokio::spawn(async move {
                     let response = response.await.expect("pushed response");
                     let (parts, body) = response.into_parts();
                     Pushed {
+                        stream,
                         request,
                         status: parts.status,
                         headers: parts.headers,
@@ -497,6 +533,11 @@ impl Client {
             pushes,
             stream,
         }
+    }
+
+    /// A handle to send requests directly (for tests that drive h2 by hand).
+    pub fn sender(&self) -> h2::client::SendRequest<Bytes> {
+        self.send.clone()
     }
 
     /// Frames received so far.

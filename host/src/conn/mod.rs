@@ -193,7 +193,11 @@ async fn handle(
                 can_push,
                 "default",
             );
-            let (result, _stats) = policy.decide(&input).await;
+            let (result, stats) = policy.decide(&input).await;
+            Metrics::add(
+                &shared.metrics.policy_nanos,
+                stats.elapsed.as_nanos() as u64,
+            );
             match result {
                 Ok(hints) => hints,
                 Err(failure) => {
@@ -281,9 +285,13 @@ async fn handle(
         }
     }
 
+    // Promises are on the wire: from now on the page could send at once.
+    slot.arm();
+    let (pushed, hinted) = (delivered.promised.len(), links.len());
     for promised in delivered.promised {
         tokio::spawn(push::serve_pushed(conn.clone(), promised));
     }
+    let status = response.status;
 
     let end = response.body.is_empty() || parts.method == Method::HEAD;
     let mut head = http::Response::builder()
@@ -294,15 +302,39 @@ async fn handle(
     for link in links {
         head.headers_mut().append(http::header::LINK, link);
     }
-    let mut send = match respond.send_response(head, end) {
-        Ok(send) => send,
-        Err(e) => {
-            tracing::debug!(conn = conn.id, path = %path_and_query, "response not sent: {e}");
-            return;
+    let mut sent = 0;
+    let mut outcome = "ok";
+    match respond.send_response(head, end) {
+        Ok(mut send) => {
+            if !end {
+                match send::send_body(&mut send, response.body, &slot).await {
+                    Ok(n) => sent = n,
+                    Err((n, e)) => {
+                        sent = n;
+                        outcome = "incomplete";
+                        tracing::debug!(conn = conn.id, path = %path_and_query, "response body not completed: {e:?}");
+                    }
+                }
+            }
         }
-    };
-    if !end && let Err((_, e)) = send::send_body(&mut send, response.body, &slot).await {
-        tracing::debug!(conn = conn.id, path = %path_and_query, "response body not completed: {e:?}");
+        Err(e) => {
+            outcome = "not-sent";
+            tracing::debug!(conn = conn.id, path = %path_and_query, "response not sent: {e}");
+        }
+    }
+    if shared.config.server.access_log {
+        tracing::info!(
+            conn = conn.id,
+            stream = slot.stream(),
+            method = %parts.method,
+            path = %path_and_query,
+            status = status.as_u16(),
+            bytes = sent,
+            pushed,
+            hinted,
+            outcome,
+            "request"
+        );
     }
 }
 

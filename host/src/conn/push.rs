@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use h2::server::{SendPushedResponse, SendResponse};
+use h2::server::SendResponse;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 use super::Conn;
@@ -85,9 +85,10 @@ impl Memo {
 
 /// A promise issued, waiting for its response.
 pub struct Promised {
-    pub stream: SendPushedResponse<Bytes>,
+    /// The pushed stream, its response HEADERS already queued.
+    pub send: h2::SendStream<Bytes>,
+    pub body: crate::origin::Body,
     pub hint: ValidHint,
-    pub headers: HeaderMap,
     pub slot: Registered,
 }
 
@@ -134,25 +135,36 @@ pub async fn deliver(
     // The file size is the estimate the byte budgets work with.
     let mut servable = Vec::with_capacity(candidates.len());
     for hint in candidates {
-        match conn.shared.origin.resolve(hint.path_and_query.path()).await {
-            Ok(resolved) => servable.push((hint, resolved.len)),
-            Err(_) => {
-                tracing::debug!(conn = conn.id, path = %hint.path_and_query, "hint for a missing file: not pushed")
-            }
+        // The pushed response head is prepared before the promise: h2 opens a
+        // pushed stream directly only if its HEADERS are queued before the
+        // PUSH_PROMISE is written; queued later, it waits in h2's pending-open
+        // queue, where a client's RST_STREAM makes h2 kill the connection.
+        let headers = promise_headers(&hint, parent_headers, &conn.shared.config.push.copy_headers);
+        let response = conn
+            .shared
+            .origin
+            .respond(
+                &Method::GET,
+                hint.path_and_query.path(),
+                &headers,
+                Serve::Push,
+            )
+            .await;
+        if response.status != http::StatusCode::OK {
+            tracing::debug!(conn = conn.id, path = %hint.path_and_query, status = response.status.as_u16(), "hint not servable: not pushed");
+            continue;
         }
+        servable.push((hint, headers, response));
     }
 
     let flush_timeout = Duration::from_millis(conn.shared.config.server.promise_flush_timeout_ms);
-    let Ok(mut book) = tokio::time::timeout(flush_timeout, conn.push_book.lock()).await else {
-        tracing::debug!(
-            conn = conn.id,
-            "push gate busy past the flush timeout: hints go out as early hints"
-        );
-        servable.into_iter().for_each(|(h, _)| fallback(&mut out, h));
-        return out;
-    };
+    // No timeout on taking the gate: every holder leaves within the flush
+    // timeout, and one that times out poisons the gate, so the rest pass at once.
+    let mut book = conn.push_book.lock().await;
     if book.poisoned || !conn.peer.push_enabled() {
-        servable.into_iter().for_each(|(h, _)| fallback(&mut out, h));
+        servable
+            .into_iter()
+            .for_each(|(h, _, _)| fallback(&mut out, h));
         return out;
     }
 
@@ -161,7 +173,8 @@ pub async fn deliver(
     let mut last_id = None;
     let mut this_request = 0usize;
     let mut this_request_bytes = 0u64;
-    for (hint, len) in servable {
+    for (hint, headers, response) in servable {
+        let len = response.body.len();
         let pq = hint.path_and_query.as_str();
         if book.memo.contains(pq) {
             // Pushed earlier on this connection: the client has it.
@@ -181,38 +194,55 @@ pub async fn deliver(
             fallback(&mut out, hint);
             continue;
         }
-        let headers = promise_headers(&hint, parent_headers, &cfg.copy_headers);
         let mut request = http::Request::builder()
             .method(Method::GET)
             .uri(format!("{scheme}://{authority}{pq}"))
             .body(())
             .expect("validated path and authority form a URI");
-        *request.headers_mut() = headers.clone();
+        *request.headers_mut() = headers;
         match respond.push_request(request) {
-            Ok(stream) => {
+            Ok(mut stream) => {
                 let id = u32::from(stream.stream_id());
                 last_id = Some(id);
                 conn.peer.push_opened(id);
-                let slot = conn.sched.register(
-                    id,
-                    Priority {
-                        urgency: hint.urgency,
-                        incremental: hint.incremental,
-                        weight: hint.weight,
-                    },
-                );
                 book.memo.insert(pq);
                 book.pushed += 1;
                 book.pushed_bytes += len;
                 this_request += 1;
                 this_request_bytes += len;
                 Metrics::inc(&conn.shared.metrics.pushes_promised);
-                out.promised.push(Promised {
-                    stream,
-                    hint,
-                    headers,
-                    slot,
-                });
+                let end = response.body.is_empty();
+                let mut head = http::Response::builder()
+                    .status(response.status)
+                    .body(())
+                    .expect("status is valid");
+                *head.headers_mut() = response.headers;
+                match stream.send_response(head, end) {
+                    Ok(send) => {
+                        let slot = conn.sched.register(
+                            id,
+                            Priority {
+                                urgency: hint.urgency,
+                                incremental: hint.incremental,
+                                weight: hint.weight,
+                            },
+                        );
+                        out.promised.push(Promised {
+                            send,
+                            body: response.body,
+                            hint,
+                            slot,
+                        });
+                    }
+                    Err(e) => {
+                        conn.peer.push_closed(id);
+                        tracing::debug!(
+                            conn = conn.id,
+                            path = pq,
+                            "pushed response not queued: {e}"
+                        );
+                    }
+                }
             }
             Err(e) => {
                 // The client disabled push since we looked, or the parent is gone.
@@ -269,42 +299,18 @@ fn promise_headers(hint: &ValidHint, parent: &HeaderMap, default_copy: &[String]
 /// Answer one promise with a complete response (or a reset if the body fails).
 pub async fn serve_pushed(conn: Arc<Conn>, promised: Promised) {
     let Promised {
-        mut stream,
+        mut send,
+        body,
         hint,
-        headers,
         slot,
     } = promised;
     let id = slot.stream();
-    let response = conn
-        .shared
-        .origin
-        .respond(
-            &Method::GET,
-            hint.path_and_query.path(),
-            &headers,
-            Serve::Push,
-        )
-        .await;
-    let end = response.body.is_empty();
-    let mut head = http::Response::builder()
-        .status(response.status)
-        .body(())
-        .expect("status is valid");
-    *head.headers_mut() = response.headers;
-    let mut send = match stream.send_response(head, end) {
-        Ok(send) => send,
-        Err(e) => {
-            // The client reset the promise (or the connection is gone).
-            conn.peer.push_closed(id);
-            tracing::debug!(conn = conn.id, path = %hint.path_and_query, "pushed response not sent: {e}");
-            return;
-        }
-    };
-    if end {
+    slot.arm();
+    if body.is_empty() {
         Metrics::inc(&conn.shared.metrics.pushes_completed);
         return;
     }
-    match super::send::send_body(&mut send, response.body, &slot).await {
+    match super::send::send_body(&mut send, body, &slot).await {
         Ok(n) => {
             Metrics::add(&conn.shared.metrics.pushed_bytes, n);
             Metrics::inc(&conn.shared.metrics.pushes_completed);
@@ -328,4 +334,3 @@ pub async fn serve_pushed(conn: Arc<Conn>, promised: Promised) {
         }
     }
 }
-

@@ -36,7 +36,8 @@ use crate::tap::PeerState;
 pub const QUANTUM: usize = 16 * 1024;
 
 /// How long a registered but not yet ready stream holds back less urgent ones.
-pub const READY_GRACE: Duration = Duration::from_millis(10);
+/// It runs from `Registered::arm`, the moment the stream could send.
+pub const READY_GRACE: Duration = Duration::from_millis(50);
 
 /// The longest a new turn waits for the previous holder's bytes to be written.
 /// Past it, the worst case is one chunk of each interleaved by h2.
@@ -109,7 +110,10 @@ struct State {
     streams: HashMap<u32, Entry>,
     next_seq: u64,
     holder: Option<u32>,
-    last_holder: Option<u32>,
+    /// The stream that sent last and its bytes handed to h2 so far: the next
+    /// holder waits until they are written (recorded at `complete`, since
+    /// the stream may be gone from `streams` by then).
+    last_sent: Option<(u32, u64)>,
     /// DATA bytes handed to h2 on this connection.
     sent_total: u64,
     /// Per urgency: the tag of the flow served last.
@@ -141,6 +145,14 @@ impl Registered {
     pub fn stream(&self) -> u32 {
         self.stream
     }
+
+    /// The stream is about to send (its HEADERS are out or queued): its
+    /// readiness grace starts now.
+    pub fn arm(&self) {
+        if let Some(e) = self.sched.lock().streams.get_mut(&self.stream) {
+            e.registered = Instant::now();
+        }
+    }
 }
 
 impl Drop for Registered {
@@ -156,7 +168,10 @@ pub struct Turn {
 }
 
 enum Step {
-    Granted { max: usize, flush: Option<(u32, u64)> },
+    Granted {
+        max: usize,
+        flush: Option<(u32, u64)>,
+    },
     Wait(Option<Instant>),
 }
 
@@ -173,7 +188,7 @@ impl Scheduler {
                 streams: HashMap::new(),
                 next_seq: 0,
                 holder: None,
-                last_holder: None,
+                last_sent: None,
                 sent_total: 0,
                 clock: [0; 8],
             }),
@@ -219,9 +234,9 @@ impl Scheduler {
 
     /// The stream will send no more: forget it and pass the turn on.
     pub fn finish(&self, stream: u32) {
-        self.peer.untrack_stream(stream);
         let mut st = self.lock();
-        st.streams.remove(&stream);
+        let sent_anything = st.streams.remove(&stream).is_some_and(|e| e.sent > 0);
+        self.peer.untrack_stream(stream, sent_anything);
         if st.holder == Some(stream) {
             st.holder = None;
         }
@@ -242,7 +257,11 @@ impl Scheduler {
                         // The previous holder's chunks must be on the wire
                         // before ours join h2's queue, or h2 would interleave
                         // them. Bounded, in case the wire stalls.
-                        let _ = tokio::time::timeout(FLUSH_WAIT, self.peer.wait_stream_written(previous, sent)).await;
+                        let _ = tokio::time::timeout(
+                            FLUSH_WAIT,
+                            self.peer.wait_stream_written(previous, sent),
+                        )
+                        .await;
                     }
                     return Turn { max };
                 }
@@ -269,12 +288,20 @@ impl Scheduler {
         let st = &mut *guard;
         let Some(entry) = st.streams.get_mut(&stream) else {
             // Not registered (cannot happen through send_body): unscheduled.
-            return (Arc::new(Notify::new()), Step::Granted { max: want.min(QUANTUM), flush: None });
+            return (
+                Arc::new(Notify::new()),
+                Step::Granted {
+                    max: want.min(QUANTUM),
+                    flush: None,
+                },
+            );
         };
         if !entry.ready {
             // Back from idle: no credit for the time it was away.
             entry.ready = true;
-            entry.tag = entry.tag.max(st.clock[usize::from(entry.prio.urgency.min(7))]);
+            entry.tag = entry
+                .tag
+                .max(st.clock[usize::from(entry.prio.urgency.min(7))]);
         }
         entry.want = want;
         let notify = entry.notify.clone();
@@ -283,10 +310,9 @@ impl Scheduler {
         }
         let step = match Self::pick(st, &self.peer, Instant::now()) {
             Pick::Grant(id, max) if id == stream => {
+                tracing::trace!(stream, max, sent_total = st.sent_total, "turn granted");
                 st.holder = Some(stream);
-                let previous = st.last_holder.filter(|&p| p != stream);
-                st.last_holder = Some(stream);
-                let flush = previous.and_then(|p| st.streams.get(&p).map(|e| (p, e.sent)));
+                let flush = st.last_sent.filter(|&(previous, _)| previous != stream);
                 Step::Granted { max, flush }
             }
             Pick::Grant(id, _) => {
@@ -307,9 +333,13 @@ impl Scheduler {
         let mut st = self.lock();
         st.sent_total += sent as u64;
         let clock_slot;
+        let st = &mut *st;
         if let Some(e) = st.streams.get_mut(&stream) {
             e.sent += sent as u64;
             e.ready = more;
+            if sent > 0 {
+                st.last_sent = Some((stream, e.sent));
+            }
             clock_slot = Some((usize::from(e.prio.urgency.min(7)), e.tag));
             e.tag += sent as u64 * TAG_SCALE / u64::from(e.prio.weight.clamp(1, 256));
         } else {
@@ -321,7 +351,7 @@ impl Scheduler {
         if st.holder == Some(stream) {
             st.holder = None;
         }
-        Self::wake_next(&mut st, &self.peer);
+        Self::wake_next(st, &self.peer);
     }
 
     fn wake_next(st: &mut State, peer: &PeerState) {
@@ -359,9 +389,14 @@ impl Scheduler {
             let (conn, stream) = peer.windows(id, st.sent_total, e.sent);
             conn_window = Some(conn);
             if conn <= 0 || stream <= 0 {
+                tracing::trace!(stream = id, conn, window = stream, "no window");
                 continue;
             }
-            let max = (e.want.max(1)).min(QUANTUM).min(conn as usize).min(stream as usize);
+            let max = e
+                .want
+                .clamp(1, QUANTUM)
+                .min(conn as usize)
+                .min(stream as usize);
             let key = (u, e.tag, e.seq, id, max);
             if best.is_none_or(|b| (key.0, key.1, key.2) < (b.0, b.1, b.2)) {
                 best = Some(key);
@@ -414,9 +449,29 @@ mod tests {
     #[test]
     fn parses_rfc9218_priority() {
         assert_eq!(Priority::from_header(None), Priority::default());
-        assert_eq!(h("u=0"), Priority { urgency: 0, ..Default::default() });
-        assert_eq!(h("u=5, i"), Priority { urgency: 5, incremental: true, weight: 16 });
-        assert_eq!(h("i=?1, u=1;x"), Priority { urgency: 1, incremental: true, weight: 16 });
+        assert_eq!(
+            h("u=0"),
+            Priority {
+                urgency: 0,
+                ..Default::default()
+            }
+        );
+        assert_eq!(
+            h("u=5, i"),
+            Priority {
+                urgency: 5,
+                incremental: true,
+                weight: 16
+            }
+        );
+        assert_eq!(
+            h("i=?1, u=1;x"),
+            Priority {
+                urgency: 1,
+                incremental: true,
+                weight: 16
+            }
+        );
         assert_eq!(h("u=9, i=?0"), Priority::default());
         assert_eq!(h("garbage"), Priority::default());
     }
@@ -456,12 +511,20 @@ mod tests {
     }
 
     fn p(urgency: u8, incremental: bool, weight: u16) -> Priority {
-        Priority { urgency, incremental, weight }
+        Priority {
+            urgency,
+            incremental,
+            weight,
+        }
     }
 
     #[tokio::test]
     async fn lower_urgency_goes_first_entirely() {
-        let order = run(vec![(2, p(5, false, 16), 100_000), (4, p(0, false, 16), 100_000)]).await;
+        let order = run(vec![
+            (2, p(5, false, 16), 100_000),
+            (4, p(0, false, 16), 100_000),
+        ])
+        .await;
         let first_of_2 = order.iter().position(|(id, _)| *id == 2).unwrap();
         let last_of_4 = order.iter().rposition(|(id, _)| *id == 4).unwrap();
         assert!(last_of_4 < first_of_2, "{order:?}");
@@ -469,18 +532,35 @@ mod tests {
 
     #[tokio::test]
     async fn weights_share_bytes_within_an_urgency() {
-        let order = run(vec![(2, p(3, true, 200), 800_000), (4, p(3, true, 50), 800_000)]).await;
+        let order = run(vec![
+            (2, p(3, true, 200), 800_000),
+            (4, p(3, true, 50), 800_000),
+        ])
+        .await;
         // While both are active (until the heavier one finishes).
         let end = order.iter().rposition(|(id, _)| *id == 2).unwrap();
-        let a: usize = order[..end].iter().filter(|(id, _)| *id == 2).map(|(_, n)| n).sum();
-        let b: usize = order[..end].iter().filter(|(id, _)| *id == 4).map(|(_, n)| n).sum();
+        let a: usize = order[..end]
+            .iter()
+            .filter(|(id, _)| *id == 2)
+            .map(|(_, n)| n)
+            .sum();
+        let b: usize = order[..end]
+            .iter()
+            .filter(|(id, _)| *id == 4)
+            .map(|(_, n)| n)
+            .sum();
         let ratio = a as f64 / b as f64;
         assert!((3.5..=4.5).contains(&ratio), "ratio {ratio}: {a} vs {b}");
     }
 
     #[tokio::test]
     async fn non_incremental_streams_go_whole_in_order() {
-        let order = run(vec![(2, p(3, false, 16), 50_000), (4, p(3, false, 200), 50_000), (6, p(3, false, 16), 50_000)]).await;
+        let order = run(vec![
+            (2, p(3, false, 16), 50_000),
+            (4, p(3, false, 200), 50_000),
+            (6, p(3, false, 16), 50_000),
+        ])
+        .await;
         let ids: Vec<u32> = order.iter().map(|(id, _)| *id).collect();
         let mut dedup = ids.clone();
         dedup.dedup();
@@ -489,7 +569,11 @@ mod tests {
 
     #[tokio::test]
     async fn incremental_streams_interleave() {
-        let order = run(vec![(2, p(4, true, 16), 64_000), (4, p(4, true, 16), 64_000)]).await;
+        let order = run(vec![
+            (2, p(4, true, 16), 64_000),
+            (4, p(4, true, 16), 64_000),
+        ])
+        .await;
         let ids: Vec<u32> = order.iter().map(|(id, _)| *id).collect();
         // Equal weights: neither stream ever gets more than two turns in a row.
         let longest_run = ids.chunk_by(|a, b| a == b).map(<[u32]>::len).max().unwrap();

@@ -33,7 +33,11 @@ const CAPACITY_WAIT: Duration = Duration::from_millis(250);
 /// Send `body` on `stream`, ending the stream with the last chunk, one
 /// scheduler turn per chunk. Returns the body bytes handed to h2; on error,
 /// also the bytes handed over before it.
-pub async fn send_body(stream: &mut SendStream<Bytes>, mut body: Body, slot: &Registered) -> Result<u64, (u64, SendError)> {
+pub async fn send_body(
+    stream: &mut SendStream<Bytes>,
+    mut body: Body,
+    slot: &Registered,
+) -> Result<u64, (u64, SendError)> {
     let (sched, id) = (slot.scheduler(), slot.stream());
     let mut remaining = body.len();
     let mut sent = 0u64;
@@ -47,7 +51,18 @@ pub async fn send_body(stream: &mut SendStream<Bytes>, mut body: Body, slot: &Re
                 Err(e) => return Err((sent, SendError::Io(e))),
             };
         }
-        let turn = sched.turn(id, pending.len()).await;
+        // A stream waiting for its turn (say, its window is shut) must still
+        // notice a reset at once. If the reset wins after the turn was
+        // granted, dropping the slot (our caller) passes the turn on.
+        let turn = tokio::select! {
+            turn = sched.turn(id, pending.len()) => turn,
+            reset = poll_fn(|cx| stream.poll_reset(cx)) => {
+                return Err((sent, match reset {
+                    Ok(reason) => SendError::Reset(reason),
+                    Err(e) => SendError::H2(e),
+                }));
+            }
+        };
         stream.reserve_capacity(turn.max.min(pending.len()));
         let capacity = tokio::time::timeout(
             CAPACITY_WAIT,
@@ -75,6 +90,11 @@ pub async fn send_body(stream: &mut SendStream<Bytes>, mut body: Body, slot: &Re
                 return Err((sent, e));
             }
             Err(_) => {
+                tracing::debug!(
+                    stream = id,
+                    "no capacity within {} ms: yielding the turn",
+                    CAPACITY_WAIT.as_millis()
+                );
                 stream.reserve_capacity(0);
                 sched.complete(id, 0, false);
                 continue;
