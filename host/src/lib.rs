@@ -10,6 +10,8 @@
 pub mod admin;
 pub mod config;
 pub mod conn;
+pub mod decide;
+pub mod h1;
 pub mod metrics;
 pub mod origin;
 pub mod planner;

@@ -259,10 +259,26 @@ async fn connection(
     id: u64,
     rx: watch::Receiver<bool>,
 ) {
+    let timeout = Duration::from_millis(shared.config.server.handshake_timeout_ms);
     match acceptor {
-        None => crate::conn::serve(tcp, shared, id, "http", rx).await,
+        None => {
+            // Cleartext: HTTP/2 with prior knowledge starts with the preface
+            // ("PRI * HTTP/2.0..."); anything else is HTTP/1.1.
+            let mut head = [0u8; 3];
+            let h2 = match tokio::time::timeout(timeout, peek_exact(&tcp, &mut head)).await {
+                Ok(Ok(())) => &head == b"PRI",
+                _ => {
+                    tracing::debug!(conn = id, "no request within {} ms", timeout.as_millis());
+                    return;
+                }
+            };
+            if h2 {
+                crate::conn::serve(tcp, shared, id, "http", rx).await
+            } else {
+                crate::h1::serve(tcp, shared, id, "http", rx).await
+            }
+        }
         Some(acceptor) => {
-            let timeout = Duration::from_millis(shared.config.server.handshake_timeout_ms);
             let tls = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
@@ -278,17 +294,26 @@ async fn connection(
                     return;
                 }
             };
-            let alpn = tls.get_ref().1.alpn_protocol().map(|p| p.to_vec());
-            if alpn.as_deref() != Some(b"h2") {
-                tracing::info!(
-                    conn = id,
-                    alpn = %alpn.as_deref().map(String::from_utf8_lossy).unwrap_or_default(),
-                    "client did not negotiate h2: closing"
-                );
-                return;
+            match tls.get_ref().1.alpn_protocol() {
+                Some(b"h2") => crate::conn::serve(tls, shared, id, "https", rx).await,
+                // ALPN http/1.1, or a client that offered no ALPN at all.
+                _ => crate::h1::serve(tls, shared, id, "https", rx).await,
             }
-            crate::conn::serve(tls, shared, id, "https", rx).await
         }
+    }
+}
+
+/// Wait until `buf.len()` bytes can be peeked (without consuming them).
+async fn peek_exact(tcp: &TcpStream, buf: &mut [u8]) -> std::io::Result<()> {
+    loop {
+        let n = tcp.peek(buf).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        if n >= buf.len() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 

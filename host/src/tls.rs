@@ -11,7 +11,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use crate::config::TlsConfig;
 
 /// The ALPN protocols we accept, in preference order.
-pub const ALPN: &[&[u8]] = &[b"h2"];
+pub const ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
 
 /// Build the rustls server configuration.
 pub fn server_config(tls: &TlsConfig) -> anyhow::Result<Arc<ServerConfig>> {

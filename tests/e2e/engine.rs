@@ -187,7 +187,18 @@ async fn a_hundred_concurrent_pages_each_pushing_five_keep_promises_in_order() {
         for t in tasks {
             let page = t.await.unwrap();
             assert_eq!(page.status, 200);
-            assert_eq!(page.pushes.len(), 5, "round {round}");
+            assert_eq!(
+                page.pushes.len(),
+                5,
+                "round {round}: {:?}\n{}",
+                page.informational,
+                herald
+                    .logs()
+                    .lines()
+                    .filter(|l| l.contains("WARN") || l.contains("push"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
             assert!(
                 page.pushes
                     .iter()

@@ -2,9 +2,11 @@
 //! (the `h2` crate with push enabled, and `nghttp`), real Wasm components
 //! compiled from `plugins-example/` and `tests/fixtures/` during the run.
 
+mod browser;
 mod cli;
 mod engine;
 mod failures;
+mod http1;
 mod nghttp;
 mod origin;
 mod push;

@@ -26,8 +26,7 @@ use tokio::sync::watch;
 
 use crate::metrics::Metrics;
 use crate::origin::Serve;
-use crate::planner::{self, Plan};
-use crate::policy::{PolicyFailure, input};
+use crate::planner;
 use crate::server::Shared;
 use crate::tap::{PeerState, Tap};
 
@@ -183,73 +182,19 @@ async fn handle(
         .await;
 
     let can_push = shared.config.push.enabled && conn.peer.push_enabled();
-    let hints = match &shared.policy {
-        Some(policy) => {
-            Metrics::inc(&shared.metrics.policy_calls);
-            let input = input::build(
-                &parts,
-                conn.scheme,
-                authority.as_deref().unwrap_or(""),
-                can_push,
-                "default",
-            );
-            let (result, stats) = policy.decide(&input).await;
-            Metrics::add(
-                &shared.metrics.policy_nanos,
-                stats.elapsed.as_nanos() as u64,
-            );
-            match result {
-                Ok(hints) => hints,
-                Err(failure) => {
-                    count_failure(&conn, policy.name(), &path_and_query, &failure);
-                    Vec::new()
-                }
-            }
-        }
-        None => Vec::new(),
-    };
-    Metrics::add(&shared.metrics.hints, hints.len() as u64);
-
-    // Hints only for a page that is actually served: not for errors, and not
-    // for a 304 (the client has the page, and most likely its assets).
-    let plan = if response.status == StatusCode::OK && !hints.is_empty() {
-        let p = &shared.config.policy;
-        planner::plan(
-            hints,
-            &planner::Context {
-                method: &parts.method,
-                parent: &path_and_query,
-                can_push,
-                early_hints: shared.config.push.early_hints,
-                max_hints: p.max_hints,
-                max_hint_bytes: p.max_hint_bytes,
-                on_invalid: shared.on_invalid,
-            },
-        )
-    } else {
-        Plan::default()
-    };
-    if !plan.invalid.is_empty() || plan.over_limit > 0 {
-        Metrics::add(
-            &shared.metrics.invalid_hints,
-            (plan.invalid.len() + plan.over_limit) as u64,
-        );
-        if let Some(suppressed) = shared.invalid_log.admit() {
-            let first = plan
-                .invalid
-                .first()
-                .map(|e| e.to_string())
-                .unwrap_or_else(|| "too many hints".into());
-            tracing::warn!(
-                conn = conn.id,
-                path = %path_and_query,
-                invalid = plan.invalid.len(),
-                over_limit = plan.over_limit,
-                suppressed,
-                "policy returned invalid hints, dropped: {first}"
-            );
-        }
-    }
+    let plan = crate::decide::hints_for(
+        shared,
+        &crate::decide::Ask {
+            parts: &parts,
+            scheme: conn.scheme,
+            authority: authority.as_deref().unwrap_or(""),
+            path_and_query: &path_and_query,
+            status: response.status,
+            can_push,
+            conn: conn.id,
+        },
+    )
+    .await;
 
     // The parent takes its place before its pushes: a push of the same
     // urgency that is not incremental then follows the page, not the reverse.
@@ -334,26 +279,6 @@ async fn handle(
             hinted,
             outcome,
             "request"
-        );
-    }
-}
-
-fn count_failure(conn: &Conn, policy: &str, path: &str, failure: &PolicyFailure) {
-    let m = &conn.shared.metrics;
-    Metrics::inc(match failure {
-        PolicyFailure::Trap(_) => &m.policy_traps,
-        PolicyFailure::Timeout => &m.policy_timeouts,
-        PolicyFailure::Error(_) => &m.policy_errors,
-        PolicyFailure::Busy => &m.policy_busy,
-    });
-    if let Some(suppressed) = conn.shared.failure_log.admit() {
-        tracing::warn!(
-            conn = conn.id,
-            policy,
-            path,
-            kind = failure.kind(),
-            suppressed,
-            "policy {failure}; request served without hints"
         );
     }
 }

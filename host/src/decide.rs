@@ -1,0 +1,117 @@
+//! Ask the policy and plan its answer: the protocol-independent middle of
+//! every request, shared by the HTTP/2 and HTTP/1.1 paths.
+//!
+//! Invariant: never touches a connection. It returns a plan; the caller
+//! delivers it the way its protocol allows.
+
+use http::StatusCode;
+
+use crate::metrics::Metrics;
+use crate::planner::{self, Plan};
+use crate::policy::{PolicyFailure, input};
+use crate::server::Shared;
+
+/// What the middle needs to know about a request.
+pub struct Ask<'a> {
+    pub parts: &'a http::request::Parts,
+    pub scheme: &'static str,
+    pub authority: &'a str,
+    pub path_and_query: &'a str,
+    /// The status the origin will answer with.
+    pub status: StatusCode,
+    /// The client accepts push and the host allows it.
+    pub can_push: bool,
+    /// For logs.
+    pub conn: u64,
+}
+
+/// Call the policy (if any) and plan its hints.
+pub async fn hints_for(shared: &Shared, ask: &Ask<'_>) -> Plan {
+    let hints = match &shared.policy {
+        Some(policy) => {
+            Metrics::inc(&shared.metrics.policy_calls);
+            let input = input::build(
+                ask.parts,
+                ask.scheme,
+                ask.authority,
+                ask.can_push,
+                "default",
+            );
+            let (result, stats) = policy.decide(&input).await;
+            Metrics::add(
+                &shared.metrics.policy_nanos,
+                stats.elapsed.as_nanos() as u64,
+            );
+            match result {
+                Ok(hints) => hints,
+                Err(failure) => {
+                    count_failure(shared, ask, policy.name(), &failure);
+                    Vec::new()
+                }
+            }
+        }
+        None => Vec::new(),
+    };
+    Metrics::add(&shared.metrics.hints, hints.len() as u64);
+
+    // Hints only for a page that is actually served: not for errors, and not
+    // for a 304 (the client has the page, and most likely its assets).
+    if ask.status != StatusCode::OK || hints.is_empty() {
+        return Plan::default();
+    }
+    let p = &shared.config.policy;
+    let plan = planner::plan(
+        hints,
+        &planner::Context {
+            method: &ask.parts.method,
+            parent: ask.path_and_query,
+            can_push: ask.can_push,
+            early_hints: shared.config.push.early_hints,
+            max_hints: p.max_hints,
+            max_hint_bytes: p.max_hint_bytes,
+            on_invalid: shared.on_invalid,
+        },
+    );
+    if !plan.invalid.is_empty() || plan.over_limit > 0 {
+        Metrics::add(
+            &shared.metrics.invalid_hints,
+            (plan.invalid.len() + plan.over_limit) as u64,
+        );
+        if let Some(suppressed) = shared.invalid_log.admit() {
+            let first = plan
+                .invalid
+                .first()
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "too many hints".into());
+            tracing::warn!(
+                conn = ask.conn,
+                path = %ask.path_and_query,
+                invalid = plan.invalid.len(),
+                over_limit = plan.over_limit,
+                suppressed,
+                "policy returned invalid hints, dropped: {first}"
+            );
+        }
+    }
+    plan
+}
+
+fn count_failure(shared: &Shared, ask: &Ask<'_>, policy: &str, failure: &PolicyFailure) {
+    let m = &shared.metrics;
+    Metrics::inc(match failure {
+        PolicyFailure::Trap(_) => &m.policy_traps,
+        PolicyFailure::Timeout => &m.policy_timeouts,
+        PolicyFailure::Error(_) => &m.policy_errors,
+        PolicyFailure::Busy => &m.policy_busy,
+    });
+    if let Some(suppressed) = shared.failure_log.admit() {
+        tracing::warn!(
+            conn = ask.conn,
+            policy,
+            path = %ask.path_and_query,
+            kind = failure.kind(),
+            suppressed,
+            "policy {failure}; request served without hints"
+        );
+    }
+}
