@@ -8,6 +8,7 @@
 //! connection's single push gate; [`metrics`] counts what happened.
 
 pub mod admin;
+pub mod bench;
 pub mod config;
 pub mod conn;
 pub mod decide;

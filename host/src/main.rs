@@ -25,6 +25,41 @@ enum Command {
     /// Flags override the config file. Example:
     ///   herald serve --listen 127.0.0.1:8443 --root site/ --policy page_map.wasm
     Serve(ServeArgs),
+    /// Benchmarks against a live server (see BENCHMARKS.md).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Head-of-line: HTML time-to-first-byte while a large low-urgency push is
+    /// in flight, with TCP_NOTSENT_LOWAT off and on, through a delaying proxy.
+    Hol(HolArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct HolArgs {
+    /// Round-trip time the proxy adds.
+    #[arg(long, default_value_t = 50)]
+    rtt_ms: u64,
+    /// Server-to-client bandwidth in Mbit/s.
+    #[arg(long, default_value_t = 20.0)]
+    mbit: f64,
+    /// Size of the pushed file in MB.
+    #[arg(long, default_value_t = 5.0)]
+    push_mb: f64,
+    /// Measurements per configuration (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// TCP_NOTSENT_LOWAT value for the "on" row.
+    #[arg(long, default_value_t = 16384)]
+    lowat: u32,
+    /// The page-map policy component (built by scripts/build-policies).
+    #[arg(
+        long,
+        default_value = "target/guests/wasm32-wasip2/guest/page_map.wasm"
+    )]
+    policy: PathBuf,
 }
 
 #[derive(clap::Args, Debug)]
@@ -68,6 +103,33 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Bench(BenchCommand::Hol(args)) => bench_hol(args),
+    }
+}
+
+fn bench_hol(args: HolArgs) -> ExitCode {
+    init_logging(Some("warn"));
+    let opts = herald::bench::hol::Options {
+        rtt: Duration::from_millis(args.rtt_ms),
+        mbit: args.mbit,
+        push_bytes: (args.push_mb * 1e6) as usize,
+        runs: args.runs.max(1),
+        policy: args.policy,
+        lowat: args.lowat,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    match rt.block_on(herald::bench::hol::report(&opts)) {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("herald bench hol: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -279,7 +279,7 @@ async fn connection(
             }
         }
         Some(acceptor) => {
-            let tls = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+            let mut tls = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
                     tracing::info!(conn = id, "TLS handshake failed: {e}");
@@ -294,6 +294,13 @@ async fn connection(
                     return;
                 }
             };
+            // rustls buffers encrypted records before the socket takes them;
+            // keep that queue as short as the kernel's (TCP_NOTSENT_LOWAT) so
+            // what the scheduler sends next is what leaves next.
+            let lowat = shared.config.server.tcp_notsent_lowat as usize;
+            if lowat > 0 {
+                tls.get_mut().1.set_buffer_limit(Some(lowat.max(16 * 1024)));
+            }
             match tls.get_ref().1.alpn_protocol() {
                 Some(b"h2") => crate::conn::serve(tls, shared, id, "https", rx).await,
                 // ALPN http/1.1, or a client that offered no ALPN at all.

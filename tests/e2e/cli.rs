@@ -147,3 +147,23 @@ fn sigterm_drains_and_exits_cleanly() {
         herald.logs()
     );
 }
+
+#[test]
+fn the_head_of_line_bench_runs_and_reports_both_rows() {
+    // Not a timing check: the bench must keep working.
+    let (code, out, err) = herald(&[
+        "bench",
+        "hol",
+        "--runs",
+        "1",
+        "--rtt-ms",
+        "10",
+        "--push-mb",
+        "0.3",
+        "--policy",
+        policy("page_map").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("| idle connection (baseline) |"), "{out}");
+    assert!(out.contains("| TCP_NOTSENT_LOWAT off |") && out.contains("| TCP_NOTSENT_LOWAT 16384 |"), "{out}");
+}

@@ -1,0 +1,5 @@
+//! Benchmarks that need a live server and a network: `herald bench ...`.
+//! Timings are reported, never asserted (see BENCHMARKS.md).
+
+pub mod hol;
+pub mod proxy;
