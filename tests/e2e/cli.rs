@@ -165,5 +165,8 @@ fn the_head_of_line_bench_runs_and_reports_both_rows() {
     ]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("| idle connection (baseline) |"), "{out}");
-    assert!(out.contains("| TCP_NOTSENT_LOWAT off |") && out.contains("| TCP_NOTSENT_LOWAT 16384 |"), "{out}");
+    assert!(
+        out.contains("| TCP_NOTSENT_LOWAT off |") && out.contains("| TCP_NOTSENT_LOWAT 16384 |"),
+        "{out}"
+    );
 }
