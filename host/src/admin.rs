@@ -1,8 +1,17 @@
-//! The admin listener: `/metrics` in the Prometheus text format, and
-//! `/healthz`. Plain HTTP/1.1 through hyper, on its own address (loopback by
-//! convention), optionally behind a bearer token.
+//! The admin listener, plain HTTP/1.1 through hyper on its own address
+//! (loopback by convention), optionally behind a bearer token:
 //!
-//! Invariant: read-only. Nothing here changes how requests are served.
+//! | request | does |
+//! |---|---|
+//! | `GET /metrics` | Prometheus text, one series per policy version |
+//! | `GET /healthz` | `ok` |
+//! | `GET /policies` | live policies: version, previous, last refused update |
+//! | `PUT /policies/NAME` (body: a `.wasm` component) | compile, check, run the samples beside the policy's file, then swap |
+//! | `POST /policies/NAME/rollback` | put the previous version back |
+//!
+//! Mutations need the bearer token when `admin.token` is set, and come from
+//! loopback otherwise. Invariant: nothing here touches a connection; changes go
+//! through the registry like every other update.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -14,6 +23,10 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use http_body_util::BodyExt;
+
+use crate::policy::registry::Candidate;
+use crate::policy::samples::Samples;
 use crate::server::Shared;
 
 /// Serve the admin endpoints until shutdown.
@@ -27,8 +40,8 @@ pub async fn serve(
             accepted = listener.accept() => accepted,
             _ = shutdown.changed() => return,
         };
-        let tcp = match accepted {
-            Ok((tcp, _)) => tcp,
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
             Err(e) => {
                 tracing::warn!("admin accept failed: {e}");
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -39,7 +52,7 @@ pub async fn serve(
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let shared = shared.clone();
-                async move { Ok::<_, Infallible>(respond(&shared, &req)) }
+                async move { Ok::<_, Infallible>(respond(&shared, req, peer).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tcp), service)
@@ -48,30 +61,154 @@ pub async fn serve(
     }
 }
 
-fn respond(
+/// Largest component accepted by upload.
+const MAX_UPLOAD: usize = 256 << 20;
+
+fn reply(status: u16, content_type: &'static str, body: String) -> http::Response<Full<Bytes>> {
+    http::Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .body(Full::new(Bytes::from(body)))
+        .expect("static response parts are valid")
+}
+
+fn text(status: u16, body: impl Into<String>) -> http::Response<Full<Bytes>> {
+    reply(
+        status,
+        "text/plain; version=0.0.4; charset=utf-8",
+        body.into(),
+    )
+}
+
+fn json(status: u16, value: serde_json::Value) -> http::Response<Full<Bytes>> {
+    reply(status, "application/json", format!("{value}\n"))
+}
+
+async fn respond(
     shared: &Shared,
-    req: &http::Request<hyper::body::Incoming>,
+    req: http::Request<hyper::body::Incoming>,
+    peer: std::net::SocketAddr,
 ) -> http::Response<Full<Bytes>> {
-    let reply = |status: u16, body: String| {
-        http::Response::builder()
-            .status(status)
-            .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
-            .body(Full::new(Bytes::from(body)))
-            .expect("static response parts are valid")
-    };
-    if let Some(token) = &shared.config.admin.token {
-        let expected = format!("Bearer {token}");
-        let given = req
-            .headers()
-            .get(http::header::AUTHORIZATION)
-            .map(|v| v.as_bytes());
-        if given != Some(expected.as_bytes()) {
-            return reply(401, "missing or wrong bearer token\n".into());
+    let token_ok = match &shared.config.admin.token {
+        Some(token) => {
+            let expected = format!("Bearer {token}");
+            req.headers()
+                .get(http::header::AUTHORIZATION)
+                .map(|v| v.as_bytes())
+                == Some(expected.as_bytes())
         }
+        None => true,
+    };
+    if !token_ok {
+        return text(401, "missing or wrong bearer token\n");
     }
-    match req.uri().path() {
-        "/metrics" => reply(200, shared.render_metrics()),
-        "/healthz" => reply(200, "ok\n".into()),
-        _ => reply(404, "not found: try /metrics or /healthz\n".into()),
+    let path = req.uri().path().to_string();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let mutating = req.method() != http::Method::GET && req.method() != http::Method::HEAD;
+    if mutating && shared.config.admin.token.is_none() && !peer.ip().is_loopback() {
+        return text(403, "changes need admin.token, or a loopback client\n");
     }
+    match (req.method().as_str(), segments.as_slice()) {
+        ("GET", ["metrics"]) => text(200, shared.render_metrics()),
+        ("GET", ["healthz"]) => text(200, "ok\n"),
+        ("GET", ["policies"]) => json(200, policies_json(shared)),
+        ("PUT", ["policies", name]) => {
+            let name = name.to_string();
+            let Some(registry) = &shared.registry else {
+                return text(409, "no policy is configured\n");
+            };
+            let body = match http_body_util::Limited::new(req.into_body(), MAX_UPLOAD)
+                .collect()
+                .await
+            {
+                Ok(b) => b.to_bytes(),
+                Err(e) => return text(413, format!("cannot read the upload: {e}\n")),
+            };
+            // The upload replaces the named policy and keeps its configuration
+            // and samples (from the file it was loaded from, if any).
+            let current = registry
+                .snapshot()
+                .slots
+                .get(&name)
+                .map(|s| s.current.clone());
+            let (config, samples, source) = match &current {
+                Some(v) => (
+                    v.config.clone(),
+                    v.source
+                        .as_deref()
+                        .map(Samples::read_beside)
+                        .transpose()
+                        .map(Option::flatten),
+                    v.source.clone(),
+                ),
+                None => (toml::Table::new(), Ok(None), None),
+            };
+            let samples = match samples {
+                Ok(s) => s.unwrap_or_default(),
+                Err(e) => return text(422, format!("{e}\n")),
+            };
+            let candidate = Candidate {
+                name: name.clone(),
+                bytes: body.to_vec(),
+                config,
+                samples,
+                source,
+                // Uploaded bytes are not the file's: the watcher must not
+                // take the upload for a change of the file.
+                source_signature: current.as_ref().and_then(|v| v.source_signature),
+            };
+            match registry.update(candidate).await {
+                Ok(v) => json(
+                    200,
+                    serde_json::json!({"policy": name, "version": v.policy.version(), "live": true}),
+                ),
+                Err(e) => json(
+                    422,
+                    serde_json::json!({"policy": name, "live": false, "error": e}),
+                ),
+            }
+        }
+        ("POST", ["policies", name, "rollback"]) => {
+            let Some(registry) = &shared.registry else {
+                return text(409, "no policy is configured\n");
+            };
+            match registry.rollback(name).await {
+                Ok(v) => json(
+                    200,
+                    serde_json::json!({"policy": name, "version": v.policy.version(), "live": true}),
+                ),
+                Err(e) => json(409, serde_json::json!({"policy": name, "error": e})),
+            }
+        }
+        _ => text(404, "not found: try /metrics, /healthz, /policies\n"),
+    }
+}
+
+fn policies_json(shared: &Shared) -> serde_json::Value {
+    let Some(registry) = &shared.registry else {
+        return serde_json::json!({"active": null, "policies": {}});
+    };
+    let live = registry.snapshot();
+    let describe = |v: &crate::policy::registry::Version| {
+        serde_json::json!({
+            "version": v.policy.version(),
+            "source": v.source.as_ref().map(|p| p.display().to_string()),
+            "loaded_at": httpdate::fmt_http_date(v.loaded_at),
+        })
+    };
+    let policies: serde_json::Map<String, serde_json::Value> = live
+        .slots
+        .iter()
+        .map(|(name, slot)| {
+            (
+                name.clone(),
+                serde_json::json!({
+                    "current": describe(&slot.current),
+                    "previous": slot.previous.as_deref().map(describe),
+                    "last_error": slot.last_error,
+                }),
+            )
+        })
+        .collect();
+    serde_json::json!({"active": live.active, "generation": live.generation, "policies": policies})
 }

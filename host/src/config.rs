@@ -160,6 +160,14 @@ pub struct PolicyConfig {
     /// Bytes of stdout+stderr kept per call (logged at debug level); the rest
     /// is discarded. Default 4096.
     pub max_output_bytes: usize,
+    /// Reload the policy file when it changes (checked every this many ms; a
+    /// new version goes live only after it compiles and passes its samples).
+    /// 0 turns watching off. Default 250.
+    pub watch_interval_ms: u64,
+    /// Compiled policies are kept here, so a restart or a swap does not
+    /// recompile (seconds for Python or JavaScript guests). Default: the
+    /// `herald` folder of the user's cache directory. `""` turns it off.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Default for PolicyConfig {
@@ -173,6 +181,8 @@ impl Default for PolicyConfig {
             max_hints: 64,
             max_hint_bytes: 4096,
             max_output_bytes: 4096,
+            watch_interval_ms: 250,
+            cache_dir: None,
         }
     }
 }
@@ -180,6 +190,22 @@ impl Default for PolicyConfig {
 impl PolicyConfig {
     pub fn deadline(&self) -> Duration {
         Duration::from_millis(self.deadline_ms)
+    }
+
+    /// The precompiled cache directory in effect.
+    pub fn effective_cache_dir(&self) -> Option<PathBuf> {
+        match &self.cache_dir {
+            Some(p) if p.as_os_str().is_empty() => None,
+            Some(p) => Some(p.clone()),
+            None => {
+                let base = std::env::var_os("XDG_CACHE_HOME")
+                    .map(PathBuf::from)
+                    .or_else(|| {
+                        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache"))
+                    })?;
+                Some(base.join("herald/precompiled"))
+            }
+        }
     }
 }
 
@@ -309,6 +335,12 @@ impl Config {
         fix(&mut self.tls.self_signed_out);
         fix(&mut self.origin.root);
         fix(&mut self.policy.path);
+        if let Some(p) = &mut self.policy.cache_dir
+            && !p.as_os_str().is_empty()
+            && p.is_relative()
+        {
+            *p = base.join(&*p);
+        }
     }
 
     /// Checks that need more than types: one message per problem, naming the key.

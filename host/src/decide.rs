@@ -4,10 +4,13 @@
 //! Invariant: never touches a connection. It returns a plan; the caller
 //! delivers it the way its protocol allows.
 
+use std::sync::Arc;
+
 use http::StatusCode;
 
 use crate::metrics::Metrics;
 use crate::planner::{self, Plan};
+use crate::policy::registry::Version;
 use crate::policy::{PolicyFailure, input};
 use crate::server::Shared;
 
@@ -25,11 +28,37 @@ pub struct Ask<'a> {
     pub conn: u64,
 }
 
-/// Call the policy (if any) and plan its hints.
-pub async fn hints_for(shared: &Shared, ask: &Ask<'_>) -> Plan {
-    let hints = match &shared.policy {
+/// The plan, and the counters of the policy version that made it (later
+/// steps count pushes and cancels there).
+pub struct Decided {
+    pub plan: Plan,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Call the active policy (if any) and plan its hints. The registry is read
+/// once: a swap during the call does not change which version answers.
+pub async fn hints_for(shared: &Shared, ask: &Ask<'_>) -> Decided {
+    let version = shared
+        .registry
+        .as_ref()
+        .and_then(|r| r.snapshot().active().cloned());
+    let metrics = version
+        .as_ref()
+        .map_or_else(|| shared.metrics.clone(), |v| v.metrics.clone());
+    let plan = plan_with(shared, ask, version.as_deref(), &metrics).await;
+    Decided { plan, metrics }
+}
+
+async fn plan_with(
+    shared: &Shared,
+    ask: &Ask<'_>,
+    version: Option<&Version>,
+    metrics: &Metrics,
+) -> Plan {
+    Metrics::inc(&metrics.requests);
+    let hints = match version.map(|v| &v.policy) {
         Some(policy) => {
-            Metrics::inc(&shared.metrics.policy_calls);
+            Metrics::inc(&metrics.policy_calls);
             let input = input::build(
                 ask.parts,
                 ask.scheme,
@@ -45,14 +74,14 @@ pub async fn hints_for(shared: &Shared, ask: &Ask<'_>) -> Plan {
             match result {
                 Ok(hints) => hints,
                 Err(failure) => {
-                    count_failure(shared, ask, policy.name(), &failure);
+                    count_failure(shared, metrics, ask, policy.name(), &failure);
                     Vec::new()
                 }
             }
         }
         None => Vec::new(),
     };
-    Metrics::add(&shared.metrics.hints, hints.len() as u64);
+    Metrics::add(&metrics.hints, hints.len() as u64);
 
     // Hints only for a page that is actually served: not for errors, and not
     // for a 304 (the client has the page, and most likely its assets).
@@ -96,8 +125,13 @@ pub async fn hints_for(shared: &Shared, ask: &Ask<'_>) -> Plan {
     plan
 }
 
-fn count_failure(shared: &Shared, ask: &Ask<'_>, policy: &str, failure: &PolicyFailure) {
-    let m = &shared.metrics;
+fn count_failure(
+    shared: &Shared,
+    m: &Metrics,
+    ask: &Ask<'_>,
+    policy: &str,
+    failure: &PolicyFailure,
+) {
     Metrics::inc(match failure {
         PolicyFailure::Trap(_) => &m.policy_traps,
         PolicyFailure::Timeout => &m.policy_timeouts,

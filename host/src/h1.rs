@@ -127,7 +127,6 @@ async fn handle<IO: AsyncRead + AsyncWrite>(
     conn: u64,
     scheme: &'static str,
 ) -> http::Response<OriginBody> {
-    Metrics::inc(&shared.metrics.requests);
     let (parts, _body) = req.into_parts();
     let authority = parts
         .headers
@@ -151,7 +150,7 @@ async fn handle<IO: AsyncRead + AsyncWrite>(
             Serve::Request,
         )
         .await;
-    let plan = crate::decide::hints_for(
+    let decided = crate::decide::hints_for(
         &shared,
         &crate::decide::Ask {
             parts: &parts,
@@ -164,7 +163,8 @@ async fn handle<IO: AsyncRead + AsyncWrite>(
         },
     )
     .await;
-    let links: Vec<HeaderValue> = plan
+    let links: Vec<HeaderValue> = decided
+        .plan
         .items
         .iter()
         .map(|p| crate::planner::link::preload(&p.hint, false))
@@ -178,7 +178,7 @@ async fn handle<IO: AsyncRead + AsyncWrite>(
         }
         early.extend_from_slice(b"\r\n");
         match write_all(&write, &early).await {
-            Ok(()) => Metrics::inc(&shared.metrics.early_hints_sent),
+            Ok(()) => Metrics::inc(&decided.metrics.early_hints_sent),
             Err(e) => tracing::debug!(conn, "103 not written: {e}"),
         }
     }

@@ -168,7 +168,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(config)) {
+    match rt.block_on(run(config, move || build_config(&args))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("herald: {e:#}");
@@ -208,9 +208,12 @@ fn build_config(args: &ServeArgs) -> Result<Config, String> {
     Ok(config)
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
+async fn run(
+    config: Config,
+    reload: impl Fn() -> Result<Config, String> + Send + 'static,
+) -> anyhow::Result<()> {
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
-    let shared = Shared::from_config(config)?;
+    let shared = Shared::from_config(config).await?;
     let server = Server::bind(shared).await?;
     for (scheme, addr) in server.local_addrs() {
         // A stable line on stdout that scripts and tests can wait for.
@@ -225,6 +228,22 @@ async fn run(config: Config) -> anyhow::Result<()> {
     tokio::spawn(async move {
         wait_for_signal().await;
         let _ = tx.send(true);
+    });
+    let shared = server.shared().clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP received: reloading the configuration and policies");
+            match reload() {
+                Ok(config) => herald::server::reload(&shared, config).await,
+                Err(e) => {
+                    tracing::warn!("reload refused, still serving the previous configuration: {e}")
+                }
+            }
+        }
     });
     server.run(rx, grace).await;
     Ok(())

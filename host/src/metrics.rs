@@ -44,109 +44,102 @@ impl Metrics {
         counter.load(Ordering::Relaxed)
     }
 
-    /// The Prometheus text exposition. `labels` (e.g. `policy="x",version="y"`)
-    /// go on every series.
-    pub fn render(&self, labels: &str) -> String {
-        let series: [(&str, &str, &AtomicU64); 17] = [
-            (
-                "herald_requests_total",
-                "Requests received.",
-                &self.requests,
-            ),
-            (
-                "herald_policy_calls_total",
-                "Policy calls.",
-                &self.policy_calls,
-            ),
+    /// The Prometheus text exposition of several label sets (e.g.
+    /// `policy="x",version="y"`), one HELP/TYPE block per series name.
+    pub fn render_all(sets: &[(String, std::sync::Arc<Metrics>)]) -> String {
+        type Pick = fn(&Metrics) -> &AtomicU64;
+        let series: [(&str, &str, Pick); 17] = [
+            ("herald_requests_total", "Requests received.", |m| {
+                &m.requests
+            }),
+            ("herald_policy_calls_total", "Policy calls.", |m| {
+                &m.policy_calls
+            }),
             (
                 "herald_policy_traps_total",
                 "Policy calls that trapped.",
-                &self.policy_traps,
+                |m| &m.policy_traps,
             ),
             (
                 "herald_policy_timeouts_total",
                 "Policy calls stopped at their deadline.",
-                &self.policy_timeouts,
+                |m| &m.policy_timeouts,
             ),
             (
                 "herald_policy_errors_total",
                 "Policy calls that returned an error.",
-                &self.policy_errors,
+                |m| &m.policy_errors,
             ),
             (
                 "herald_policy_busy_total",
                 "Policy calls that found no free slot in time.",
-                &self.policy_busy,
+                |m| &m.policy_busy,
             ),
-            (
-                "herald_hints_total",
-                "Hints returned by policies.",
-                &self.hints,
-            ),
+            ("herald_hints_total", "Hints returned by policies.", |m| {
+                &m.hints
+            }),
             (
                 "herald_invalid_hints_total",
                 "Hints dropped by validation or limits.",
-                &self.invalid_hints,
+                |m| &m.invalid_hints,
             ),
-            (
-                "herald_pushes_promised_total",
-                "PUSH_PROMISEs sent.",
-                &self.pushes_promised,
-            ),
+            ("herald_pushes_promised_total", "PUSH_PROMISEs sent.", |m| {
+                &m.pushes_promised
+            }),
             (
                 "herald_pushes_completed_total",
                 "Pushed responses sent whole.",
-                &self.pushes_completed,
+                |m| &m.pushes_completed,
             ),
             (
                 "herald_pushes_cancelled_total",
                 "Pushes reset by the client.",
-                &self.pushes_cancelled,
+                |m| &m.pushes_cancelled,
             ),
             (
                 "herald_pushes_over_budget_total",
                 "Push candidates turned into early hints by a budget or the client's stream limit.",
-                &self.pushes_over_budget,
+                |m| &m.pushes_over_budget,
             ),
             (
                 "herald_pushed_bytes_total",
                 "Pushed body bytes sent.",
-                &self.pushed_bytes,
+                |m| &m.pushed_bytes,
             ),
             (
                 "herald_wasted_bytes_total",
                 "Pushed bytes sent before the client cancelled the push.",
-                &self.wasted_bytes,
+                |m| &m.wasted_bytes,
             ),
             (
                 "herald_early_hints_total",
                 "103 Early Hints responses sent.",
-                &self.early_hints_sent,
+                |m| &m.early_hints_sent,
             ),
             (
                 "herald_policy_call_seconds_sum",
                 "Total time spent in policy calls.",
-                &self.policy_nanos,
+                |m| &m.policy_nanos,
             ),
-            (
-                "herald_connections_total",
-                "Connections accepted.",
-                &self.connections,
-            ),
+            ("herald_connections_total", "Connections accepted.", |m| {
+                &m.connections
+            }),
         ];
         let mut out = String::with_capacity(4096);
-        for (name, help, counter) in series {
-            let value = Self::get(counter);
+        for (name, help, pick) in series {
             let kind = if name.ends_with("_sum") {
                 "gauge"
             } else {
                 "counter"
             };
             out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-            if name == "herald_policy_call_seconds_sum" {
-                out.push_str(&format!("{name}{{{labels}}} {}\n", value as f64 / 1e9));
-            } else {
-                out.push_str(&format!("{name}{{{labels}}} {value}\n"));
+            for (labels, m) in sets {
+                let value = Self::get(pick(m));
+                if name == "herald_policy_call_seconds_sum" {
+                    out.push_str(&format!("{name}{{{labels}}} {}\n", value as f64 / 1e9));
+                } else {
+                    out.push_str(&format!("{name}{{{labels}}} {value}\n"));
+                }
             }
         }
         out

@@ -17,37 +17,44 @@ use crate::config::Config;
 use crate::metrics::{BurstLog, Metrics};
 use crate::origin::StaticOrigin;
 use crate::planner::OnInvalid;
-use crate::policy::{Limits, Policy, PolicyEngine};
+use crate::policy::registry::{Candidate, Registry};
+use crate::policy::{Limits, PolicyEngine};
 
 /// What every connection of the process shares.
 pub struct Shared {
     pub config: Config,
     pub origin: StaticOrigin,
-    pub policy: Option<Policy>,
-    pub metrics: Metrics,
+    /// The live policies; `None` when no policy is configured.
+    pub registry: Option<Arc<Registry>>,
+    /// Counters of requests served without a policy, and of connections.
+    pub metrics: Arc<Metrics>,
     pub failure_log: BurstLog,
     pub invalid_log: BurstLog,
     pub on_invalid: OnInvalid,
-    /// Kept alive for the policy's lifetime (it owns the epoch clock).
-    pub engine: Option<PolicyEngine>,
 }
 
 impl Shared {
-    /// The `/metrics` page.
+    /// The `/metrics` page: one series per policy version.
     pub fn render_metrics(&self) -> String {
-        let labels = match &self.policy {
-            Some(p) => format!(
-                "policy=\"{}\",version=\"{}\"",
-                escape_label(p.name()),
-                p.version()
-            ),
-            None => "policy=\"\",version=\"\"".to_string(),
-        };
-        self.metrics.render(&labels)
+        let mut sets: Vec<(String, Arc<Metrics>)> =
+            vec![("policy=\"\",version=\"\"".to_string(), self.metrics.clone())];
+        if let Some(registry) = &self.registry {
+            for v in registry.versions_for_metrics() {
+                sets.push((
+                    format!(
+                        "policy=\"{}\",version=\"{}\"",
+                        escape_label(v.policy.name()),
+                        v.policy.version()
+                    ),
+                    v.metrics.clone(),
+                ));
+            }
+        }
+        Metrics::render_all(&sets)
     }
 
     /// Build everything from a validated config: origin, engine, policy.
-    pub fn from_config(config: Config) -> anyhow::Result<Shared> {
+    pub async fn from_config(config: Config) -> anyhow::Result<Shared> {
         let root = config
             .origin
             .root
@@ -55,32 +62,101 @@ impl Shared {
             .context("origin.root is not set")?;
         let origin = StaticOrigin::new(&root, &config.origin.cache_control, &config.origin.index)
             .with_context(|| format!("origin.root: cannot open {}", root.display()))?;
-        let (engine, policy) = match &config.policy.path {
+        let registry = match &config.policy.path {
             Some(path) => {
-                let engine = PolicyEngine::new(Limits::from_config(&config.policy))?;
-                let policy = engine.load_file(path, &config.policy.config)?;
-                tracing::info!(
-                    policy = policy.name(),
-                    version = policy.version(),
-                    "policy loaded"
-                );
-                (Some(engine), Some(policy))
+                let engine = PolicyEngine::new(
+                    Limits::from_config(&config.policy),
+                    config.policy.effective_cache_dir(),
+                )?;
+                let first = Candidate::from_file(path, config.policy.config.clone())
+                    .map_err(|e| anyhow::anyhow!("policy.path: {e}"))?;
+                let registry = Registry::start(Arc::new(engine), first)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("policy {}: {e}", path.display()))?;
+                if let Some(v) = registry.snapshot().active() {
+                    tracing::info!(
+                        policy = v.policy.name(),
+                        version = v.policy.version(),
+                        "policy loaded"
+                    );
+                }
+                Some(Arc::new(registry))
             }
             None => {
                 tracing::info!("no policy configured: serving files without hints");
-                (None, None)
+                None
             }
         };
         Ok(Shared {
             origin,
-            policy,
-            metrics: Metrics::default(),
+            registry,
+            metrics: Arc::new(Metrics::default()),
             failure_log: BurstLog::new(Duration::from_secs(10)),
             invalid_log: BurstLog::new(Duration::from_secs(10)),
             on_invalid: OnInvalid::default(),
-            engine,
             config,
         })
+    }
+}
+
+/// Apply a re-read configuration (SIGHUP). Policy changes go through the
+/// registry like any update; everything else needs a restart, and says so.
+pub async fn reload(shared: &Shared, config: Config) {
+    let old = &shared.config;
+    let mut restart = Vec::new();
+    for (key, same) in [
+        ("server", old.server == config.server),
+        ("tls", old.tls == config.tls),
+        ("origin", old.origin == config.origin),
+        ("push", old.push == config.push),
+        ("h2", old.h2 == config.h2),
+        ("admin", old.admin == config.admin),
+    ] {
+        if !same {
+            restart.push(key);
+        }
+    }
+    let p = &config.policy;
+    let limits_changed = (
+        p.deadline_ms,
+        p.memory_mib,
+        p.max_concurrent_calls,
+        p.max_hints,
+        p.max_hint_bytes,
+    ) != (
+        old.policy.deadline_ms,
+        old.policy.memory_mib,
+        old.policy.max_concurrent_calls,
+        old.policy.max_hints,
+        old.policy.max_hint_bytes,
+    );
+    if limits_changed {
+        restart.push("policy limits");
+    }
+    if !restart.is_empty() {
+        tracing::warn!(
+            "changes to {} take effect after a restart; ignored for now",
+            restart.join(", ")
+        );
+    }
+    match (&shared.registry, &p.path) {
+        (Some(registry), Some(path)) => match Candidate::from_file(path, p.config.clone()) {
+            Ok(candidate) => {
+                let name = candidate.name.clone();
+                if registry.update(candidate).await.is_ok()
+                    && registry.activate(&name).await.is_ok()
+                {
+                    tracing::info!(policy = %name, "reload applied");
+                }
+            }
+            Err(e) => tracing::warn!("reload: policy.path: {e}; the current policy keeps serving"),
+        },
+        (None, Some(_)) | (Some(_), None) => {
+            tracing::warn!(
+                "adding or removing the policy takes effect after a restart; ignored for now"
+            )
+        }
+        (None, None) => {}
     }
 }
 
@@ -187,6 +263,14 @@ impl Server {
             tasks.spawn(crate::admin::serve(
                 listener,
                 self.shared.clone(),
+                shutdown.clone(),
+            ));
+        }
+        let interval = self.shared.config.policy.watch_interval_ms;
+        if let (Some(registry), true) = (self.shared.registry.clone(), interval > 0) {
+            tasks.spawn(crate::policy::registry::watch(
+                registry,
+                Duration::from_millis(interval),
                 shutdown.clone(),
             ));
         }

@@ -411,7 +411,7 @@ async fn metrics_count_what_happened() {
     );
     let promised = text
         .lines()
-        .find(|l| l.starts_with("herald_pushes_promised_total"))
+        .find(|l| l.starts_with("herald_pushes_promised_total{policy=\"page_map\""))
         .unwrap();
     assert!(promised.ends_with(" 5"), "{promised}");
 }

@@ -12,3 +12,4 @@ mod origin;
 mod push;
 mod raw;
 mod support;
+mod swap;

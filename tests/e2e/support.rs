@@ -185,8 +185,8 @@ impl Herald {
         self.child.try_wait().unwrap().is_none()
     }
 
-    /// Fetch `/metrics` from the admin listener and return the value of the
-    /// first series named `name` (labels ignored).
+    /// Fetch `/metrics` from the admin listener and return the sum of the
+    /// series named `name` over all label sets.
     pub fn metric(&self, name: &str) -> f64 {
         use std::io::{Read, Write};
         let addr = self.admin.expect("config has an [admin] listener");
@@ -198,11 +198,13 @@ impl Herald {
         .unwrap();
         let mut text = String::new();
         tcp.read_to_string(&mut text).unwrap();
-        text.lines()
-            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))
+        let values: Vec<f64> = text
+            .lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+            .collect();
+        assert!(!values.is_empty(), "{name} not in /metrics:\n{text}");
+        values.iter().sum()
     }
 
     /// The certificate Herald generated, for clients to trust.
@@ -239,11 +241,15 @@ impl Drop for Herald {
 }
 
 /// A config serving `root` with `policy` and `[policy.config]` entries.
+///
+/// The policy deadline is 1 s, not the production 20 ms: tests run many
+/// servers at once on two cores, and a test about ordering must not turn on
+/// CPU headroom. Deadlines themselves are tested with a looping policy.
 pub fn config_for(root: &Path, policy: Option<&Path>, policy_config: &str) -> String {
     let mut c = format!("[origin]\nroot = {:?}\n", root.display().to_string());
     if let Some(p) = policy {
         c.push_str(&format!(
-            "[policy]\npath = {:?}\n[policy.config]\n{policy_config}\n",
+            "[policy]\npath = {:?}\ndeadline_ms = 1000\n[policy.config]\n{policy_config}\n",
             p.display().to_string()
         ));
     }

@@ -83,7 +83,7 @@ path = {policy:?}
 pub async fn measure(opts: &Options, lowat: u32) -> anyhow::Result<Vec<Sample>> {
     let site = site(opts, lowat)?;
     let cert = site.config.tls.self_signed_out.clone().expect("set above");
-    let server = Server::bind(Shared::from_config(site.config.clone())?).await?;
+    let server = Server::bind(Shared::from_config(site.config.clone()).await?).await?;
     let addr = server.local_addrs()[0].1;
     let (stop, rx) = tokio::sync::watch::channel(false);
     let serving = tokio::spawn(server.run(rx, Duration::from_secs(1)));

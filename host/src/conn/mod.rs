@@ -149,7 +149,6 @@ async fn handle(
     mut respond: SendResponse<Bytes>,
 ) {
     let shared = &conn.shared;
-    Metrics::inc(&shared.metrics.requests);
     // The request body is not used by the static origin; dropping it tells h2
     // to stop accepting it.
     let (parts, _body) = request.into_parts();
@@ -182,7 +181,7 @@ async fn handle(
         .await;
 
     let can_push = shared.config.push.enabled && conn.peer.push_enabled();
-    let plan = crate::decide::hints_for(
+    let decided = crate::decide::hints_for(
         shared,
         &crate::decide::Ask {
             parts: &parts,
@@ -205,9 +204,10 @@ async fn handle(
     let delivered = push::deliver(
         &conn,
         &mut respond,
-        plan.items,
+        decided.plan.items,
         authority.as_deref(),
         &parts.headers,
+        &decided.metrics,
     )
     .await;
 
@@ -225,7 +225,7 @@ async fn handle(
             early.headers_mut().append(http::header::LINK, link.clone());
         }
         match respond.send_informational(early) {
-            Ok(()) => Metrics::inc(&shared.metrics.early_hints_sent),
+            Ok(()) => Metrics::inc(&decided.metrics.early_hints_sent),
             Err(e) => tracing::debug!(conn = conn.id, "103 not sent: {e}"),
         }
     }

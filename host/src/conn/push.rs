@@ -85,6 +85,8 @@ impl Memo {
 
 /// A promise issued, waiting for its response.
 pub struct Promised {
+    /// Counters of the policy version that asked for this push.
+    pub metrics: Arc<Metrics>,
     /// The pushed stream, its response HEADERS already queued.
     pub send: h2::SendStream<Bytes>,
     pub body: crate::origin::Body,
@@ -108,6 +110,7 @@ pub async fn deliver(
     items: Vec<Planned>,
     authority: Option<&str>,
     parent_headers: &HeaderMap,
+    metrics: &Arc<Metrics>,
 ) -> Delivered {
     let mut out = Delivered::default();
     let mut candidates = Vec::new();
@@ -190,7 +193,7 @@ pub async fn deliver(
             || book.pushed_bytes + len > cfg.max_bytes_per_connection
             || conn.peer.open_pushes() >= peer_limit;
         if over_budget {
-            Metrics::inc(&conn.shared.metrics.pushes_over_budget);
+            Metrics::inc(&metrics.pushes_over_budget);
             fallback(&mut out, hint);
             continue;
         }
@@ -210,7 +213,7 @@ pub async fn deliver(
                 book.pushed_bytes += len;
                 this_request += 1;
                 this_request_bytes += len;
-                Metrics::inc(&conn.shared.metrics.pushes_promised);
+                Metrics::inc(&metrics.pushes_promised);
                 let end = response.body.is_empty();
                 let mut head = http::Response::builder()
                     .status(response.status)
@@ -228,6 +231,7 @@ pub async fn deliver(
                             },
                         );
                         out.promised.push(Promised {
+                            metrics: metrics.clone(),
                             send,
                             body: response.body,
                             hint,
@@ -299,6 +303,7 @@ fn promise_headers(hint: &ValidHint, parent: &HeaderMap, default_copy: &[String]
 /// Answer one promise with a complete response (or a reset if the body fails).
 pub async fn serve_pushed(conn: Arc<Conn>, promised: Promised) {
     let Promised {
+        metrics,
         mut send,
         body,
         hint,
@@ -307,23 +312,23 @@ pub async fn serve_pushed(conn: Arc<Conn>, promised: Promised) {
     let id = slot.stream();
     slot.arm();
     if body.is_empty() {
-        Metrics::inc(&conn.shared.metrics.pushes_completed);
+        Metrics::inc(&metrics.pushes_completed);
         return;
     }
     match super::send::send_body(&mut send, body, &slot).await {
         Ok(n) => {
-            Metrics::add(&conn.shared.metrics.pushed_bytes, n);
-            Metrics::inc(&conn.shared.metrics.pushes_completed);
+            Metrics::add(&metrics.pushed_bytes, n);
+            Metrics::inc(&metrics.pushes_completed);
         }
         Err((n, e)) => {
-            Metrics::add(&conn.shared.metrics.pushed_bytes, n);
+            Metrics::add(&metrics.pushed_bytes, n);
             // Reset by the client, or by us below: either way closed. (A reset
             // we send is also seen by the tap.)
             conn.peer.push_closed(id);
             match e {
                 super::send::SendError::Reset(reason) => {
-                    Metrics::inc(&conn.shared.metrics.pushes_cancelled);
-                    Metrics::add(&conn.shared.metrics.wasted_bytes, n);
+                    Metrics::inc(&metrics.pushes_cancelled);
+                    Metrics::add(&metrics.wasted_bytes, n);
                     tracing::debug!(conn = conn.id, path = %hint.path_and_query, sent = n, "client reset push: {reason:?}");
                 }
                 other => {

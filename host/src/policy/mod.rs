@@ -25,9 +25,11 @@ mod bindings {
 }
 
 pub mod input;
+pub mod registry;
+pub mod samples;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -72,6 +74,8 @@ pub struct PolicyEngine {
     linker: Linker<HostState>,
     limits: Limits,
     stop: Arc<AtomicBool>,
+    /// Where compiled components are kept between runs (`policy.cache_dir`).
+    cache_dir: Option<PathBuf>,
 }
 
 impl Drop for PolicyEngine {
@@ -81,7 +85,7 @@ impl Drop for PolicyEngine {
 }
 
 impl PolicyEngine {
-    pub fn new(limits: Limits) -> anyhow::Result<PolicyEngine> {
+    pub fn new(limits: Limits, cache_dir: Option<PathBuf>) -> anyhow::Result<PolicyEngine> {
         let calls = limits.max_concurrent_calls;
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(calls)
@@ -120,11 +124,20 @@ impl PolicyEngine {
                     ticker.increment_epoch();
                 }
             })?;
+        if let Some(dir) = &cache_dir
+            && let Err(e) = std::fs::create_dir_all(dir)
+        {
+            tracing::warn!(
+                "policy.cache_dir {}: {e}; compiling without a cache",
+                dir.display()
+            );
+        }
         Ok(PolicyEngine {
             engine,
             linker,
             limits,
             stop,
+            cache_dir,
         })
     }
 
@@ -152,8 +165,7 @@ impl PolicyEngine {
                 "this is a core WebAssembly module, not a component; build for wasm32-wasip2 or run `wasm-tools component new`"
             );
         }
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|e| anyhow::anyhow!("not a valid component: {e:#}"))?;
+        let component = self.compile(bytes)?;
         let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
             anyhow::anyhow!("does not fit the herald:policy/push-policy world: {e:#}")
         })?;
@@ -175,6 +187,43 @@ impl PolicyEngine {
                 self.limits.max_concurrent_calls as usize,
             )),
         })
+    }
+}
+
+impl PolicyEngine {
+    /// Compile, or load the precompiled artifact from the cache. The cache key
+    /// covers the bytes and the engine's settings and version, so a stale or
+    /// foreign artifact is never used; a corrupt one is recompiled.
+    fn compile(&self, bytes: &[u8]) -> anyhow::Result<Component> {
+        let invalid = |e: wasmtime::Error| anyhow::anyhow!("not a valid component: {e:#}");
+        let Some(dir) = &self.cache_dir else {
+            return Component::new(&self.engine, bytes).map_err(invalid);
+        };
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut h);
+        let path = dir.join(format!("{}-{:016x}.cwasm", short_digest(bytes), h.finish()));
+        if path.is_file() {
+            // SAFETY: the cache directory is Herald's own and holds only what
+            // `precompile_component` wrote there; wasmtime checks the
+            // artifact's version and settings before using it.
+            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+                Ok(c) => return Ok(c),
+                Err(e) => {
+                    tracing::warn!("precompiled {} unusable ({e}); recompiling", path.display())
+                }
+            }
+        }
+        let artifact = self.engine.precompile_component(bytes).map_err(invalid)?;
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        if std::fs::write(&tmp, &artifact)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .is_err()
+        {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        // SAFETY: `artifact` was produced just now by this engine.
+        unsafe { Component::deserialize(&self.engine, &artifact) }.map_err(invalid)
     }
 }
 

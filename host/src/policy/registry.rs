@@ -1,0 +1,376 @@
+//! The live set of policies, swapped atomically.
+//!
+//! The registry holds an immutable [`Live`] in an `ArcSwap`. A request loads
+//! it once at its start and finishes on that snapshot, whatever is swapped
+//! meanwhile, so its hints always come from exactly one version.
+//!
+//! A new version arrives by a file change (the watcher), SIGHUP, or the admin
+//! API. Every path goes through [`Registry::update`]: compile off the request
+//! path (a blocking thread, or the precompiled cache), type-check against the
+//! world, run the sample requests declared beside the policy, and only then
+//! swap. A version that fails any step never goes live; the old one keeps
+//! serving, and the error is logged once and kept for the admin API. The
+//! version it replaced is kept for an instant rollback.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+
+use super::samples::{self, Samples};
+use super::{Policy, PolicyEngine};
+use crate::metrics::Metrics;
+
+/// One loaded, checked version of a policy.
+pub struct Version {
+    pub policy: Policy,
+    /// The policy's own configuration (`[policy.config]`), kept for reloads.
+    pub config: toml::Table,
+    /// The file it came from, if any (the watcher follows it), and that
+    /// file's (and its samples') signature when it was read.
+    pub source: Option<PathBuf>,
+    pub source_signature: Option<FileState>,
+    pub loaded_at: SystemTime,
+    /// Counters of requests served with this version.
+    pub metrics: Arc<Metrics>,
+}
+
+/// A policy name's current version, the one before it, and the last failure.
+#[derive(Clone)]
+pub struct Slot {
+    pub current: Arc<Version>,
+    pub previous: Option<Arc<Version>>,
+    pub last_error: Option<String>,
+}
+
+/// An immutable snapshot of every policy.
+#[derive(Clone, Default)]
+pub struct Live {
+    pub slots: BTreeMap<String, Slot>,
+    /// The policy requests use (outside experiments).
+    pub active: Option<String>,
+    /// Incremented by every swap.
+    pub generation: u64,
+}
+
+impl Live {
+    /// The version requests are served with.
+    pub fn active(&self) -> Option<&Arc<Version>> {
+        self.active
+            .as_ref()
+            .and_then(|name| self.slots.get(name))
+            .map(|s| &s.current)
+    }
+}
+
+/// What a caller hands to [`Registry::update`].
+pub struct Candidate {
+    pub name: String,
+    pub bytes: Vec<u8>,
+    pub config: toml::Table,
+    pub samples: Samples,
+    pub source: Option<PathBuf>,
+    pub source_signature: Option<FileState>,
+}
+
+impl Candidate {
+    /// Read a policy file and the samples beside it.
+    pub fn from_file(path: &Path, config: toml::Table) -> Result<Candidate, String> {
+        let source_signature = signature(path).map(|s| (s, signature(&samples::path_for(path))));
+        let bytes =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        Ok(Candidate {
+            name: name_of(path),
+            bytes,
+            config,
+            samples: Samples::beside(path)?,
+            source: Some(path.to_path_buf()),
+            source_signature,
+        })
+    }
+}
+
+/// A policy's name: its file stem (`page_map.wasm` → `page_map`).
+pub fn name_of(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "policy".into())
+}
+
+/// Retired versions whose counters stay visible in `/metrics`.
+const RETIRED_KEPT: usize = 16;
+
+/// The registry.
+pub struct Registry {
+    engine: Arc<PolicyEngine>,
+    live: ArcSwap<Live>,
+    /// Serialises updates (readers never wait).
+    update: tokio::sync::Mutex<()>,
+    retired: Mutex<VecDeque<Arc<Version>>>,
+}
+
+impl Registry {
+    /// A registry with `first` loaded and active. Start-up fails if it fails.
+    pub async fn start(engine: Arc<PolicyEngine>, first: Candidate) -> Result<Registry, String> {
+        let registry = Registry {
+            engine,
+            live: ArcSwap::from_pointee(Live::default()),
+            update: tokio::sync::Mutex::new(()),
+            retired: Mutex::new(VecDeque::new()),
+        };
+        let name = first.name.clone();
+        registry.update(first).await?;
+        registry.activate(&name).await?;
+        Ok(registry)
+    }
+
+    /// The snapshot a request is served with.
+    pub fn snapshot(&self) -> Arc<Live> {
+        self.live.load_full()
+    }
+
+    /// Compile, check and run samples, off the request path.
+    pub async fn prepare(&self, candidate: Candidate) -> Result<Arc<Version>, String> {
+        let engine = self.engine.clone();
+        let (name, bytes, config) = (
+            candidate.name.clone(),
+            candidate.bytes,
+            candidate.config.clone(),
+        );
+        let policy = tokio::task::spawn_blocking(move || engine.load_bytes(&name, &bytes, &config))
+            .await
+            .map_err(|e| format!("compile task failed: {e}"))?
+            .map_err(|e| format!("{e:#}"))?;
+        samples::check(&policy, &candidate.samples).await?;
+        Ok(Arc::new(Version {
+            policy,
+            config: candidate.config,
+            source: candidate.source,
+            source_signature: candidate.source_signature,
+            loaded_at: SystemTime::now(),
+            metrics: Arc::new(Metrics::default()),
+        }))
+    }
+
+    /// Prepare a candidate and, if it passes, make it the current version of
+    /// its name. On failure nothing changes but the slot's `last_error`.
+    pub async fn update(&self, candidate: Candidate) -> Result<Arc<Version>, String> {
+        let name = candidate.name.clone();
+        let _guard = self.update.lock().await;
+        match self.prepare(candidate).await {
+            Ok(version) => {
+                let same = self.live.load().slots.get(&name).is_some_and(|s| {
+                    s.current.policy.version() == version.policy.version()
+                        && s.current.config == version.config
+                });
+                if same {
+                    return Ok(self.live.load().slots[&name].current.clone());
+                }
+                self.swap(|live| {
+                    let previous = live.slots.get(&name).map(|s| s.current.clone());
+                    live.slots.insert(
+                        name.clone(),
+                        Slot {
+                            current: version.clone(),
+                            previous,
+                            last_error: None,
+                        },
+                    );
+                });
+                tracing::info!(policy = %name, version = version.policy.version(), "policy version live");
+                Ok(version)
+            }
+            Err(e) => {
+                let line = e.replace('\n', " ");
+                tracing::warn!(policy = %name, "new policy version refused, the current one keeps serving: {line}");
+                self.swap(|live| {
+                    if let Some(slot) = live.slots.get_mut(&name) {
+                        slot.last_error = Some(line.clone());
+                    }
+                });
+                Err(line)
+            }
+        }
+    }
+
+    /// Serve requests with the policy `name`.
+    pub async fn activate(&self, name: &str) -> Result<(), String> {
+        let _guard = self.update.lock().await;
+        if !self.live.load().slots.contains_key(name) {
+            return Err(format!("no policy named `{name}`"));
+        }
+        self.swap(|live| live.active = Some(name.to_string()));
+        Ok(())
+    }
+
+    /// Put the previous version of `name` back.
+    pub async fn rollback(&self, name: &str) -> Result<Arc<Version>, String> {
+        let _guard = self.update.lock().await;
+        let live = self.live.load();
+        let slot = live
+            .slots
+            .get(name)
+            .ok_or_else(|| format!("no policy named `{name}`"))?;
+        let previous = slot
+            .previous
+            .clone()
+            .ok_or_else(|| format!("`{name}` has no previous version"))?;
+        let current = slot.current.clone();
+        self.swap(|live| {
+            live.slots.insert(
+                name.to_string(),
+                Slot {
+                    current: previous.clone(),
+                    previous: Some(current.clone()),
+                    last_error: None,
+                },
+            );
+        });
+        tracing::info!(
+            policy = name,
+            version = previous.policy.version(),
+            "rolled back"
+        );
+        Ok(previous)
+    }
+
+    /// Copy-on-write update of the live set (callers hold `update`).
+    fn swap(&self, change: impl FnOnce(&mut Live)) {
+        let old = self.live.load_full();
+        let mut next = (*old).clone();
+        change(&mut next);
+        next.generation = old.generation + 1;
+        // Versions that left every slot keep their counters visible for a while.
+        let still: Vec<*const Version> = next
+            .slots
+            .values()
+            .flat_map(|s| std::iter::once(&s.current).chain(s.previous.iter()))
+            .map(Arc::as_ptr)
+            .collect();
+        let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+        for slot in old.slots.values() {
+            for v in std::iter::once(&slot.current).chain(slot.previous.iter()) {
+                if !still.contains(&Arc::as_ptr(v)) && !retired.iter().any(|r| Arc::ptr_eq(r, v)) {
+                    retired.push_back(v.clone());
+                    if retired.len() > RETIRED_KEPT {
+                        retired.pop_front();
+                    }
+                }
+            }
+        }
+        self.live.store(Arc::new(next));
+    }
+
+    /// Every version whose counters `/metrics` shows: live, previous, retired.
+    pub fn versions_for_metrics(&self) -> Vec<Arc<Version>> {
+        let live = self.live.load();
+        let mut out: Vec<Arc<Version>> = Vec::new();
+        let mut push = |v: &Arc<Version>| {
+            if !out.iter().any(|o| Arc::ptr_eq(o, v)) {
+                out.push(v.clone());
+            }
+        };
+        for slot in live.slots.values() {
+            push(&slot.current);
+            if let Some(p) = &slot.previous {
+                push(p);
+            }
+        }
+        for v in self
+            .retired
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            push(v);
+        }
+        out
+    }
+
+    /// The policy files to watch: name, path, config, signature when loaded.
+    fn watched(&self) -> Vec<Watched> {
+        self.live
+            .load()
+            .slots
+            .iter()
+            .filter_map(|(name, s)| {
+                let v = &s.current;
+                v.source
+                    .clone()
+                    .map(|p| (name.clone(), p, v.config.clone(), v.source_signature))
+            })
+            .collect()
+    }
+}
+
+/// A file's identity for change detection.
+pub type Signature = (u64, Option<SystemTime>);
+
+/// A watched policy: name, file, config, file state when loaded.
+type Watched = (String, PathBuf, toml::Table, Option<FileState>);
+
+/// A policy file's and its samples' signatures.
+pub type FileState = (Signature, Option<Signature>);
+
+fn signature(path: &Path) -> Option<Signature> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.len(), m.modified().ok()))
+}
+
+/// Follow the policy files (and their samples): when one changes and then
+/// stays unchanged for one interval (so a half-written file is not loaded),
+/// load it through `update`. Polling, not inotify: it works the same on every
+/// file system, including the network mounts fleets distribute policies on.
+pub async fn watch(
+    registry: Arc<Registry>,
+    interval: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    // Signatures already tried (live or refused): never retried until the
+    // file changes again, so a broken file is reported once.
+    let mut tried: HashMap<PathBuf, FileState> = HashMap::new();
+    let mut pending: HashMap<PathBuf, (FileState, Instant)> = HashMap::new();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => return,
+        }
+        for (name, path, config, loaded) in registry.watched() {
+            let Some(now) = signature(&path) else {
+                continue;
+            };
+            let current = (now, signature(&samples::path_for(&path)));
+            if Some(current) == loaded || tried.get(&path) == Some(&current) {
+                pending.remove(&path);
+                continue;
+            }
+            match pending.get(&path) {
+                // Unchanged for a whole interval: the file has landed.
+                Some((sig, first_seen)) if *sig == current => {
+                    let first_seen = *first_seen;
+                    pending.remove(&path);
+                    tried.insert(path.clone(), current);
+                    match Candidate::from_file(&path, config) {
+                        Ok(candidate) => {
+                            if let Ok(v) = registry.update(candidate).await {
+                                tracing::info!(
+                                    policy = %name,
+                                    version = v.policy.version(),
+                                    ms = first_seen.elapsed().as_millis() as u64,
+                                    "reloaded from {}",
+                                    path.display()
+                                );
+                            }
+                        }
+                        Err(e) => tracing::warn!(policy = %name, "cannot reload: {e}"),
+                    }
+                }
+                _ => {
+                    pending.insert(path.clone(), (current, Instant::now()));
+                }
+            }
+        }
+    }
+}

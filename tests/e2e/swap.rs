@@ -1,0 +1,283 @@
+//! Hot swap: new policy versions go live without a restart and without a
+//! failed request, and a version that fails any check never goes live.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// Two components with different answers for `/`: page_map (from config)
+/// and misbehave (always /css/site.css).
+const PAGE_MAP_ASSETS: &str = r#""/" = ["/js/app.js", "/img/logo.svg"]"#;
+const A: [&str; 2] = [
+    "</js/app.js>; rel=preload; as=script",
+    "</img/logo.svg>; rel=preload; as=image",
+];
+const B: [&str; 1] = ["</css/site.css>; rel=preload; as=style"];
+
+/// Replace a file the way deployments should: write beside it, then rename.
+fn land(src: &Path, dst: &Path) {
+    let tmp = dst.with_extension("landing");
+    std::fs::copy(src, &tmp).unwrap();
+    std::fs::rename(&tmp, dst).unwrap();
+}
+
+fn start(dir: &Path, extra: &str) -> Herald {
+    let live = dir.join("p.wasm");
+    if !live.exists() {
+        std::fs::copy(policy("page_map"), &live).unwrap();
+    }
+    Herald::start(&format!(
+        "{}\n[admin]\nlisten = \"127.0.0.1:0\"\n{extra}",
+        config_for(&demo_site(), Some(&live), PAGE_MAP_ASSETS)
+    ))
+}
+
+/// The Link values of a page fetched by a browser-like client (no push).
+async fn links(herald: &Herald) -> Vec<String> {
+    let client = Client::h2c(
+        herald,
+        ClientOptions {
+            enable_push: false,
+            ..Default::default()
+        },
+    )
+    .await;
+    let page = client.get("/").await;
+    assert_eq!(page.status, 200);
+    page.headers
+        .get_all("link")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect()
+}
+
+async fn wait_for_links(herald: &Herald, want: &[&str]) -> Duration {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if links(herald).await == want {
+            return start.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("links never became {want:?}; logs:\n{}", herald.logs());
+}
+
+fn admin(herald: &Herald, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(herald.admin.unwrap()).unwrap();
+    write!(
+        tcp,
+        "{method} {path} HTTP/1.1\r\nhost: a\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    tcp.write_all(body).unwrap();
+    let mut out = String::new();
+    tcp.read_to_string(&mut out).unwrap();
+    let status = out[9..12].parse().unwrap();
+    (
+        status,
+        out.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default(),
+    )
+}
+
+#[tokio::test]
+async fn a_landed_file_goes_live_and_a_broken_one_never_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let herald = start(dir.path(), "");
+    assert_eq!(links(&herald).await, A);
+    let live = dir.path().join("p.wasm");
+
+    land(&policy("misbehave"), &live);
+    let took = wait_for_links(&herald, &B).await;
+    eprintln!("file landed -> new version answering: {took:?}");
+
+    // Garbage lands: refused, the current version keeps serving.
+    let junk = dir.path().join("junk");
+    std::fs::write(&junk, b"\0asm this is not a component").unwrap();
+    land(&junk, &live);
+    assert!(
+        eventually(Duration::from_secs(5), || herald
+            .logs()
+            .contains("new policy version refused"))
+        .await,
+        "{}",
+        herald.logs()
+    );
+    assert_eq!(links(&herald).await, B);
+    let (_, policies) = admin(&herald, "GET", "/policies", b"");
+    let policies: serde_json::Value = serde_json::from_str(&policies).unwrap();
+    assert!(
+        policies["policies"]["p"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("not a valid component"),
+        "{policies}"
+    );
+    assert_eq!(
+        herald
+            .logs()
+            .lines()
+            .filter(|l| l.contains("new policy version refused"))
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_version_that_fails_its_samples_never_goes_live() {
+    let dir = tempfile::tempdir().unwrap();
+    // The samples say what `/` must get: page_map's answer.
+    std::fs::write(
+        dir.path().join("p.samples.toml"),
+        "[[sample]]\nrequest = \"GET /\"\nexpect = [\"/js/app.js\", \"/img/logo.svg\"]\n",
+    )
+    .unwrap();
+    let herald = start(dir.path(), "");
+    land(&policy("misbehave"), &dir.path().join("p.wasm"));
+    assert!(
+        eventually(Duration::from_secs(5), || herald.logs().contains(
+            "expected [\"/js/app.js\", \"/img/logo.svg\"], got [\"/css/site.css\"]"
+        ))
+        .await,
+        "{}",
+        herald.logs()
+    );
+    assert_eq!(links(&herald).await, A, "the old version keeps serving");
+}
+
+#[tokio::test]
+async fn admin_upload_and_rollback() {
+    let dir = tempfile::tempdir().unwrap();
+    let herald = start(dir.path(), "");
+    let (status, body) = admin(
+        &herald,
+        "PUT",
+        "/policies/p",
+        &std::fs::read(policy("misbehave")).unwrap(),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(links(&herald).await, B);
+    let (status, body) = admin(&herald, "PUT", "/policies/p", b"not wasm");
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("\"live\":false"), "{body}");
+    assert_eq!(links(&herald).await, B);
+    let (status, body) = admin(&herald, "POST", "/policies/p/rollback", b"");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(links(&herald).await, A);
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_policy_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let herald = start(dir.path(), "");
+    assert_eq!(links(&herald).await, A);
+    // Edit the config file Herald runs with, then SIGHUP.
+    let config = herald.dir.path().join("herald.toml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(PAGE_MAP_ASSETS, r#""/" = ["/css/site.css"]"#);
+    std::fs::write(&config, text).unwrap();
+    herald.signal("HUP");
+    wait_for_links(&herald, &B).await;
+    // A broken config on reload changes nothing.
+    std::fs::write(&config, "[policy\nbroken").unwrap();
+    herald.signal("HUP");
+    assert!(
+        eventually(Duration::from_secs(5), || herald
+            .logs()
+            .contains("reload refused"))
+        .await,
+        "{}",
+        herald.logs()
+    );
+    assert_eq!(links(&herald).await, B);
+}
+
+#[tokio::test]
+async fn a_hundred_swaps_under_load_fail_no_request_and_never_mix_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let herald = Arc::new(start(dir.path(), ""));
+    let versions = [
+        std::fs::read(policy("page_map")).unwrap(),
+        std::fs::read(policy("misbehave")).unwrap(),
+    ];
+    let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicUsize::new(0));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (herald, stop, served) = (herald.clone(), stop.clone(), served.clone());
+        load.push(tokio::spawn(async move {
+            let client = Client::h2c(
+                &herald,
+                ClientOptions {
+                    enable_push: false,
+                    ..Default::default()
+                },
+            )
+            .await;
+            let mut seen = [0usize; 2];
+            while !stop.load(Ordering::Relaxed) {
+                let page = client.get("/").await;
+                assert_eq!(page.status, 200, "a request failed during swaps");
+                let links: Vec<String> = page
+                    .headers
+                    .get_all("link")
+                    .iter()
+                    .map(|v| v.to_str().unwrap().to_string())
+                    .collect();
+                let early: Vec<String> = page
+                    .informational
+                    .iter()
+                    .flat_map(|i| {
+                        i.headers()
+                            .get_all("link")
+                            .iter()
+                            .map(|v| v.to_str().unwrap().to_string())
+                    })
+                    .collect();
+                assert_eq!(
+                    links, early,
+                    "the 103 and the final response come from one version"
+                );
+                if links == A {
+                    seen[0] += 1;
+                } else if links == B {
+                    seen[1] += 1;
+                } else {
+                    panic!("hints from no single version: {links:?}");
+                }
+                served.fetch_add(1, Ordering::Relaxed);
+            }
+            seen
+        }));
+    }
+    let herald2 = herald.clone();
+    tokio::task::spawn_blocking(move || {
+        for i in 0..100 {
+            let (status, body) = admin(&herald2, "PUT", "/policies/p", &versions[(i + 1) % 2]);
+            assert_eq!(status, 200, "swap {i}: {body}");
+        }
+    })
+    .await
+    .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let mut seen = [0usize; 2];
+    for task in load {
+        let s = task.await.unwrap();
+        seen[0] += s[0];
+        seen[1] += s[1];
+    }
+    assert!(
+        seen[0] > 0 && seen[1] > 0,
+        "both versions answered: {seen:?}"
+    );
+    assert_eq!(seen[0] + seen[1], served.load(Ordering::Relaxed));
+    let (_, policies) = admin(&herald, "GET", "/policies", b"");
+    assert!(policies.contains("\"generation\""), "{policies}");
+}
