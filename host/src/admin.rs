@@ -6,6 +6,7 @@
 //! | `GET /metrics` | Prometheus text, one series per policy version |
 //! | `GET /healthz` | `ok` |
 //! | `GET /policies` | live policies: version, previous, last refused update |
+//! | `GET /ab` | the A/B report: variants side by side (`herald ab report`) |
 //! | `PUT /policies/NAME` (body: a `.wasm` component) | compile, check, run the samples beside the policy's file, then swap |
 //! | `POST /policies/NAME/rollback` | put the previous version back |
 //!
@@ -112,6 +113,7 @@ async fn respond(
         ("GET", ["metrics"]) => text(200, shared.render_metrics()),
         ("GET", ["healthz"]) => text(200, "ok\n"),
         ("GET", ["policies"]) => json(200, policies_json(shared)),
+        ("GET", ["ab"]) => text(200, ab_report(shared)),
         ("PUT", ["policies", name]) => {
             let name = name.to_string();
             let Some(registry) = &shared.registry else {
@@ -148,7 +150,10 @@ async fn respond(
                 Err(e) => return text(422, format!("{e}\n")),
             };
             let candidate = Candidate {
-                name: name.clone(),
+                name: current
+                    .as_ref()
+                    .map_or_else(|| name.clone(), |v| v.policy.name().to_string()),
+                slot: name.clone(),
                 bytes: body.to_vec(),
                 config,
                 samples,
@@ -156,6 +161,9 @@ async fn respond(
                 // Uploaded bytes are not the file's: the watcher must not
                 // take the upload for a change of the file.
                 source_signature: current.as_ref().and_then(|v| v.source_signature),
+                variant: current
+                    .as_ref()
+                    .map_or_else(|| "default".to_string(), |v| v.variant.clone()),
             };
             match registry.update(candidate).await {
                 Ok(v) => json(
@@ -180,8 +188,40 @@ async fn respond(
                 Err(e) => json(409, serde_json::json!({"policy": name, "error": e})),
             }
         }
-        _ => text(404, "not found: try /metrics, /healthz, /policies\n"),
+        _ => text(404, "not found: try /metrics, /healthz, /policies, /ab\n"),
     }
+}
+
+/// The A/B report of the experiment in force (or of the active policy).
+pub fn ab_report(shared: &Shared) -> String {
+    let Some(registry) = &shared.registry else {
+        return "no policy is configured\n".into();
+    };
+    let live = registry.snapshot();
+    let (name, variants): (String, Vec<String>) = match &live.experiment {
+        Some(e) => (
+            e.config.name.clone(),
+            e.config.variants.iter().map(|v| v.name.clone()).collect(),
+        ),
+        None => ("(none)".into(), vec!["default".into()]),
+    };
+    let versions = registry.versions_for_metrics();
+    let rows: Vec<crate::report::Row> = variants
+        .iter()
+        .map(|variant| {
+            let mine: Vec<_> = versions.iter().filter(|v| &v.variant == variant).collect();
+            crate::report::Row {
+                variant: variant.clone(),
+                versions: mine
+                    .iter()
+                    .map(|v| format!("{}@{}", v.policy.name(), v.policy.version()))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                metrics: mine.iter().map(|v| v.metrics.clone()).collect(),
+            }
+        })
+        .collect();
+    crate::report::render(&name, &rows)
 }
 
 fn policies_json(shared: &Shared) -> serde_json::Value {

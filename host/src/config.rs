@@ -32,6 +32,8 @@ pub struct Config {
     pub push: PushConfig,
     pub h2: H2Config,
     pub admin: AdminConfig,
+    /// An A/B experiment: requests are split between variants (policies).
+    pub experiment: Option<crate::experiment::ExperimentConfig>,
 }
 
 /// `[admin]`: the operator's listener (`/metrics`), off the public port.
@@ -335,6 +337,13 @@ impl Config {
         fix(&mut self.tls.self_signed_out);
         fix(&mut self.origin.root);
         fix(&mut self.policy.path);
+        if let Some(e) = &mut self.experiment {
+            for v in &mut e.variants {
+                if v.policy.is_relative() {
+                    v.policy = base.join(&v.policy);
+                }
+            }
+        }
         if let Some(p) = &mut self.policy.cache_dir
             && !p.as_os_str().is_empty()
             && p.is_relative()
@@ -396,6 +405,9 @@ impl Config {
         }
         if http::HeaderValue::from_str(&c.origin.cache_control).is_err() {
             return Err(err("origin.cache_control: not a valid header value"));
+        }
+        if let Some(e) = &c.experiment {
+            e.validate().map_err(err)?;
         }
         let p = &c.policy;
         range("policy.deadline_ms", p.deadline_ms, 1, 10_000)?;

@@ -26,27 +26,71 @@ pub struct Ask<'a> {
     pub can_push: bool,
     /// For logs.
     pub conn: u64,
+    /// The client's address (experiments may key on it).
+    pub client: Option<std::net::IpAddr>,
 }
 
 /// The plan, and the counters of the policy version that made it (later
 /// steps count pushes and cancels there).
 pub struct Decided {
     pub plan: Plan,
+    /// The A/B variant that answered (`default` outside experiments).
+    pub variant: String,
+    /// A `Set-Cookie` for the final response: the user's new sticky key.
+    pub set_cookie: Option<http::HeaderValue>,
     pub metrics: Arc<Metrics>,
 }
 
 /// Call the active policy (if any) and plan its hints. The registry is read
 /// once: a swap during the call does not change which version answers.
 pub async fn hints_for(shared: &Shared, ask: &Ask<'_>) -> Decided {
-    let version = shared
-        .registry
-        .as_ref()
-        .and_then(|r| r.snapshot().active().cloned());
+    let live = shared.registry.as_ref().map(|r| r.snapshot());
+    let (version, set_cookie) = match live.as_deref() {
+        Some(live) => match &live.experiment {
+            Some(experiment) => {
+                let cookies: Vec<(String, String)> = input::parse_cookies(
+                    ask.parts
+                        .headers
+                        .get_all(http::header::COOKIE)
+                        .iter()
+                        .filter_map(|v| v.to_str().ok()),
+                )
+                .into_iter()
+                .map(|c| (c.name, c.value))
+                .collect();
+                let assignment = crate::experiment::assign(
+                    &experiment.config,
+                    &experiment.sticky,
+                    &crate::experiment::Ask {
+                        headers: &ask.parts.headers,
+                        cookies: &cookies,
+                        client: ask.client,
+                        https: ask.scheme == "https",
+                    },
+                );
+                let name = &experiment.config.variants[assignment.variant].name;
+                let cookie = assignment
+                    .set_cookie
+                    .and_then(|c| http::HeaderValue::from_str(&c).ok());
+                (live.slots.get(name).map(|s| s.current.clone()), cookie)
+            }
+            None => (live.active().cloned(), None),
+        },
+        None => (None, None),
+    };
     let metrics = version
         .as_ref()
         .map_or_else(|| shared.metrics.clone(), |v| v.metrics.clone());
+    let variant = version
+        .as_ref()
+        .map_or_else(|| "default".to_string(), |v| v.variant.clone());
     let plan = plan_with(shared, ask, version.as_deref(), &metrics).await;
-    Decided { plan, metrics }
+    Decided {
+        plan,
+        variant,
+        set_cookie,
+        metrics,
+    }
 }
 
 async fn plan_with(
@@ -64,7 +108,7 @@ async fn plan_with(
                 ask.scheme,
                 ask.authority,
                 ask.can_push,
-                "default",
+                version.map_or("default", |v| &v.variant),
             );
             let (result, stats) = policy.decide(&input).await;
             Metrics::add(

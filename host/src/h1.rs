@@ -30,6 +30,14 @@ use crate::server::Shared;
 
 type SharedWriter<IO> = Arc<Mutex<WriteHalf<IO>>>;
 
+/// What a request's handler knows of its connection.
+struct Conn {
+    id: u64,
+    scheme: &'static str,
+    client: Option<std::net::IpAddr>,
+    followups: Arc<crate::metrics::Followups>,
+}
+
 /// The connection as hyper sees it: reads from the read half, writes through
 /// the shared write half (which the service also uses for 103s).
 struct SplitIo<IO> {
@@ -87,6 +95,7 @@ pub async fn serve<IO>(
     shared: Arc<Shared>,
     id: u64,
     scheme: &'static str,
+    client: Option<std::net::IpAddr>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -98,9 +107,16 @@ pub async fn serve<IO>(
         write: write.clone(),
     };
     let timeout = Duration::from_millis(shared.config.server.handshake_timeout_ms);
+    let followups = Arc::new(crate::metrics::Followups::new(shared.config.push.memo_size));
     let service = service_fn(move |req| {
-        let (shared, write) = (shared.clone(), write.clone());
-        async move { Ok::<_, Infallible>(handle(shared, write, req, id, scheme).await) }
+        let (shared, write, followups) = (shared.clone(), write.clone(), followups.clone());
+        let conn = Conn {
+            id,
+            scheme,
+            client,
+            followups,
+        };
+        async move { Ok::<_, Infallible>(handle(shared, write, req, conn).await) }
     });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -124,9 +140,14 @@ async fn handle<IO: AsyncRead + AsyncWrite>(
     shared: Arc<Shared>,
     write: SharedWriter<IO>,
     req: http::Request<hyper::body::Incoming>,
-    conn: u64,
-    scheme: &'static str,
+    conn: Conn,
 ) -> http::Response<OriginBody> {
+    let Conn {
+        id: conn,
+        scheme,
+        client,
+        followups,
+    } = conn;
     let (parts, _body) = req.into_parts();
     let authority = parts
         .headers
@@ -141,6 +162,7 @@ async fn handle<IO: AsyncRead + AsyncWrite>(
         .map(|pq| pq.as_str())
         .unwrap_or("/")
         .to_string();
+    followups.requested(&path_and_query);
     let response = shared
         .origin
         .respond(
@@ -160,6 +182,7 @@ async fn handle<IO: AsyncRead + AsyncWrite>(
             status: response.status,
             can_push: false,
             conn,
+            client,
         },
     )
     .await;
@@ -178,7 +201,13 @@ async fn handle<IO: AsyncRead + AsyncWrite>(
         }
         early.extend_from_slice(b"\r\n");
         match write_all(&write, &early).await {
-            Ok(()) => Metrics::inc(&decided.metrics.early_hints_sent),
+            Ok(()) => {
+                Metrics::inc(&decided.metrics.early_hints_sent);
+                Metrics::add(&decided.metrics.hinted_links, links.len() as u64);
+                for item in &decided.plan.items {
+                    followups.hinted(item.hint.path_and_query.as_str(), &decided.metrics);
+                }
+            }
             Err(e) => tracing::debug!(conn, "103 not written: {e}"),
         }
     }
@@ -192,6 +221,7 @@ async fn handle<IO: AsyncRead + AsyncWrite>(
             pushed = 0,
             hinted = links.len(),
             proto = "http/1.1",
+            variant = %decided.variant,
             "request"
         );
     }
@@ -200,6 +230,9 @@ async fn handle<IO: AsyncRead + AsyncWrite>(
     *out.headers_mut() = response.headers;
     for link in links {
         out.headers_mut().append(http::header::LINK, link);
+    }
+    if let Some(cookie) = decided.set_cookie {
+        out.headers_mut().append(http::header::SET_COOKIE, cookie);
     }
     out
 }

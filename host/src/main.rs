@@ -28,6 +28,23 @@ enum Command {
     /// Benchmarks against a live server (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// A/B experiments.
+    #[command(subcommand)]
+    Ab(AbCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum AbCommand {
+    /// Print each variant side by side with rates and how confident the
+    /// difference from the control is (from a running Herald's admin listener).
+    Report {
+        /// The admin listener, e.g. http://127.0.0.1:9901.
+        #[arg(long, value_name = "URL")]
+        admin: String,
+        /// The admin bearer token, if one is configured.
+        #[arg(long)]
+        token: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -104,6 +121,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Bench(BenchCommand::Hol(args)) => bench_hol(args),
+        Command::Ab(AbCommand::Report { admin, token }) => ab_report(&admin, token.as_deref()),
     }
 }
 
@@ -128,6 +146,55 @@ fn bench_hol(args: HolArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("herald bench hol: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn ab_report(admin: &str, token: Option<&str>) -> ExitCode {
+    use std::io::{Read, Write};
+    let Some(addr) = admin
+        .strip_prefix("http://")
+        .map(|a| a.trim_end_matches('/'))
+    else {
+        eprintln!("herald ab report: --admin must look like http://HOST:PORT");
+        return ExitCode::from(2);
+    };
+    let result = (|| -> std::io::Result<String> {
+        let mut tcp = std::net::TcpStream::connect(addr)?;
+        tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let auth = token
+            .map(|t| format!("authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        write!(
+            tcp,
+            "GET /ab HTTP/1.1\r\nhost: {addr}\r\n{auth}connection: close\r\n\r\n"
+        )?;
+        let mut response = String::new();
+        tcp.read_to_string(&mut response)?;
+        Ok(response)
+    })();
+    match result {
+        Ok(response) => match response.split_once("\r\n\r\n") {
+            Some((head, body)) if head.starts_with("HTTP/1.1 200") => {
+                print!("{body}");
+                ExitCode::SUCCESS
+            }
+            Some((head, body)) => {
+                eprintln!(
+                    "herald ab report: {}: {}",
+                    head.lines().next().unwrap_or(""),
+                    body.trim()
+                );
+                ExitCode::FAILURE
+            }
+            None => {
+                eprintln!("herald ab report: {addr} did not answer HTTP");
+                ExitCode::FAILURE
+            }
+        },
+        Err(e) => {
+            eprintln!("herald ab report: cannot reach {addr}: {e}");
             ExitCode::FAILURE
         }
     }
@@ -215,6 +282,12 @@ async fn run(
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
     let shared = Shared::from_config(config).await?;
     let server = Server::bind(shared).await?;
+    // Signal handlers go in before the server says it is listening: a signal
+    // sent right after that line must not meet the default action (exit).
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
     for (scheme, addr) in server.local_addrs() {
         // A stable line on stdout that scripts and tests can wait for.
         println!("herald listening on {scheme}://{addr}");
@@ -226,15 +299,14 @@ async fn run(
     }
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        wait_for_signal().await;
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
         let _ = tx.send(true);
     });
     let shared = server.shared().clone();
     tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            return;
-        };
         while hup.recv().await.is_some() {
             tracing::info!("SIGHUP received: reloading the configuration and policies");
             match reload() {
@@ -247,14 +319,4 @@ async fn run(
     });
     server.run(rx, grace).await;
     Ok(())
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-    }
 }

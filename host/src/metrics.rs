@@ -28,6 +28,12 @@ pub struct Metrics {
     pub early_hints_sent: AtomicU64,
     /// Nanoseconds spent in policy calls.
     pub policy_nanos: AtomicU64,
+    /// Links sent in 103 Early Hints.
+    pub hinted_links: AtomicU64,
+    /// A hinted resource later requested on the same connection: a used hint.
+    pub hinted_requested: AtomicU64,
+    /// A pushed resource the client requested anyway on the same connection.
+    pub pushed_requested_anyway: AtomicU64,
     pub connections: AtomicU64,
 }
 
@@ -48,7 +54,7 @@ impl Metrics {
     /// `policy="x",version="y"`), one HELP/TYPE block per series name.
     pub fn render_all(sets: &[(String, std::sync::Arc<Metrics>)]) -> String {
         type Pick = fn(&Metrics) -> &AtomicU64;
-        let series: [(&str, &str, Pick); 17] = [
+        let series: [(&str, &str, Pick); 20] = [
             ("herald_requests_total", "Requests received.", |m| {
                 &m.requests
             }),
@@ -124,6 +130,21 @@ impl Metrics {
             ("herald_connections_total", "Connections accepted.", |m| {
                 &m.connections
             }),
+            (
+                "herald_hinted_links_total",
+                "Links sent in 103 Early Hints.",
+                |m| &m.hinted_links,
+            ),
+            (
+                "herald_hinted_requested_total",
+                "Hinted resources then requested on the same connection (hints used).",
+                |m| &m.hinted_requested,
+            ),
+            (
+                "herald_pushed_requested_anyway_total",
+                "Pushed resources the client requested anyway on the same connection.",
+                |m| &m.pushed_requested_anyway,
+            ),
         ];
         let mut out = String::with_capacity(4096);
         for (name, help, pick) in series {
@@ -143,6 +164,53 @@ impl Metrics {
             }
         }
         out
+    }
+}
+
+/// What a connection delivered ahead of time, to learn whether it was used:
+/// a later request for a pushed path means the push was not (pushed but
+/// requested anyway); for a hinted path it means the hint was (the preload).
+/// Counted once per path, on the version that delivered it.
+pub struct Followups {
+    delivered: Mutex<std::collections::HashMap<String, (std::sync::Arc<Metrics>, bool)>>,
+    cap: usize,
+}
+
+impl Followups {
+    pub fn new(cap: usize) -> Followups {
+        Followups {
+            delivered: Mutex::new(std::collections::HashMap::new()),
+            cap,
+        }
+    }
+
+    fn record(&self, path: &str, metrics: &std::sync::Arc<Metrics>, pushed: bool) {
+        let mut d = self.delivered.lock().unwrap_or_else(|e| e.into_inner());
+        if d.len() < self.cap || d.contains_key(path) {
+            d.insert(path.to_string(), (metrics.clone(), pushed));
+        }
+    }
+
+    pub fn pushed(&self, path: &str, metrics: &std::sync::Arc<Metrics>) {
+        self.record(path, metrics, true);
+    }
+
+    pub fn hinted(&self, path: &str, metrics: &std::sync::Arc<Metrics>) {
+        self.record(path, metrics, false);
+    }
+
+    /// A request for `path` arrived on the connection.
+    pub fn requested(&self, path: &str) {
+        let hit = self
+            .delivered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(path);
+        match hit {
+            Some((m, true)) => Metrics::inc(&m.pushed_requested_anyway),
+            Some((m, false)) => Metrics::inc(&m.hinted_requested),
+            None => {}
+        }
     }
 }
 

@@ -36,15 +36,18 @@ pub struct Shared {
 impl Shared {
     /// The `/metrics` page: one series per policy version.
     pub fn render_metrics(&self) -> String {
-        let mut sets: Vec<(String, Arc<Metrics>)> =
-            vec![("policy=\"\",version=\"\"".to_string(), self.metrics.clone())];
+        let mut sets: Vec<(String, Arc<Metrics>)> = vec![(
+            "policy=\"\",version=\"\",variant=\"\"".to_string(),
+            self.metrics.clone(),
+        )];
         if let Some(registry) = &self.registry {
             for v in registry.versions_for_metrics() {
                 sets.push((
                     format!(
-                        "policy=\"{}\",version=\"{}\"",
+                        "policy=\"{}\",version=\"{}\",variant=\"{}\"",
                         escape_label(v.policy.name()),
-                        v.policy.version()
+                        v.policy.version(),
+                        escape_label(&v.variant)
                     ),
                     v.metrics.clone(),
                 ));
@@ -62,8 +65,33 @@ impl Shared {
             .context("origin.root is not set")?;
         let origin = StaticOrigin::new(&root, &config.origin.cache_control, &config.origin.index)
             .with_context(|| format!("origin.root: cannot open {}", root.display()))?;
-        let registry = match &config.policy.path {
-            Some(path) => {
+        let registry = match (&config.policy.path, &config.experiment) {
+            (_, Some(experiment)) => {
+                let engine = PolicyEngine::new(
+                    Limits::from_config(&config.policy),
+                    config.policy.effective_cache_dir(),
+                )?;
+                let registry = Registry::empty(Arc::new(engine));
+                if let Some(path) = &config.policy.path {
+                    let first = Candidate::from_file(path, config.policy.config.clone())
+                        .map_err(|e| anyhow::anyhow!("policy.path: {e}"))?;
+                    let name = first.slot.clone();
+                    registry
+                        .update(first)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("policy {}: {e}", path.display()))?;
+                    registry
+                        .activate(&name)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                }
+                registry
+                    .set_experiment(experiment, &config.policy.config)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("experiment {}: {e}", experiment.name))?;
+                Some(Arc::new(registry))
+            }
+            (Some(path), None) => {
                 let engine = PolicyEngine::new(
                     Limits::from_config(&config.policy),
                     config.policy.effective_cache_dir(),
@@ -82,7 +110,7 @@ impl Shared {
                 }
                 Some(Arc::new(registry))
             }
-            None => {
+            (None, None) => {
                 tracing::info!("no policy configured: serving files without hints");
                 None
             }
@@ -139,10 +167,22 @@ pub async fn reload(shared: &Shared, config: Config) {
             restart.join(", ")
         );
     }
+    if let (Some(registry), Some(experiment)) = (&shared.registry, &config.experiment) {
+        match registry.set_experiment(experiment, &p.config).await {
+            Ok(()) => tracing::info!(experiment = %experiment.name, "reload applied"),
+            Err(e) => tracing::warn!(
+                "reload: experiment {}: {e}; the current one stays in force",
+                experiment.name
+            ),
+        }
+        if p.path.is_none() {
+            return;
+        }
+    }
     match (&shared.registry, &p.path) {
         (Some(registry), Some(path)) => match Candidate::from_file(path, p.config.clone()) {
             Ok(candidate) => {
-                let name = candidate.name.clone();
+                let name = candidate.slot.clone();
                 if registry.update(candidate).await.is_ok()
                     && registry.activate(&name).await.is_ok()
                 {
@@ -343,6 +383,7 @@ async fn connection(
     id: u64,
     rx: watch::Receiver<bool>,
 ) {
+    let client = tcp.peer_addr().ok().map(|a| a.ip());
     let timeout = Duration::from_millis(shared.config.server.handshake_timeout_ms);
     match acceptor {
         None => {
@@ -357,9 +398,9 @@ async fn connection(
                 }
             };
             if h2 {
-                crate::conn::serve(tcp, shared, id, "http", rx).await
+                crate::conn::serve(tcp, shared, id, "http", client, rx).await
             } else {
-                crate::h1::serve(tcp, shared, id, "http", rx).await
+                crate::h1::serve(tcp, shared, id, "http", client, rx).await
             }
         }
         Some(acceptor) => {
@@ -386,9 +427,9 @@ async fn connection(
                 tls.get_mut().1.set_buffer_limit(Some(lowat.max(16 * 1024)));
             }
             match tls.get_ref().1.alpn_protocol() {
-                Some(b"h2") => crate::conn::serve(tls, shared, id, "https", rx).await,
+                Some(b"h2") => crate::conn::serve(tls, shared, id, "https", client, rx).await,
                 // ALPN http/1.1, or a client that offered no ALPN at all.
-                _ => crate::h1::serve(tls, shared, id, "https", rx).await,
+                _ => crate::h1::serve(tls, shared, id, "https", client, rx).await,
             }
         }
     }

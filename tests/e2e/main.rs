@@ -2,6 +2,7 @@
 //! (the `h2` crate with push enabled, and `nghttp`), real Wasm components
 //! compiled from `plugins-example/` and `tests/fixtures/` during the run.
 
+mod ab;
 mod browser;
 mod cli;
 mod engine;

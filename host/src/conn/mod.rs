@@ -41,6 +41,8 @@ pub fn next_id() -> u64 {
 pub struct Conn {
     pub id: u64,
     pub scheme: &'static str,
+    /// The client's address.
+    pub client: Option<std::net::IpAddr>,
     pub shared: Arc<Shared>,
     pub peer: Arc<PeerState>,
     pub push_book: tokio::sync::Mutex<push::PushBook>,
@@ -48,6 +50,8 @@ pub struct Conn {
     pub open_requests: AtomicUsize,
     /// Decides whose DATA goes next.
     pub sched: Arc<sched::Scheduler>,
+    /// What was pushed or hinted, to count what the client then requested.
+    pub followups: crate::metrics::Followups,
 }
 
 /// Serve HTTP/2 on an established byte stream (TLS with ALPN h2, or h2c).
@@ -56,6 +60,7 @@ pub async fn serve<IO>(
     shared: Arc<Shared>,
     id: u64,
     scheme: &'static str,
+    client: Option<std::net::IpAddr>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -95,10 +100,12 @@ pub async fn serve<IO>(
     let conn = Arc::new(Conn {
         id,
         scheme,
+        client,
         peer: peer.clone(),
         push_book: tokio::sync::Mutex::new(push::PushBook::new(shared.config.push.memo_size)),
         open_requests: AtomicUsize::new(0),
         sched: Arc::new(sched::Scheduler::new(peer.clone())),
+        followups: crate::metrics::Followups::new(shared.config.push.memo_size),
         shared,
     });
     let mut draining = false;
@@ -169,6 +176,7 @@ async fn handle(
         .map(|pq| pq.as_str())
         .unwrap_or("/")
         .to_string();
+    conn.followups.requested(&path_and_query);
 
     let response = shared
         .origin
@@ -191,6 +199,7 @@ async fn handle(
             status: response.status,
             can_push,
             conn: conn.id,
+            client: conn.client,
         },
     )
     .await;
@@ -225,7 +234,14 @@ async fn handle(
             early.headers_mut().append(http::header::LINK, link.clone());
         }
         match respond.send_informational(early) {
-            Ok(()) => Metrics::inc(&decided.metrics.early_hints_sent),
+            Ok(()) => {
+                Metrics::inc(&decided.metrics.early_hints_sent);
+                Metrics::add(&decided.metrics.hinted_links, links.len() as u64);
+                for hint in &delivered.early {
+                    conn.followups
+                        .hinted(hint.path_and_query.as_str(), &decided.metrics);
+                }
+            }
             Err(e) => tracing::debug!(conn = conn.id, "103 not sent: {e}"),
         }
     }
@@ -246,6 +262,9 @@ async fn handle(
     *head.headers_mut() = response.headers;
     for link in links {
         head.headers_mut().append(http::header::LINK, link);
+    }
+    if let Some(cookie) = decided.set_cookie {
+        head.headers_mut().append(http::header::SET_COOKIE, cookie);
     }
     let mut sent = 0;
     let mut outcome = "ok";
@@ -278,6 +297,7 @@ async fn handle(
             pushed,
             hinted,
             outcome,
+            variant = %decided.variant,
             "request"
         );
     }

@@ -209,6 +209,7 @@ pub async fn deliver(
                 last_id = Some(id);
                 conn.peer.push_opened(id);
                 book.memo.insert(pq);
+                conn.followups.pushed(pq, metrics);
                 book.pushed += 1;
                 book.pushed_bytes += len;
                 this_request += 1;

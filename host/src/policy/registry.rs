@@ -35,6 +35,8 @@ pub struct Version {
     pub loaded_at: SystemTime,
     /// Counters of requests served with this version.
     pub metrics: Arc<Metrics>,
+    /// The A/B variant it serves (`default` outside experiments).
+    pub variant: String,
 }
 
 /// A policy name's current version, the one before it, and the last failure.
@@ -51,8 +53,16 @@ pub struct Live {
     pub slots: BTreeMap<String, Slot>,
     /// The policy requests use (outside experiments).
     pub active: Option<String>,
+    /// The experiment in force: slots named after its variants.
+    pub experiment: Option<Arc<LiveExperiment>>,
     /// Incremented by every swap.
     pub generation: u64,
+}
+
+/// An experiment and its parsed sticky key.
+pub struct LiveExperiment {
+    pub config: crate::experiment::ExperimentConfig,
+    pub sticky: crate::experiment::Sticky,
 }
 
 impl Live {
@@ -67,12 +77,17 @@ impl Live {
 
 /// What a caller hands to [`Registry::update`].
 pub struct Candidate {
+    /// The policy's name (its file stem), shown in logs and metrics.
     pub name: String,
+    /// The registry slot it goes into: the policy name, or the variant name
+    /// in an experiment.
+    pub slot: String,
     pub bytes: Vec<u8>,
     pub config: toml::Table,
     pub samples: Samples,
     pub source: Option<PathBuf>,
     pub source_signature: Option<FileState>,
+    pub variant: String,
 }
 
 impl Candidate {
@@ -83,11 +98,13 @@ impl Candidate {
             std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         Ok(Candidate {
             name: name_of(path),
+            slot: name_of(path),
             bytes,
             config,
             samples: Samples::beside(path)?,
             source: Some(path.to_path_buf()),
             source_signature,
+            variant: "default".into(),
         })
     }
 }
@@ -112,18 +129,58 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// A registry with `first` loaded and active. Start-up fails if it fails.
-    pub async fn start(engine: Arc<PolicyEngine>, first: Candidate) -> Result<Registry, String> {
-        let registry = Registry {
+    /// A registry with no policy yet.
+    pub fn empty(engine: Arc<PolicyEngine>) -> Registry {
+        Registry {
             engine,
             live: ArcSwap::from_pointee(Live::default()),
             update: tokio::sync::Mutex::new(()),
             retired: Mutex::new(VecDeque::new()),
-        };
-        let name = first.name.clone();
+        }
+    }
+
+    /// A registry with `first` loaded and active. Start-up fails if it fails.
+    pub async fn start(engine: Arc<PolicyEngine>, first: Candidate) -> Result<Registry, String> {
+        let registry = Registry::empty(engine);
+        let name = first.slot.clone();
         registry.update(first).await?;
         registry.activate(&name).await?;
         Ok(registry)
+    }
+
+    /// Load every variant of `experiment` (all must pass) and put the
+    /// experiment in force: a hot swap like any other, so new weights or
+    /// variants apply to the next request.
+    pub async fn set_experiment(
+        &self,
+        experiment: &crate::experiment::ExperimentConfig,
+        default_config: &toml::Table,
+    ) -> Result<(), String> {
+        let sticky = experiment.sticky()?;
+        for v in &experiment.variants {
+            let mut candidate = Candidate::from_file(
+                &v.policy,
+                v.config.clone().unwrap_or_else(|| default_config.clone()),
+            )
+            .map_err(|e| format!("variant `{}`: {e}", v.name))?;
+            candidate.slot = v.name.clone();
+            candidate.variant = v.name.clone();
+            self.update(candidate)
+                .await
+                .map_err(|e| format!("variant `{}`: {e}", v.name))?;
+        }
+        let _guard = self.update.lock().await;
+        let live = Arc::new(LiveExperiment {
+            config: experiment.clone(),
+            sticky,
+        });
+        self.swap(|l| l.experiment = Some(live));
+        tracing::info!(
+            experiment = %experiment.name,
+            variants = %experiment.variants.iter().map(|v| format!("{}={}bp", v.name, v.weight_bp)).collect::<Vec<_>>().join(","),
+            "experiment in force"
+        );
+        Ok(())
     }
 
     /// The snapshot a request is served with.
@@ -151,13 +208,14 @@ impl Registry {
             source_signature: candidate.source_signature,
             loaded_at: SystemTime::now(),
             metrics: Arc::new(Metrics::default()),
+            variant: candidate.variant,
         }))
     }
 
     /// Prepare a candidate and, if it passes, make it the current version of
     /// its name. On failure nothing changes but the slot's `last_error`.
     pub async fn update(&self, candidate: Candidate) -> Result<Arc<Version>, String> {
-        let name = candidate.name.clone();
+        let name = candidate.slot.clone();
         let _guard = self.update.lock().await;
         match self.prepare(candidate).await {
             Ok(version) => {
