@@ -111,10 +111,7 @@ async fn plan_with(
                 version.map_or("default", |v| &v.variant),
             );
             let (result, stats) = policy.decide(&input).await;
-            Metrics::add(
-                &shared.metrics.policy_nanos,
-                stats.elapsed.as_nanos() as u64,
-            );
+            metrics.observe_policy_call(stats.elapsed);
             match result {
                 Ok(hints) => hints,
                 Err(failure) => {
@@ -147,7 +144,7 @@ async fn plan_with(
     );
     if !plan.invalid.is_empty() || plan.over_limit > 0 {
         Metrics::add(
-            &shared.metrics.invalid_hints,
+            &metrics.invalid_hints,
             (plan.invalid.len() + plan.over_limit) as u64,
         );
         if let Some(suppressed) = shared.invalid_log.admit() {

@@ -52,6 +52,28 @@ enum BenchCommand {
     /// Head-of-line: HTML time-to-first-byte while a large low-urgency push is
     /// in flight, with TCP_NOTSENT_LOWAT off and on, through a delaying proxy.
     Hol(HolArgs),
+    /// Swap latency: from a policy file landing (or an admin upload) to the
+    /// new version answering.
+    Swap {
+        /// Swaps measured per path.
+        #[arg(long, default_value_t = 20)]
+        rounds: usize,
+        /// The watcher's polling interval (policy.watch_interval_ms).
+        #[arg(long, default_value_t = 250)]
+        interval_ms: u64,
+        /// First component (answers `/` from its config).
+        #[arg(
+            long,
+            default_value = "target/guests/wasm32-wasip2/guest/page_map.wasm"
+        )]
+        a: PathBuf,
+        /// Second component (answers `/` differently).
+        #[arg(
+            long,
+            default_value = "target/guests/wasm32-wasip2/guest/misbehave.wasm"
+        )]
+        b: PathBuf,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -121,12 +143,48 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Bench(BenchCommand::Hol(args)) => bench_hol(args),
+        Command::Bench(BenchCommand::Swap {
+            rounds,
+            interval_ms,
+            a,
+            b,
+        }) => {
+            let opts = herald::bench::swap::Options {
+                rounds: rounds.max(1),
+                interval_ms: interval_ms.max(1),
+                a,
+                b,
+            };
+            run_bench(herald::bench::swap::report(&opts))
+        }
         Command::Ab(AbCommand::Report { admin, token }) => ab_report(&admin, token.as_deref()),
     }
 }
 
+fn run_bench(report: impl std::future::Future<Output = anyhow::Result<String>>) -> ExitCode {
+    // Quiet unless RUST_LOG asks: the report goes to stdout.
+    if std::env::var_os("RUST_LOG").is_some() {
+        init_logging(None);
+    } else {
+        init_logging(Some("warn"));
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    match rt.block_on(report) {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("herald bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn bench_hol(args: HolArgs) -> ExitCode {
-    init_logging(Some("warn"));
     let opts = herald::bench::hol::Options {
         rtt: Duration::from_millis(args.rtt_ms),
         mbit: args.mbit,
@@ -135,20 +193,7 @@ fn bench_hol(args: HolArgs) -> ExitCode {
         policy: args.policy,
         lowat: args.lowat,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    match rt.block_on(herald::bench::hol::report(&opts)) {
-        Ok(report) => {
-            print!("{report}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("herald bench hol: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    run_bench(async move { herald::bench::hol::report(&opts).await })
 }
 
 fn ab_report(admin: &str, token: Option<&str>) -> ExitCode {

@@ -7,6 +7,12 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+/// Upper bounds of the policy latency histogram, in microseconds: from a
+/// compiled policy's few microseconds to the 20 ms default deadline.
+pub const LATENCY_BOUNDS_US: [u64; 12] = [
+    5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000,
+];
+
 /// Process-wide counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -28,6 +34,8 @@ pub struct Metrics {
     pub early_hints_sent: AtomicU64,
     /// Nanoseconds spent in policy calls.
     pub policy_nanos: AtomicU64,
+    /// Policy calls per latency bucket (`LATENCY_BOUNDS_US`, then +Inf).
+    pub policy_latency: [AtomicU64; LATENCY_BOUNDS_US.len() + 1],
     /// Links sent in 103 Early Hints.
     pub hinted_links: AtomicU64,
     /// A hinted resource later requested on the same connection: a used hint.
@@ -54,7 +62,7 @@ impl Metrics {
     /// `policy="x",version="y"`), one HELP/TYPE block per series name.
     pub fn render_all(sets: &[(String, std::sync::Arc<Metrics>)]) -> String {
         type Pick = fn(&Metrics) -> &AtomicU64;
-        let series: [(&str, &str, Pick); 20] = [
+        let series: [(&str, &str, Pick); 19] = [
             ("herald_requests_total", "Requests received.", |m| {
                 &m.requests
             }),
@@ -122,11 +130,6 @@ impl Metrics {
                 "103 Early Hints responses sent.",
                 |m| &m.early_hints_sent,
             ),
-            (
-                "herald_policy_call_seconds_sum",
-                "Total time spent in policy calls.",
-                |m| &m.policy_nanos,
-            ),
             ("herald_connections_total", "Connections accepted.", |m| {
                 &m.connections
             }),
@@ -148,22 +151,46 @@ impl Metrics {
         ];
         let mut out = String::with_capacity(4096);
         for (name, help, pick) in series {
-            let kind = if name.ends_with("_sum") {
-                "gauge"
-            } else {
-                "counter"
-            };
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
             for (labels, m) in sets {
-                let value = Self::get(pick(m));
-                if name == "herald_policy_call_seconds_sum" {
-                    out.push_str(&format!("{name}{{{labels}}} {}\n", value as f64 / 1e9));
-                } else {
-                    out.push_str(&format!("{name}{{{labels}}} {value}\n"));
-                }
+                out.push_str(&format!("{name}{{{labels}}} {}\n", Self::get(pick(m))));
             }
         }
+        let name = "herald_policy_call_seconds";
+        out.push_str(&format!(
+            "# HELP {name} Policy call latency (instantiation and call).\n# TYPE {name} histogram\n"
+        ));
+        for (labels, m) in sets {
+            let mut cumulative = 0;
+            for (i, bound) in LATENCY_BOUNDS_US.iter().enumerate() {
+                cumulative += Self::get(&m.policy_latency[i]);
+                out.push_str(&format!(
+                    "{name}_bucket{{{labels},le=\"{}\"}} {cumulative}\n",
+                    *bound as f64 / 1e6
+                ));
+            }
+            cumulative += Self::get(&m.policy_latency[LATENCY_BOUNDS_US.len()]);
+            out.push_str(&format!(
+                "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}\n"
+            ));
+            out.push_str(&format!(
+                "{name}_sum{{{labels}}} {}\n",
+                Self::get(&m.policy_nanos) as f64 / 1e9
+            ));
+            out.push_str(&format!("{name}_count{{{labels}}} {cumulative}\n"));
+        }
         out
+    }
+
+    /// Record one policy call's latency.
+    pub fn observe_policy_call(&self, elapsed: std::time::Duration) {
+        Self::add(&self.policy_nanos, elapsed.as_nanos() as u64);
+        let us = elapsed.as_micros() as u64;
+        let slot = LATENCY_BOUNDS_US
+            .iter()
+            .position(|&b| us <= b)
+            .unwrap_or(LATENCY_BOUNDS_US.len());
+        Self::inc(&self.policy_latency[slot]);
     }
 }
 

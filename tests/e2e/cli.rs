@@ -170,3 +170,24 @@ fn the_head_of_line_bench_runs_and_reports_both_rows() {
         "{out}"
     );
 }
+
+#[test]
+fn the_swap_bench_runs_and_reports_both_paths() {
+    let (code, out, err) = herald(&[
+        "bench",
+        "swap",
+        "--rounds",
+        "1",
+        "--interval-ms",
+        "50",
+        "--a",
+        policy("page_map").to_str().unwrap(),
+        "--b",
+        policy("misbehave").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("| file landed (watcher) |") && out.contains("| admin upload (PUT) |"),
+        "{out}"
+    );
+}

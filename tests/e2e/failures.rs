@@ -164,3 +164,39 @@ async fn failures_are_logged_once_per_burst() {
         .count();
     assert_eq!(lines, 1, "{}", herald.logs());
 }
+
+#[tokio::test]
+async fn failures_and_latency_are_counted_on_the_policy_version() {
+    let herald = Herald::start(&format!(
+        "{}\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+        config_for(&demo_site(), Some(&policy("misbehave")), "")
+    ));
+    let client = Client::h2c(&herald, ClientOptions::default()).await;
+    client.get("/?misbehave=trap").await;
+    client.get("/?misbehave=error").await;
+    client.get("/").await;
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(herald.admin.unwrap()).unwrap();
+    write!(
+        tcp,
+        "GET /metrics HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    tcp.read_to_string(&mut text).unwrap();
+    let value = |prefix: &str| -> String {
+        text.lines()
+            .find(|l| l.starts_with(prefix) && l.contains("policy=\"misbehave\""))
+            .and_then(|l| l.rsplit(' ').next())
+            .unwrap_or_else(|| panic!("{prefix} missing:\n{text}"))
+            .to_string()
+    };
+    assert_eq!(value("herald_policy_traps_total"), "1");
+    assert_eq!(value("herald_policy_errors_total"), "1");
+    assert_eq!(value("herald_policy_calls_total"), "3");
+    assert_eq!(value("herald_policy_call_seconds_count"), "3");
+    assert!(
+        text.contains("herald_policy_call_seconds_bucket{policy=\"misbehave\""),
+        "{text}"
+    );
+}

@@ -281,3 +281,45 @@ async fn a_hundred_swaps_under_load_fail_no_request_and_never_mix_versions() {
     let (_, policies) = admin(&herald, "GET", "/policies", b"");
     assert!(policies.contains("\"generation\""), "{policies}");
 }
+
+#[tokio::test]
+async fn the_precompiled_cache_is_written_reused_and_survives_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let extra = format!("cache_dir = {:?}\n", cache.display().to_string());
+    let config = config_for(&demo_site(), Some(&policy("page_map")), PAGE_MAP_ASSETS).replace(
+        "deadline_ms = 1000\n",
+        &format!("deadline_ms = 1000\n{extra}"),
+    );
+    {
+        let herald = Herald::start(&config);
+        assert_eq!(links(&herald).await, A);
+    }
+    let artifacts: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(artifacts.len(), 1, "{artifacts:?}");
+    assert_eq!(artifacts[0].extension().unwrap(), "cwasm");
+    let written = std::fs::metadata(&artifacts[0])
+        .unwrap()
+        .modified()
+        .unwrap();
+    {
+        // A restart loads the artifact instead of compiling (it is not rewritten).
+        let herald = Herald::start(&config);
+        assert_eq!(links(&herald).await, A);
+        assert_eq!(
+            std::fs::metadata(&artifacts[0])
+                .unwrap()
+                .modified()
+                .unwrap(),
+            written
+        );
+    }
+    // A corrupt artifact is recompiled, never fatal.
+    std::fs::write(&artifacts[0], b"garbage").unwrap();
+    let herald = Herald::start(&config);
+    assert_eq!(links(&herald).await, A);
+    assert!(herald.logs().contains("unusable"), "{}", herald.logs());
+}

@@ -3,3 +3,4 @@
 
 pub mod hol;
 pub mod proxy;
+pub mod swap;
