@@ -200,3 +200,44 @@ async fn failures_and_latency_are_counted_on_the_policy_version() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_policy_cannot_reach_files_environment_or_network() {
+    let herald = misbehave();
+    let client = Client::tls(&herald, ClientOptions::default()).await;
+    let page = client.get("/?misbehave=escape").await;
+    assert_eq!(page.status, 200);
+    // Only the harmless hint: nothing the sandbox was asked for was granted.
+    assert_eq!(
+        page.pushed_paths(),
+        ["/css/site.css"],
+        "the policy reached outside its sandbox"
+    );
+    let links: Vec<_> = page.headers.get_all("link").iter().collect();
+    assert!(links.is_empty(), "{links:?}");
+}
+
+#[test]
+fn a_component_of_another_world_is_refused_at_load_with_a_clear_message() {
+    let bin = policies().join("not-a-policy.wasm");
+    assert!(bin.is_file(), "{} not built", bin.display());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["serve", "--no-tls", "--h2c", "127.0.0.1:0", "--root"])
+        .arg(demo_site())
+        .arg("--policy")
+        .arg(&bin)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not-a-policy.wasm"), "{err}");
+    assert!(
+        err.contains("herald:policy/push-policy"),
+        "names the world it should fit: {err}"
+    );
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("herald:")).count(),
+        1,
+        "one line: {err}"
+    );
+}

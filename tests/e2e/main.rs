@@ -7,6 +7,7 @@ mod browser;
 mod cli;
 mod engine;
 mod failures;
+mod hostile;
 mod http1;
 mod nghttp;
 mod origin;

@@ -23,7 +23,7 @@ pub struct RawClient {
     authority: String,
 }
 
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let len = payload.len();
     let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
     f.extend_from_slice(&stream.to_be_bytes());
@@ -31,7 +31,7 @@ fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     f
 }
 
-fn hpack_literal(out: &mut Vec<u8>, name: &str, value: &str) {
+pub fn hpack_literal(out: &mut Vec<u8>, name: &str, value: &str) {
     fn int7(out: &mut Vec<u8>, n: usize) {
         if n < 127 {
             out.push(n as u8);
@@ -79,6 +79,25 @@ impl RawClient {
         }
     }
 
+    /// Write raw bytes (frames built with `frame`).
+    pub async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.tcp.write_all(bytes).await
+    }
+
+    /// A request header block for `path` (HPACK literals).
+    pub fn request_block(&self, path: &str) -> Vec<u8> {
+        let mut block = Vec::new();
+        for (n, v) in [
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":authority", &self.authority),
+            (":path", path),
+        ] {
+            hpack_literal(&mut block, n, v);
+        }
+        block
+    }
+
     pub async fn get(&mut self, stream: u32, path: &str) {
         let mut block = Vec::new();
         for (n, v) in [
@@ -106,6 +125,7 @@ impl RawClient {
         mut done: impl FnMut(&[Seen]) -> bool,
     ) -> bool {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut write_failed = false;
         let mut buf = vec![0u8; 64 * 1024];
         while !done(&self.frames) {
             let n = match tokio::time::timeout_at(deadline, self.tcp.read(&mut buf)).await {
@@ -137,10 +157,14 @@ impl RawClient {
                         &(f.len as u32).to_be_bytes(),
                     ));
                 }
-                for r in replies {
-                    self.tcp.write_all(&r).await.unwrap();
-                }
                 self.frames.push(f);
+                for r in replies {
+                    if !write_failed && self.tcp.write_all(&r).await.is_err() {
+                        // The server hung up; what it sent before is still
+                        // to be read, so keep reading to the end.
+                        write_failed = true;
+                    }
+                }
             }
         }
         true

@@ -55,6 +55,8 @@ pub fn policies() -> &'static Path {
                 "navigation-only",
                 "-p",
                 "misbehave",
+                "-p",
+                "not-a-policy",
             ])
             .arg("--target-dir")
             .arg(&target)
