@@ -124,6 +124,10 @@ pub struct OriginConfig {
     pub cache_control: String,
     /// File served for a path ending in `/`.
     pub index: String,
+    /// The host names served (ports ignored, case-insensitive). A request for
+    /// any other authority gets `421 Misdirected Request`, as RFC 9110 §15.5.20
+    /// prescribes for a connection reused across origins. Empty: any host.
+    pub hosts: Vec<String>,
 }
 
 impl Default for OriginConfig {
@@ -132,6 +136,7 @@ impl Default for OriginConfig {
             root: None,
             cache_control: "max-age=60".into(),
             index: "index.html".into(),
+            hosts: Vec::new(),
         }
     }
 }

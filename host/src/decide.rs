@@ -44,7 +44,11 @@ pub struct Decided {
 /// Call the active policy (if any) and plan its hints. The registry is read
 /// once: a swap during the call does not change which version answers.
 pub async fn hints_for(shared: &Shared, ask: &Ask<'_>) -> Decided {
-    let live = shared.registry.as_ref().map(|r| r.snapshot());
+    // Not ours to serve: no policy call, no hints.
+    let live = match ask.status {
+        StatusCode::MISDIRECTED_REQUEST => None,
+        _ => shared.registry.as_ref().map(|r| r.snapshot()),
+    };
     let (version, set_cookie) = match live.as_deref() {
         Some(live) => match &live.experiment {
             Some(experiment) => {

@@ -163,15 +163,19 @@ async fn handle<IO: AsyncRead + AsyncWrite>(
         .unwrap_or("/")
         .to_string();
     followups.requested(&path_and_query);
-    let response = shared
-        .origin
-        .respond(
-            &parts.method,
-            parts.uri.path(),
-            &parts.headers,
-            Serve::Request,
-        )
-        .await;
+    let response = if shared.serves(&authority) {
+        shared
+            .origin
+            .respond(
+                &parts.method,
+                parts.uri.path(),
+                &parts.headers,
+                Serve::Request,
+            )
+            .await
+    } else {
+        crate::origin::misdirected()
+    };
     let decided = crate::decide::hints_for(
         &shared,
         &crate::decide::Ask {

@@ -251,6 +251,14 @@ async fn open_body(resolved: &Resolved) -> io::Result<Body> {
     })
 }
 
+/// `421 Misdirected Request`: this server does not serve that authority.
+pub fn misdirected() -> Response {
+    simple(
+        StatusCode::MISDIRECTED_REQUEST,
+        "this server does not serve that host\n",
+    )
+}
+
 /// A short plain-text response.
 pub fn simple(status: StatusCode, text: &'static str) -> Response {
     let mut headers = HeaderMap::new();

@@ -34,6 +34,20 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Whether `authority` (`host` or `host:port`) is one this server serves.
+    pub fn serves(&self, authority: &str) -> bool {
+        let hosts = &self.config.origin.hosts;
+        if hosts.is_empty() {
+            return true;
+        }
+        let host = match authority.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => authority,
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        hosts.iter().any(|h| h.eq_ignore_ascii_case(host))
+    }
+
     /// The `/metrics` page: one series per policy version.
     pub fn render_metrics(&self) -> String {
         let mut sets: Vec<(String, Arc<Metrics>)> = vec![(

@@ -245,3 +245,36 @@ async fn a_client_that_accepts_pushes_and_never_reads_costs_one_window() {
     drop(client);
     served_with(&mut herald, 4).await;
 }
+
+#[tokio::test]
+async fn promises_that_cannot_reach_the_wire_stop_pushes_on_that_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("index.html"), "<p>x</p>").unwrap();
+    std::fs::write(dir.path().join("two.html"), "<p>two</p>").unwrap();
+    for i in 0..4 {
+        std::fs::write(dir.path().join(format!("b{i}.bin")), vec![1u8; 4 << 20]).unwrap();
+    }
+    let assets = r#""/" = ["/b0.bin", "/b1.bin"]
+"/two.html" = ["/b2.bin", "/b3.bin"]"#;
+    let mut herald = Herald::start(&format!(
+        "{}\n[push]\nmax_bytes_per_request = 100000000\nmax_bytes_per_connection = 100000000\n[server]\npromise_flush_timeout_ms = 300\n",
+        config_for(dir.path(), Some(&policy("page_map")), assets)
+    ));
+    // Huge windows, and then never a read: the server fills the socket.
+    let mut client = RawClient::connect(herald.h2c, &[(0x4, 0x7fff_ffff)]).await;
+    client.get(1, "/").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // This page's promises cannot be written: after the flush timeout the
+    // connection stops pushing (and says so once).
+    client.get(3, "/two.html").await;
+    assert!(
+        eventually(Duration::from_secs(5), || herald
+            .logs()
+            .contains("promises not written within 300 ms"))
+        .await,
+        "{}",
+        herald.logs()
+    );
+    // Only that connection: a new one pushes as usual.
+    served_with(&mut herald, 2).await;
+}

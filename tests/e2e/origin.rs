@@ -80,3 +80,37 @@ async fn cache_control_comes_from_config() {
         "public, max-age=600"
     );
 }
+
+#[tokio::test]
+async fn other_authorities_get_421_misdirected_request() {
+    let config = format!(
+        "[origin]\nroot = {:?}\nhosts = [\"localhost\", \"www.example.test\"]\n[policy]\npath = {:?}\ndeadline_ms = 1000\n[policy.config]\n{DEMO_ASSETS}\n",
+        demo_site().display().to_string(),
+        policy("page_map").display().to_string()
+    );
+    let herald = Herald::start(&config);
+    let client = Client::tls(&herald, ClientOptions::default()).await;
+    let ok = client.get("/").await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.pushes.len(), 5);
+    let other = client
+        .fetch(
+            http::Request::get(format!("https://evil.example:{}/", herald.https.port()))
+                .body(())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(other.status, 421);
+    assert!(other.pushes.is_empty() && other.informational.is_empty());
+    let www = client
+        .fetch(
+            http::Request::get("https://WWW.example.test/css/site.css")
+                .body(())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(
+        www.status, 200,
+        "host names compare case-insensitively, ports ignored"
+    );
+}

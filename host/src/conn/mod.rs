@@ -178,15 +178,19 @@ async fn handle(
         .to_string();
     conn.followups.requested(&path_and_query);
 
-    let response = shared
-        .origin
-        .respond(
-            &parts.method,
-            parts.uri.path(),
-            &parts.headers,
-            Serve::Request,
-        )
-        .await;
+    let response = if shared.serves(authority.as_deref().unwrap_or("")) {
+        shared
+            .origin
+            .respond(
+                &parts.method,
+                parts.uri.path(),
+                &parts.headers,
+                Serve::Request,
+            )
+            .await
+    } else {
+        crate::origin::misdirected()
+    };
 
     let can_push = shared.config.push.enabled && conn.peer.push_enabled();
     let decided = crate::decide::hints_for(
