@@ -14,6 +14,58 @@ use crate::policy::registry::Version;
 use crate::policy::{PolicyFailure, input};
 use crate::server::Shared;
 
+/// Where a request is going, and what the origin answers.
+pub struct Begun {
+    /// `:authority`, or `Host` (HTTP/1.1 clients send `Host`; HTTP/2 clients
+    /// send `:authority`; each protocol says which comes first).
+    pub authority: Option<String>,
+    pub path_and_query: String,
+    pub response: crate::origin::Response,
+}
+
+/// The start every request shares: its target, then the origin's response
+/// (421 for a host this server does not serve).
+pub async fn begin(
+    shared: &Shared,
+    parts: &http::request::Parts,
+    host_header_first: bool,
+) -> Begun {
+    let from_uri = parts.uri.authority().map(|a| a.as_str().to_string());
+    let from_host = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string);
+    let authority = if host_header_first {
+        from_host.or(from_uri)
+    } else {
+        from_uri.or(from_host)
+    };
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str())
+        .to_string();
+    let response = if shared.serves(authority.as_deref().unwrap_or("")) {
+        shared
+            .origin
+            .respond(
+                &parts.method,
+                parts.uri.path(),
+                &parts.headers,
+                crate::origin::Serve::Request,
+            )
+            .await
+    } else {
+        crate::origin::misdirected()
+    };
+    Begun {
+        authority,
+        path_and_query,
+        response,
+    }
+}
+
 /// What the middle needs to know about a request.
 pub struct Ask<'a> {
     pub parts: &'a http::request::Parts,

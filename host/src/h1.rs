@@ -25,7 +25,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
-use crate::origin::{self, Serve};
+use crate::origin;
 use crate::server::Shared;
 
 type SharedWriter<IO> = Arc<Mutex<WriteHalf<IO>>>;
@@ -149,33 +149,13 @@ async fn handle<IO: AsyncRead + AsyncWrite>(
         followups,
     } = conn;
     let (parts, _body) = req.into_parts();
-    let authority = parts
-        .headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| parts.uri.authority().map(|a| a.to_string()))
-        .unwrap_or_default();
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map(|pq| pq.as_str())
-        .unwrap_or("/")
-        .to_string();
+    let crate::decide::Begun {
+        authority,
+        path_and_query,
+        response,
+    } = crate::decide::begin(&shared, &parts, true).await;
+    let authority = authority.unwrap_or_default();
     followups.requested(&path_and_query);
-    let response = if shared.serves(&authority) {
-        shared
-            .origin
-            .respond(
-                &parts.method,
-                parts.uri.path(),
-                &parts.headers,
-                Serve::Request,
-            )
-            .await
-    } else {
-        crate::origin::misdirected()
-    };
     let decided = crate::decide::hints_for(
         &shared,
         &crate::decide::Ask {

@@ -143,15 +143,7 @@ async fn metrics_and_the_report_are_per_variant() {
         visit(&client, None, Some("control")).await;
     }
     visit(&client, None, Some("bold")).await;
-    use std::io::{Read, Write};
-    let mut tcp = std::net::TcpStream::connect(herald.admin.unwrap()).unwrap();
-    write!(
-        tcp,
-        "GET /metrics HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    tcp.read_to_string(&mut text).unwrap();
+    let text = herald.metrics_text();
     let requests = |variant: &str| -> u64 {
         text.lines()
             .find(|l| {

@@ -390,20 +390,9 @@ async fn metrics_count_what_happened() {
     let client = Client::tls(&herald, ClientOptions::default()).await;
     client.get("/").await;
     // Without the token: refused.
-    use std::io::{Read, Write};
-    let mut tcp = std::net::TcpStream::connect(herald.admin.unwrap()).unwrap();
-    write!(
-        tcp,
-        "GET /metrics HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    tcp.read_to_string(&mut text).unwrap();
+    let text = herald.admin_get("/metrics", None);
     assert!(text.starts_with("HTTP/1.1 401"), "{text}");
-    let mut tcp = std::net::TcpStream::connect(herald.admin.unwrap()).unwrap();
-    write!(tcp, "GET /metrics HTTP/1.1\r\nhost: a\r\nauthorization: Bearer s3cret\r\nconnection: close\r\n\r\n").unwrap();
-    let mut text = String::new();
-    tcp.read_to_string(&mut text).unwrap();
+    let text = herald.admin_get("/metrics", Some("s3cret"));
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(
         text.contains("herald_pushes_promised_total{policy=\"page_map\""),

@@ -175,15 +175,7 @@ async fn failures_and_latency_are_counted_on_the_policy_version() {
     client.get("/?misbehave=trap").await;
     client.get("/?misbehave=error").await;
     client.get("/").await;
-    use std::io::{Read, Write};
-    let mut tcp = std::net::TcpStream::connect(herald.admin.unwrap()).unwrap();
-    write!(
-        tcp,
-        "GET /metrics HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    tcp.read_to_string(&mut text).unwrap();
+    let text = herald.metrics_text();
     let value = |prefix: &str| -> String {
         text.lines()
             .find(|l| l.starts_with(prefix) && l.contains("policy=\"misbehave\""))

@@ -99,15 +99,7 @@ impl RawClient {
     }
 
     pub async fn get(&mut self, stream: u32, path: &str) {
-        let mut block = Vec::new();
-        for (n, v) in [
-            (":method", "GET"),
-            (":scheme", "http"),
-            (":authority", &self.authority),
-            (":path", path),
-        ] {
-            hpack_literal(&mut block, n, v);
-        }
+        let block = self.request_block(path);
         let f = frame(
             frame_type::HEADERS,
             END_STREAM | END_HEADERS,
@@ -133,16 +125,7 @@ impl RawClient {
                 Ok(Ok(n)) => n,
             };
             let mut new = Vec::new();
-            self.decoder.feed(&buf[..n], |f| {
-                new.push(Seen {
-                    kind: f.head.kind,
-                    len: f.head.len,
-                    flags: f.head.flags,
-                    stream: f.head.stream,
-                    promised: f.promised_id(),
-                    error: f.error_code(),
-                })
-            });
+            self.decoder.feed(&buf[..n], |f| new.push(Seen::of(f)));
             for f in new {
                 let mut replies = on_frame(&f);
                 if f.kind == frame_type::SETTINGS && f.flags & ACK == 0 {

@@ -187,19 +187,33 @@ impl Herald {
         self.child.try_wait().unwrap().is_none()
     }
 
-    /// Fetch `/metrics` from the admin listener and return the sum of the
-    /// series named `name` over all label sets.
-    pub fn metric(&self, name: &str) -> f64 {
+    /// `GET path` on the admin listener: the whole HTTP/1.1 response.
+    pub fn admin_get(&self, path: &str, token: Option<&str>) -> String {
         use std::io::{Read, Write};
         let addr = self.admin.expect("config has an [admin] listener");
         let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+        let auth = token
+            .map(|t| format!("authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
         write!(
             tcp,
-            "GET /metrics HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nhost: admin\r\n{auth}connection: close\r\n\r\n"
         )
         .unwrap();
         let mut text = String::new();
         tcp.read_to_string(&mut text).unwrap();
+        text
+    }
+
+    /// The whole `/metrics` page from the admin listener.
+    pub fn metrics_text(&self) -> String {
+        self.admin_get("/metrics", None)
+    }
+
+    /// Fetch `/metrics` from the admin listener and return the sum of the
+    /// series named `name` over all label sets.
+    pub fn metric(&self, name: &str) -> f64 {
+        let text = self.metrics_text();
         let values: Vec<f64> = text
             .lines()
             .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
@@ -269,6 +283,19 @@ pub struct Seen {
     pub error: Option<u32>,
 }
 
+impl Seen {
+    pub fn of(f: &herald::tap::Frame<'_>) -> Seen {
+        Seen {
+            kind: f.head.kind,
+            len: f.head.len,
+            flags: f.head.flags,
+            stream: f.head.stream,
+            promised: f.promised_id(),
+            error: f.error_code(),
+        }
+    }
+}
+
 /// An IO wrapper recording the frames read from the server.
 pub struct Recorder<IO> {
     io: IO,
@@ -288,14 +315,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Recorder<IO> {
         if let Poll::Ready(Ok(())) = res {
             let frames = &this.frames;
             this.decoder.feed(&buf.filled()[before..], |f| {
-                frames.lock().unwrap().push(Seen {
-                    kind: f.head.kind,
-                    len: f.head.len,
-                    flags: f.head.flags,
-                    stream: f.head.stream,
-                    promised: f.promised_id(),
-                    error: f.error_code(),
-                })
+                frames.lock().unwrap().push(Seen::of(f))
             });
         }
         res

@@ -25,7 +25,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
-use crate::origin::Serve;
 use crate::planner;
 use crate::server::Shared;
 use crate::tap::{PeerState, Tap};
@@ -159,38 +158,12 @@ async fn handle(
     // The request body is not used by the static origin; dropping it tells h2
     // to stop accepting it.
     let (parts, _body) = request.into_parts();
-    let authority = parts
-        .uri
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .or_else(|| {
-            parts
-                .headers
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
-        });
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map(|pq| pq.as_str())
-        .unwrap_or("/")
-        .to_string();
+    let crate::decide::Begun {
+        authority,
+        path_and_query,
+        response,
+    } = crate::decide::begin(shared, &parts, false).await;
     conn.followups.requested(&path_and_query);
-
-    let response = if shared.serves(authority.as_deref().unwrap_or("")) {
-        shared
-            .origin
-            .respond(
-                &parts.method,
-                parts.uri.path(),
-                &parts.headers,
-                Serve::Request,
-            )
-            .await
-    } else {
-        crate::origin::misdirected()
-    };
 
     let can_push = shared.config.push.enabled && conn.peer.push_enabled();
     let decided = crate::decide::hints_for(
