@@ -191,3 +191,55 @@ fn the_swap_bench_runs_and_reports_both_paths() {
         "{out}"
     );
 }
+
+#[test]
+fn sigterm_lets_in_flight_pushes_finish_then_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("index.html"), "<p>x</p>").unwrap();
+    for name in ["a.bin", "b.bin"] {
+        std::fs::write(dir.path().join(name), vec![9u8; 3 << 20]).unwrap();
+    }
+    let mut herald = Herald::start(&format!(
+        "{}\n[push]\nmax_bytes_per_request = 100000000\n",
+        config_for(
+            dir.path(),
+            Some(&policy("page_map")),
+            r#""/" = ["/a.bin", "/b.bin"]"#
+        )
+    ));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // A small window: the pushes take many round trips, so they are
+    // certainly in flight when the signal arrives.
+    let client = rt.block_on(Client::tls(
+        &herald,
+        ClientOptions {
+            stream_window: 65_535,
+            ..Default::default()
+        },
+    ));
+    let page = rt.block_on(async {
+        let fetch = client.get("/");
+        tokio::pin!(fetch);
+        tokio::select! {
+            _ = &mut fetch => panic!("finished before the signal"),
+            _ = tokio::time::sleep(std::time::Duration::from_millis(5)) => {}
+        }
+        herald.signal("TERM");
+        fetch.await
+    });
+    assert_eq!(page.status, 200);
+    assert_eq!(page.pushes.len(), 2);
+    for p in &page.pushes {
+        assert_eq!(p.body.len(), 3 << 20, "{} cut short", p.request.uri());
+    }
+    let frames = client.seen();
+    let goaway = frames
+        .iter()
+        .find(|f| f.kind == herald::tap::frame_type::GOAWAY)
+        .expect("a GOAWAY");
+    assert_eq!(goaway.error, Some(0), "graceful: NO_ERROR");
+    let status = herald
+        .wait_exit(std::time::Duration::from_secs(15))
+        .expect("exited");
+    assert!(status.success(), "{status:?}");
+}
