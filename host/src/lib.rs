@@ -22,3 +22,4 @@ pub mod report;
 pub mod server;
 pub mod tap;
 pub mod tls;
+pub mod tools;

@@ -31,6 +31,60 @@ enum Command {
     /// A/B experiments.
     #[command(subcommand)]
     Ab(AbCommand),
+    /// Tools for policy authors: check, run and test a policy component.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum PolicyCommand {
+    /// Check that a component is a Herald policy; print what it exports and
+    /// imports, or one line per problem.
+    Check {
+        /// The component (.wasm).
+        policy: PathBuf,
+        /// A herald.toml whose [policy] limits to use.
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Run a policy on requests and print each one's hints, with the call's
+    /// time, instructions executed and peak memory.
+    ///
+    /// Example: herald policy run page_map.wasm -c herald.toml -r 'GET /' -H 'cookie: seen=1'
+    Run {
+        /// The component (.wasm).
+        policy: PathBuf,
+        /// A request, `METHOD /path?query`; repeat for several.
+        #[arg(long, short = 'r', value_name = "REQUEST")]
+        request: Vec<String>,
+        /// A request header `name: value` for every --request; repeat for several.
+        #[arg(long = "header", short = 'H', value_name = "HEADER")]
+        headers: Vec<String>,
+        /// Requests from a JSON-lines file, one per line:
+        /// {"request": "GET /", "headers": {"cookie": "a=b"}, "push": false}
+        #[arg(long, value_name = "FILE.jsonl")]
+        requests: Option<PathBuf>,
+        /// The client does not accept push (as every browser).
+        #[arg(long)]
+        no_push: bool,
+        /// A herald.toml whose [policy.config] and limits to use.
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Run the policy's sample requests (by default NAME.samples.toml beside
+    /// it, the same file hot swaps are checked against) and exit non-zero on
+    /// a mismatch. Each sample: `request = "GET /"`, optional `headers`,
+    /// `push`, `variant`, and `expect = ["/hinted/path", ...]`.
+    Test {
+        /// The component (.wasm).
+        policy: PathBuf,
+        /// The samples file.
+        #[arg(long, value_name = "FILE")]
+        samples: Option<PathBuf>,
+        /// A herald.toml whose [policy.config] and limits to use.
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -158,6 +212,7 @@ fn main() -> ExitCode {
             run_bench(herald::bench::swap::report(&opts))
         }
         Command::Ab(AbCommand::Report { admin, token }) => ab_report(&admin, token.as_deref()),
+        Command::Policy(command) => policy_tool(command),
     }
 }
 
@@ -194,6 +249,103 @@ fn bench_hol(args: HolArgs) -> ExitCode {
         lowat: args.lowat,
     };
     run_bench(async move { herald::bench::hol::report(&opts).await })
+}
+
+fn policy_tool(command: PolicyCommand) -> ExitCode {
+    init_logging(Some("warn"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let fail = |code: u8, message: &str| {
+        eprintln!("{}", message.trim_end());
+        ExitCode::from(code)
+    };
+    match command {
+        PolicyCommand::Check { policy, config } => {
+            let config = match herald::tools::load_config(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => return fail(2, &format!("herald: {e}")),
+            };
+            match herald::tools::check(&policy, &config) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(lines) => fail(1, &lines.join("\n")),
+            }
+        }
+        PolicyCommand::Run {
+            policy,
+            request,
+            headers,
+            requests,
+            no_push,
+            config,
+        } => {
+            let config = match herald::tools::load_config(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => return fail(2, &format!("herald: {e}")),
+            };
+            let mut samples = Vec::new();
+            for r in &request {
+                match herald::tools::sample_from_args(r, &headers, !no_push) {
+                    Ok(s) => samples.push(s),
+                    Err(e) => return fail(2, &format!("herald: {e}")),
+                }
+            }
+            if let Some(path) = &requests {
+                match herald::tools::samples_from_jsonl(path) {
+                    Ok(more) => samples.extend(more),
+                    Err(e) => return fail(2, &format!("herald: {e}")),
+                }
+            }
+            if samples.is_empty() {
+                return fail(2, "herald: give at least one --request or --requests FILE");
+            }
+            rt.block_on(async {
+                let (_engine, loaded) = match herald::tools::load(&policy, &config, true) {
+                    Ok(p) => p,
+                    Err(e) => return fail(1, &format!("herald: {}: {e}", policy.display())),
+                };
+                match herald::tools::run(&loaded, &samples).await {
+                    Ok(text) => {
+                        print!("{text}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => fail(2, &format!("herald: {e}")),
+                }
+            })
+        }
+        PolicyCommand::Test {
+            policy,
+            samples,
+            config,
+        } => {
+            let config = match herald::tools::load_config(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => return fail(2, &format!("herald: {e}")),
+            };
+            let samples = samples.unwrap_or_else(|| herald::tools::default_samples(&policy));
+            rt.block_on(async {
+                let (_engine, loaded) = match herald::tools::load(&policy, &config, false) {
+                    Ok(p) => p,
+                    Err(e) => return fail(2, &format!("herald: {}: {e}", policy.display())),
+                };
+                match herald::tools::test(&loaded, &samples).await {
+                    Ok(report) => {
+                        print!("{report}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(herald::tools::TestFailure::Mismatch(report)) => {
+                        print!("{report}");
+                        ExitCode::from(1)
+                    }
+                    Err(herald::tools::TestFailure::Setup(e)) => fail(2, &format!("herald: {e}")),
+                }
+            })
+        }
+    }
 }
 
 fn ab_report(admin: &str, token: Option<&str>) -> ExitCode {

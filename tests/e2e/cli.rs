@@ -243,3 +243,116 @@ fn sigterm_lets_in_flight_pushes_finish_then_exits() {
         .expect("exited");
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn policy_check_describes_a_policy_and_names_what_is_wrong_with_others() {
+    let (code, out, err) = herald(&["policy", "check", policy("page_map").to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("a herald:policy/push-policy component"),
+        "{out}"
+    );
+    assert!(
+        out.contains("exports: decide") && out.contains("herald:policy/config@0.1.0"),
+        "{out}"
+    );
+    assert!(out.contains("nothing granted"), "{out}");
+    let not = policies().join("not-a-policy.wasm");
+    let (code, _, err) = herald(&["policy", "check", not.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        err.lines().all(|l| l.contains("not-a-policy.wasm")),
+        "one line per problem, each naming the file: {err}"
+    );
+    assert!(err.contains("must export `decide`"), "{err}");
+}
+
+#[test]
+fn policy_run_prints_hints_and_costs_per_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("herald.toml");
+    std::fs::write(
+        &config,
+        "[policy.config]\n\"/\" = [\"/css/site.css u=0\", \"/img/hero.svg u=5 i\"]\n",
+    )
+    .unwrap();
+    let jsonl = dir.path().join("requests.jsonl");
+    std::fs::write(
+        &jsonl,
+        "{\"request\": \"GET /\", \"push\": false}\n{\"request\": \"GET /none\"}\n",
+    )
+    .unwrap();
+    let (code, out, err) = herald(&[
+        "policy",
+        "run",
+        policy("page_map").to_str().unwrap(),
+        "-c",
+        config.to_str().unwrap(),
+        "-r",
+        "GET /",
+        "-H",
+        "accept: text/html",
+        "--requests",
+        jsonl.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("GET / -> 2 hint(s) ("), "{out}");
+    assert!(lines[0].contains(" instructions, peak memory "), "{out}");
+    assert_eq!(lines[1].trim(), "/css/site.css  u=0 w=16 as=style");
+    assert_eq!(lines[2].trim(), "/img/hero.svg  u=5 w=16 as=image i");
+    assert!(out.contains("GET /none -> 0 hint(s)"), "{out}");
+    let (code, out, _) = herald(&[
+        "policy",
+        "run",
+        policy("misbehave").to_str().unwrap(),
+        "-r",
+        "GET /?misbehave=trap",
+    ]);
+    assert_eq!(code, 0);
+    assert!(out.contains("no hints: the policy trapped"), "{out}");
+}
+
+#[test]
+fn policy_test_runs_the_samples_and_fails_on_a_mismatch() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("herald.toml");
+    std::fs::write(
+        &config,
+        "[policy.config]\n\"/\" = [\"/a.css\", \"/b.js\"]\n",
+    )
+    .unwrap();
+    let good = dir.path().join("good.samples.toml");
+    std::fs::write(&good, "[[sample]]\nrequest = \"GET /\"\nexpect = [\"/a.css\", \"/b.js\"]\n[[sample]]\nrequest = \"POST /\"\nexpect = []\n").unwrap();
+    let args = |samples: &std::path::Path| {
+        vec![
+            "policy".to_string(),
+            "test".into(),
+            policy("page_map").display().to_string(),
+            "-c".into(),
+            config.display().to_string(),
+            "--samples".into(),
+            samples.display().to_string(),
+        ]
+    };
+    let run = |a: Vec<String>| herald(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let (code, out, _) = run(args(&good));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.ends_with("2 passed, 0 failed\n"), "{out}");
+    let bad = dir.path().join("bad.samples.toml");
+    std::fs::write(
+        &bad,
+        "[[sample]]\nrequest = \"GET /\"\nexpect = [\"/b.js\", \"/a.css\"]\n",
+    )
+    .unwrap();
+    let (code, out, _) = run(args(&bad));
+    assert_eq!(code, 1);
+    assert!(
+        out.contains(
+            "FAIL  1 GET /: expected [\"/b.js\", \"/a.css\"], got [\"/a.css\", \"/b.js\"]"
+        ),
+        "{out}"
+    );
+    let (code, _, err) = run(args(&dir.path().join("missing.samples.toml")));
+    assert_eq!(code, 2, "{err}");
+}

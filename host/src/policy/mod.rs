@@ -55,6 +55,10 @@ pub struct Limits {
     pub memory_bytes: usize,
     pub max_concurrent_calls: u32,
     pub max_output_bytes: usize,
+    /// Count instructions (wasmtime fuel) per call: deterministic, for
+    /// `herald policy run`; costs 30 to 70% on interpreted guests, so off
+    /// when serving.
+    pub fuel: bool,
 }
 
 impl Limits {
@@ -64,6 +68,7 @@ impl Limits {
             memory_bytes: (c.memory_mib as usize) << 20,
             max_concurrent_calls: c.max_concurrent_calls,
             max_output_bytes: c.max_output_bytes,
+            fuel: false,
         }
     }
 }
@@ -101,6 +106,7 @@ impl PolicyEngine {
         let mut config = Config::new();
         config
             .epoch_interruption(true)
+            .consume_fuel(limits.fuel)
             .memory_init_cow(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)
@@ -190,7 +196,48 @@ impl PolicyEngine {
     }
 }
 
+/// What `herald policy check` reports about a component.
+#[derive(Debug, Clone)]
+pub struct Description {
+    pub imports: Vec<String>,
+    pub exports: Vec<String>,
+    pub compile: Duration,
+    /// Why it does not fit the world, if it does not.
+    pub problem: Option<String>,
+}
+
 impl PolicyEngine {
+    /// Compile a component and say what it imports, exports, and whether it
+    /// fits the `push-policy` world. Fails only if it is not a component.
+    pub fn describe(&self, bytes: &[u8]) -> anyhow::Result<Description> {
+        let start = Instant::now();
+        let component = self.compile(bytes)?;
+        let compile = start.elapsed();
+        let ty = component.component_type();
+        let imports = ty
+            .imports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        let exports = ty
+            .exports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        let problem = match self.linker.instantiate_pre(&component) {
+            Err(e) => Some(format!(
+                "does not fit the herald:policy/push-policy world: {e:#}"
+            )),
+            Ok(pre) => bindings::PushPolicyPre::new(pre)
+                .err()
+                .map(|e| format!("does not export the herald:policy/push-policy world: {e:#}")),
+        };
+        Ok(Description {
+            imports,
+            exports,
+            compile,
+            problem,
+        })
+    }
+
     /// Compile, or load the precompiled artifact from the cache. The cache key
     /// covers the bytes and the engine's settings and version, so a stale or
     /// foreign artifact is never used; a corrupt one is recompiled.
@@ -264,8 +311,55 @@ struct PolicyData {
 struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: Limiter,
     data: Arc<PolicyData>,
+}
+
+/// The memory cap, recording the peak the guest asked for.
+struct Limiter {
+    inner: StoreLimits,
+    peak: usize,
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.peak = self.peak.max(desired);
+        self.inner.memory_growing(current, desired, maximum)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
 }
 
 impl WasiView for HostState {
@@ -333,6 +427,10 @@ impl std::fmt::Display for PolicyFailure {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CallStats {
     pub elapsed: Duration,
+    /// Instructions executed (wasmtime fuel), when counting is on.
+    pub fuel: Option<u64>,
+    /// The largest linear memory the guest asked for, in bytes.
+    pub peak_memory: usize,
 }
 
 /// A compiled, type-checked policy, ready to be called concurrently.
@@ -370,29 +468,34 @@ impl Policy {
     pub async fn decide(&self, req: &Request) -> (Result<Vec<Hint>, PolicyFailure>, CallStats) {
         let start = Instant::now();
         let deadline = start + self.limits.deadline;
+        let mut stats = CallStats::default();
         let result = match tokio::time::timeout_at(deadline.into(), self.slots.acquire()).await {
             Err(_) | Ok(Err(_)) => Err(PolicyFailure::Busy),
             Ok(Ok(_permit)) => {
                 // The epoch deadline stops guest code; this outer timeout also
                 // covers time spent outside it (instantiation, host calls).
                 let grace = EPOCH_TICK * 5;
-                match tokio::time::timeout_at((deadline + grace).into(), self.call(req, deadline))
-                    .await
+                match tokio::time::timeout_at(
+                    (deadline + grace).into(),
+                    self.call(req, deadline, &mut stats),
+                )
+                .await
                 {
                     Ok(r) => r,
                     Err(_) => Err(PolicyFailure::Timeout),
                 }
             }
         };
-        (
-            result,
-            CallStats {
-                elapsed: start.elapsed(),
-            },
-        )
+        stats.elapsed = start.elapsed();
+        (result, stats)
     }
 
-    async fn call(&self, req: &Request, deadline: Instant) -> Result<Vec<Hint>, PolicyFailure> {
+    async fn call(
+        &self,
+        req: &Request,
+        deadline: Instant,
+        stats: &mut CallStats,
+    ) -> Result<Vec<Hint>, PolicyFailure> {
         let output = MemoryOutputPipe::new(self.limits.max_output_bytes);
         let wasi = WasiCtx::builder()
             .stdout(output.clone())
@@ -401,13 +504,22 @@ impl Policy {
         let state = HostState {
             wasi,
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(self.limits.memory_bytes)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: Limiter {
+                inner: StoreLimitsBuilder::new()
+                    .memory_size(self.limits.memory_bytes)
+                    .trap_on_grow_failure(true)
+                    .build(),
+                peak: 0,
+            },
             data: self.data.clone(),
         };
         let mut store = Store::new(&self.engine, state);
+        const FUEL: u64 = u64::MAX / 2;
+        if self.limits.fuel {
+            store
+                .set_fuel(FUEL)
+                .map_err(|e| PolicyFailure::Trap(e.to_string()))?;
+        }
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
@@ -422,6 +534,10 @@ impl Policy {
             instance.call_decide(&mut store, req).await
         }
         .await;
+        if self.limits.fuel {
+            stats.fuel = store.get_fuel().ok().map(|left| FUEL - left);
+        }
+        stats.peak_memory = store.data().limits.peak;
         let captured = output.contents();
         if !captured.is_empty() {
             tracing::debug!(policy = %self.name, "policy output: {}", String::from_utf8_lossy(&captured));
