@@ -21,5 +21,6 @@ pub mod policy;
 pub mod report;
 pub mod server;
 pub mod tap;
+pub mod template;
 pub mod tls;
 pub mod tools;

@@ -38,6 +38,17 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum PolicyCommand {
+    /// Create a ready-to-build policy project (with a unit test and samples).
+    New {
+        /// The project's name, e.g. `my-policy`.
+        name: String,
+        /// The language of the project.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: herald::template::Lang,
+        /// Where to create it (default: here).
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+    },
     /// Check that a component is a Herald policy; print what it exports and
     /// imports, or one line per problem.
     Check {
@@ -262,6 +273,20 @@ fn policy_tool(command: PolicyCommand) -> ExitCode {
         ExitCode::from(code)
     };
     match command {
+        PolicyCommand::New { name, lang, dir } => match herald::template::create(&dir, &name, lang)
+        {
+            Ok(files) => {
+                for f in files {
+                    println!("created {}", f.display());
+                }
+                println!(
+                    "next: cd {} && cargo test && cargo build --release --target wasm32-wasip2",
+                    dir.join(&name).display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(2, &format!("herald: {e}")),
+        },
         PolicyCommand::Check { policy, config } => {
             let config = match herald::tools::load_config(config.as_deref()) {
                 Ok(c) => c,

@@ -356,3 +356,59 @@ fn policy_test_runs_the_samples_and_fails_on_a_mismatch() {
     let (code, _, err) = run(args(&dir.path().join("missing.samples.toml")));
     assert_eq!(code, 2, "{err}");
 }
+
+#[test]
+fn policy_new_creates_a_project_that_tests_builds_and_passes_its_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = herald(&[
+        "policy",
+        "new",
+        "shop-hints",
+        "--dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("created") && out.contains("shop_hints.samples.toml"),
+        "{out}"
+    );
+    let project = dir.path().join("shop-hints");
+    let target = workspace().join("target/policy-new");
+    let cargo = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO"))
+            .current_dir(&project)
+            .args(args)
+            .env("CARGO_TARGET_DIR", &target)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cargo {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(cargo(&["test", "--quiet"]).contains("3 passed"));
+    cargo(&["build", "--quiet", "--release", "--target", "wasm32-wasip2"]);
+    let wasm = target.join("wasm32-wasip2/release/shop_hints.wasm");
+    let samples = project.join("shop_hints.samples.toml");
+    let (code, out, err) = herald(&[
+        "policy",
+        "test",
+        wasm.to_str().unwrap(),
+        "--samples",
+        samples.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.ends_with("2 passed, 0 failed\n"), "{out}");
+    // A bad name is one clear line.
+    let (code, _, err) = herald(&[
+        "policy",
+        "new",
+        "Bad Name",
+        "--dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("a policy name is lowercase"), "{err}");
+}
