@@ -77,6 +77,11 @@ struct Flow {
     stream_updates: HashMap<u32, u64>,
     /// DATA bytes written per tracked stream.
     stream_written: HashMap<u32, u64>,
+    /// DATA bytes handed to h2 per stream (the scheduler reports them).
+    stream_handed: HashMap<u32, u64>,
+    /// Bytes handed to h2 that it dropped unwritten because the stream was
+    /// reset: they never consumed the peer's connection window.
+    dropped: u64,
 }
 
 impl PeerState {
@@ -93,6 +98,8 @@ impl PeerState {
                 connection_updates: 0,
                 stream_updates: HashMap::new(),
                 stream_written: HashMap::new(),
+                stream_handed: HashMap::new(),
+                dropped: 0,
             }),
             open_pushes: Mutex::new(HashSet::new()),
             started: Instant::now(),
@@ -135,8 +142,20 @@ impl PeerState {
     /// Start counting WINDOW_UPDATEs for `stream`.
     pub fn track_stream(&self, stream: u32) {
         let mut f = self.flow.lock().unwrap_or_else(|e| e.into_inner());
-        f.stream_updates.insert(stream, 0);
-        f.stream_written.insert(stream, 0);
+        // Keep updates the client sent before the stream was registered.
+        f.stream_updates.entry(stream).or_insert(0);
+        f.stream_written.entry(stream).or_insert(0);
+    }
+
+    /// `bytes` of `stream` were handed to h2 (to account for what h2 drops).
+    pub fn record_handed(&self, stream: u32, bytes: u64) {
+        *self
+            .flow
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .stream_handed
+            .entry(stream)
+            .or_insert(0) += bytes;
     }
 
     /// Stop counting window updates for `stream`. Its written-bytes count
@@ -155,12 +174,18 @@ impl PeerState {
     }
 
     /// The stream ended on the wire: nothing more of it will be written.
-    fn stream_ended(&self, stream: u32) {
-        self.flow
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .stream_written
-            .remove(&stream);
+    fn stream_ended(&self, stream: u32, reset: bool) {
+        {
+            let mut f = self.flow.lock().unwrap_or_else(|e| e.into_inner());
+            let written = f.stream_written.remove(&stream).unwrap_or(0);
+            let handed = f.stream_handed.remove(&stream).unwrap_or(0);
+            f.stream_updates.remove(&stream);
+            if reset {
+                // h2 clears a reset stream's queue: what was handed but not
+                // written never reached the peer.
+                f.dropped += handed.saturating_sub(written);
+            }
+        }
         self.push_closed(stream);
     }
 
@@ -183,8 +208,8 @@ impl PeerState {
     /// `stream_sent` on `stream`: (connection window, stream window).
     pub fn windows(&self, stream: u32, connection_sent: u64, stream_sent: u64) -> (i64, i64) {
         let f = self.flow.lock().unwrap_or_else(|e| e.into_inner());
-        let connection =
-            i64::from(DEFAULT_WINDOW) + f.connection_updates as i64 - connection_sent as i64;
+        let connection = i64::from(DEFAULT_WINDOW) + f.connection_updates as i64 + f.dropped as i64
+            - connection_sent as i64;
         let updates = f.stream_updates.get(&stream).copied().unwrap_or(0);
         let stream = i64::from(f.initial_window) + updates as i64 - stream_sent as i64;
         (connection, stream)
@@ -418,19 +443,29 @@ fn observe(direction: Direction, frame: &Frame<'_>, peer: &PeerState) {
                 *w += head.len as u64;
             }
             if head.flags & FLAG_END_STREAM != 0 {
-                peer.stream_ended(head.stream);
+                peer.stream_ended(head.stream, false);
             }
             peer.data_written.send_modify(|n| *n += head.len as u64);
         }
         (Direction::Sent, frame_type::HEADERS) if head.flags & FLAG_END_STREAM != 0 => {
-            peer.stream_ended(head.stream);
+            peer.stream_ended(head.stream, false);
             peer.data_written.send_modify(|_| {});
         }
         (_, frame_type::RST_STREAM) => {
             // Sent: the stream is over. Received: h2 drops what it queued.
             // Either way nothing more of it reaches the wire.
-            peer.stream_ended(head.stream);
+            peer.stream_ended(head.stream, true);
             peer.data_written.send_modify(|_| {});
+        }
+        (Direction::Received, frame_type::HEADERS) if head.stream % 2 == 1 => {
+            // A client stream opens: count its WINDOW_UPDATEs from now on,
+            // even before the scheduler registers its response.
+            peer.flow
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .stream_updates
+                .entry(head.stream)
+                .or_insert(0);
         }
         (Direction::Received, frame_type::WINDOW_UPDATE) => {
             if let Some(b) = frame.prefix.get(0..4) {

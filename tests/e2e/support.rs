@@ -345,6 +345,8 @@ pub struct ClientOptions {
     pub max_concurrent_streams: Option<u32>,
     /// The client's stream receive window (default 4 MiB).
     pub stream_window: u32,
+    /// The client's connection receive window (default 16 MiB).
+    pub connection_window: u32,
 }
 
 impl Default for ClientOptions {
@@ -353,6 +355,7 @@ impl Default for ClientOptions {
             enable_push: true,
             max_concurrent_streams: None,
             stream_window: 4 << 20,
+            connection_window: 16 << 20,
         }
     }
 }
@@ -402,6 +405,11 @@ impl Page {
 impl Client {
     /// Connect over TLS (ALPN h2), trusting the certificate Herald wrote.
     pub async fn tls(herald: &Herald, options: ClientOptions) -> Client {
+        Self::tls_via(herald, herald.https, options).await
+    }
+
+    /// Like `tls`, through another address (e.g. a delaying proxy).
+    pub async fn tls_via(herald: &Herald, addr: SocketAddr, options: ClientOptions) -> Client {
         let mut roots = rustls::RootCertStore::empty();
         let pem = std::fs::read(herald.cert_pem()).expect("herald wrote its certificate");
         use rustls_pki_types::pem::PemObject;
@@ -416,7 +424,7 @@ impl Client {
             .with_no_client_auth();
         config.alpn_protocols = vec![b"h2".to_vec()];
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-        let tcp = tokio::net::TcpStream::connect(herald.https).await.unwrap();
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
         let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
         let tls = connector
             .connect(name, tcp)
@@ -457,7 +465,7 @@ impl Client {
         builder
             .enable_push(options.enable_push)
             .initial_window_size(options.stream_window)
-            .initial_connection_window_size(16 << 20);
+            .initial_connection_window_size(options.connection_window);
         if let Some(n) = options.max_concurrent_streams {
             builder.max_concurrent_streams(n);
         }

@@ -256,17 +256,33 @@ pub async fn deliver(
             }
         }
     }
-    if let Some(id) = last_id
-        && tokio::time::timeout(flush_timeout, conn.peer.wait_promised(id))
-            .await
-            .is_err()
-    {
-        book.poisoned = true;
-        tracing::warn!(
-            conn = conn.id,
-            "promises not written within {} ms (client not reading?): no more pushes on this connection",
-            flush_timeout.as_millis()
-        );
+    if let Some(id) = last_id {
+        let written = tokio::time::timeout(flush_timeout, conn.peer.wait_promised(id));
+        tokio::select! {
+            result = written => {
+                if result.is_err() {
+                    book.poisoned = true;
+                    tracing::warn!(
+                        conn = conn.id,
+                        "promises not written within {} ms (client not reading?): no more pushes on this connection",
+                        flush_timeout.as_millis()
+                    );
+                }
+            }
+            _ = std::future::poll_fn(|cx| respond.poll_reset(cx)) => {
+                // The client reset the page: h2 dropped its queue, promises
+                // included. Those not written will never be: forget them (the
+                // gate stays open for the connection's other pages).
+                let on_wire = conn.peer.promised_on_wire();
+                out.promised.retain(|p| {
+                    let id = p.slot.stream();
+                    if id > on_wire {
+                        conn.peer.push_closed(id);
+                    }
+                    id <= on_wire
+                });
+            }
+        }
     }
     out
 }

@@ -330,6 +330,9 @@ impl Scheduler {
     /// End a turn in which `sent` bytes were handed to h2. `more`: the stream
     /// will ask again right away (it stays ready and keeps its place).
     pub fn complete(&self, stream: u32, sent: usize, more: bool) {
+        if sent > 0 {
+            self.peer.record_handed(stream, sent as u64);
+        }
         let mut st = self.lock();
         st.sent_total += sent as u64;
         let clock_slot;
@@ -358,10 +361,20 @@ impl Scheduler {
         if st.holder.is_some() {
             return;
         }
-        if let Pick::Grant(id, _) = Self::pick(st, peer, Instant::now())
-            && let Some(e) = st.streams.get(&id)
-        {
-            e.notify.notify_one();
+        match Self::pick(st, peer, Instant::now()) {
+            Pick::Grant(id, _) => {
+                if let Some(e) = st.streams.get(&id) {
+                    e.notify.notify_one();
+                }
+            }
+            // Someone must come back at the deadline: wake a ready stream so
+            // it re-picks and sleeps until then.
+            Pick::WaitUntil(_) => {
+                if let Some(e) = st.streams.values().find(|e| e.ready) {
+                    e.notify.notify_one();
+                }
+            }
+            Pick::Nothing => {}
         }
     }
 
@@ -371,7 +384,9 @@ impl Scheduler {
         let mut conn_window = None;
         let mut lanes: [Option<(u64, u32)>; 8] = [None; 8]; // non-incremental head per urgency: (seq, id)
         for (&id, e) in &st.streams {
-            if e.ready && !e.prio.incremental {
+            // A stream whose own window is shut (its reader paused) cannot
+            // head its lane: the next one in order sends instead of all waiting.
+            if e.ready && !e.prio.incremental && peer.windows(id, st.sent_total, e.sent).1 > 0 {
                 let u = usize::from(e.prio.urgency.min(7));
                 if lanes[u].is_none_or(|(seq, _)| e.seq < seq) {
                     lanes[u] = Some((e.seq, id));

@@ -104,9 +104,14 @@ pub async fn send_body(
         let chunk = pending.split_to(n);
         remaining -= n as u64;
         sent += n as u64;
-        let result = stream.send_data(chunk, remaining == 0);
-        sched.complete(id, n, remaining > 0);
-        result.map_err(|e| (sent, SendError::H2(e)))?;
+        match stream.send_data(chunk, remaining == 0) {
+            Ok(()) => sched.complete(id, n, remaining > 0),
+            Err(e) => {
+                // h2 took none of it: nothing was handed over.
+                sched.complete(id, 0, false);
+                return Err((sent - n as u64, SendError::H2(e)));
+            }
+        }
     }
     Ok(sent)
 }

@@ -81,6 +81,10 @@ pub struct PolicyEngine {
     stop: Arc<AtomicBool>,
     /// Where compiled components are kept between runs (`policy.cache_dir`).
     cache_dir: Option<PathBuf>,
+    /// Call slots shared by every policy of this engine: the pooling
+    /// allocator is sized for this many instances in all (A/B variants, old
+    /// and new versions during a swap, and sample checks draw from it alike).
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Drop for PolicyEngine {
@@ -144,6 +148,7 @@ impl PolicyEngine {
             limits,
             stop,
             cache_dir,
+            slots: Arc::new(tokio::sync::Semaphore::new(calls as usize)),
         })
     }
 
@@ -189,9 +194,7 @@ impl PolicyEngine {
             }),
             engine: self.engine.clone(),
             limits: self.limits.clone(),
-            slots: Arc::new(tokio::sync::Semaphore::new(
-                self.limits.max_concurrent_calls as usize,
-            )),
+            slots: self.slots.clone(),
         })
     }
 }

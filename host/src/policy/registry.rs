@@ -355,9 +355,14 @@ impl Registry {
             .iter()
             .filter_map(|(name, s)| {
                 let v = &s.current;
-                v.source
-                    .clone()
-                    .map(|p| (name.clone(), p, v.config.clone(), v.source_signature))
+                v.source.clone().map(|path| Watched {
+                    slot: name.clone(),
+                    variant: v.variant.clone(),
+                    path,
+                    config: v.config.clone(),
+                    loaded: v.source_signature,
+                    previous: s.previous.as_ref().and_then(|p| p.source_signature),
+                })
             })
             .collect()
     }
@@ -366,8 +371,17 @@ impl Registry {
 /// A file's identity for change detection.
 pub type Signature = (u64, Option<SystemTime>);
 
-/// A watched policy: name, file, config, file state when loaded.
-type Watched = (String, PathBuf, toml::Table, Option<FileState>);
+/// A watched policy file and what it currently serves.
+struct Watched {
+    slot: String,
+    variant: String,
+    path: PathBuf,
+    config: toml::Table,
+    /// The file's state when the live version was read.
+    loaded: Option<FileState>,
+    /// The same for the previous version (so a rollback is not undone).
+    previous: Option<FileState>,
+}
 
 /// A policy file's and its samples' signatures.
 pub type FileState = (Signature, Option<Signature>);
@@ -395,12 +409,31 @@ pub async fn watch(
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.changed() => return,
         }
-        for (name, path, config, loaded) in registry.watched() {
-            let Some(now) = signature(&path) else {
+        for w in registry.watched() {
+            let Watched {
+                slot: name,
+                variant,
+                path,
+                config,
+                loaded,
+                previous,
+            } = w;
+            // File system calls off the async workers: a hung network mount
+            // must not block request handling.
+            let probe = path.clone();
+            let Ok(Some(current)) = tokio::task::spawn_blocking(move || {
+                signature(&probe).map(|now| (now, signature(&samples::path_for(&probe))))
+            })
+            .await
+            else {
                 continue;
             };
-            let current = (now, signature(&samples::path_for(&path)));
-            if Some(current) == loaded || tried.get(&path) == Some(&current) {
+            // The live version's file, or the one just rolled back from (a
+            // rollback must not be undone by the watcher), or one already tried.
+            if Some(current) == loaded
+                || Some(current) == previous
+                || tried.get(&path) == Some(&current)
+            {
                 pending.remove(&path);
                 continue;
             }
@@ -410,8 +443,16 @@ pub async fn watch(
                     let first_seen = *first_seen;
                     pending.remove(&path);
                     tried.insert(path.clone(), current);
-                    match Candidate::from_file(&path, config) {
-                        Ok(candidate) => {
+                    let file = path.clone();
+                    let read =
+                        tokio::task::spawn_blocking(move || Candidate::from_file(&file, config))
+                            .await;
+                    match read.unwrap_or_else(|e| Err(format!("reader failed: {e}"))) {
+                        Ok(mut candidate) => {
+                            // Back into the slot it serves (an experiment variant
+                            // is not named after its file).
+                            candidate.slot = name.clone();
+                            candidate.variant = variant;
                             if let Ok(v) = registry.update(candidate).await {
                                 tracing::info!(
                                     policy = %name,
