@@ -117,6 +117,25 @@ enum BenchCommand {
     /// Head-of-line: HTML time-to-first-byte while a large low-urgency push is
     /// in flight, with TCP_NOTSENT_LOWAT off and on, through a delaying proxy.
     Hol(HolArgs),
+    /// Policy decision cost in process: one call on a fresh instance,
+    /// against a minimal policy measured in the same run.
+    Policy {
+        /// Calls measured per policy.
+        #[arg(long, default_value_t = 30000)]
+        calls: usize,
+        /// The policy measured.
+        #[arg(
+            long,
+            default_value = "target/guests/wasm32-wasip2/guest/page_map.wasm"
+        )]
+        policy: PathBuf,
+        /// The minimal baseline policy.
+        #[arg(
+            long,
+            default_value = "target/guests/wasm32-wasip2/guest/misbehave.wasm"
+        )]
+        baseline: PathBuf,
+    },
     /// Swap latency: from a policy file landing (or an admin upload) to the
     /// new version answering.
     Swap {
@@ -208,6 +227,18 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Bench(BenchCommand::Hol(args)) => bench_hol(args),
+        Command::Bench(BenchCommand::Policy {
+            calls,
+            policy,
+            baseline,
+        }) => {
+            let opts = herald::bench::decide::Options {
+                calls: calls.max(30),
+                policy,
+                baseline,
+            };
+            run_bench(async move { herald::bench::decide::report(&opts).await })
+        }
         Command::Bench(BenchCommand::Swap {
             rounds,
             interval_ms,

@@ -412,3 +412,23 @@ fn policy_new_creates_a_project_that_tests_builds_and_passes_its_samples() {
     assert_eq!(code, 2);
     assert!(err.contains("a policy name is lowercase"), "{err}");
 }
+
+#[test]
+fn the_policy_bench_runs_and_reports_against_its_baseline() {
+    let (code, out, err) = herald(&[
+        "bench",
+        "policy",
+        "--calls",
+        "300",
+        "--policy",
+        policy("page_map").to_str().unwrap(),
+        "--baseline",
+        policy("misbehave").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("| baseline: misbehave.wasm |")
+            && out.contains("| page_map.wasm (5 hints from config) |"),
+        "{out}"
+    );
+}
