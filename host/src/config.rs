@@ -503,11 +503,6 @@ impl Config {
         )?;
         Ok(())
     }
-
-    /// The policy configuration flattened for the `config` import.
-    pub fn policy_values(&self) -> BTreeMap<String, Vec<String>> {
-        flatten_policy_config(&self.policy.config)
-    }
 }
 
 fn range(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
@@ -699,7 +694,7 @@ mod tests {
             "[policy.config]\n\"/\" = [\"/a.css\", \"/b.js\"]\nmode = \"x\"\nn = 3\nnested = { a = 1 }\n",
         )
         .unwrap();
-        let v = c.policy_values();
+        let v = flatten_policy_config(&c.policy.config);
         assert_eq!(v["/"], ["/a.css", "/b.js"]);
         assert_eq!(v["mode"], ["x"]);
         assert_eq!(v["n"], ["3"]);

@@ -104,22 +104,11 @@ pub async fn hints_for(shared: &Shared, ask: &Ask<'_>) -> Decided {
     let (version, set_cookie) = match live.as_deref() {
         Some(live) => match &live.experiment {
             Some(experiment) => {
-                let cookies: Vec<(String, String)> = input::parse_cookies(
-                    ask.parts
-                        .headers
-                        .get_all(http::header::COOKIE)
-                        .iter()
-                        .filter_map(|v| v.to_str().ok()),
-                )
-                .into_iter()
-                .map(|c| (c.name, c.value))
-                .collect();
                 let assignment = crate::experiment::assign(
                     &experiment.config,
                     &experiment.sticky,
                     &crate::experiment::Ask {
                         headers: &ask.parts.headers,
-                        cookies: &cookies,
                         client: ask.client,
                         https: ask.scheme == "https",
                     },

@@ -136,11 +136,7 @@ impl ExperimentConfig {
 
 /// The bucket (0..10000) of a key under a salt.
 pub fn bucket(salt: &str, key: &str) -> u32 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in salt.bytes().chain(std::iter::once(0)).chain(key.bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
+    let mut h = crate::hash::fnv1a(salt.bytes().chain(std::iter::once(0)).chain(key.bytes()));
     // murmur3's finaliser: FNV alone clusters similar keys.
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
@@ -176,11 +172,7 @@ pub fn fresh_key(seed: u64) -> String {
 }
 
 fn bucket_hash(s: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
+    let h = crate::hash::fnv1a(s.bytes());
     h ^ (h >> 29)
 }
 
@@ -197,7 +189,6 @@ pub struct Assignment {
 /// Everything assignment needs from a request.
 pub struct Ask<'a> {
     pub headers: &'a http::HeaderMap,
-    pub cookies: &'a [(String, String)],
     pub client: Option<IpAddr>,
     pub https: bool,
 }
@@ -213,8 +204,8 @@ pub fn assign(cfg: &ExperimentConfig, sticky: &Sticky, ask: &Ask<'_>) -> Assignm
     }
     let weights: Vec<u32> = cfg.variants.iter().map(|v| v.weight_bp).collect();
     let (key, set_cookie) = match sticky {
-        Sticky::Cookie(name) => match ask.cookies.iter().find(|(n, _)| n == name) {
-            Some((_, v)) if !v.is_empty() => (v.clone(), None),
+        Sticky::Cookie(name) => match crate::policy::input::find_cookie(ask.headers, name) {
+            Some(v) if !v.is_empty() => (v, None),
             _ => {
                 let key = fresh_key(
                     ask.client

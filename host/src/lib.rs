@@ -14,6 +14,7 @@ pub mod conn;
 pub mod decide;
 pub mod experiment;
 pub mod h1;
+pub mod hash;
 pub mod metrics;
 pub mod origin;
 pub mod planner;

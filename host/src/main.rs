@@ -382,7 +382,7 @@ fn policy_tool(command: PolicyCommand) -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return fail(2, &format!("herald: {e}")),
             };
-            let samples = samples.unwrap_or_else(|| herald::tools::default_samples(&policy));
+            let samples = samples.unwrap_or_else(|| herald::policy::samples::path_for(&policy));
             rt.block_on(async {
                 let (_engine, loaded) = match herald::tools::load(&policy, &config, false) {
                     Ok(p) => p,

@@ -31,6 +31,8 @@ pub struct Shared {
     pub failure_log: BurstLog,
     pub invalid_log: BurstLog,
     pub on_invalid: OnInvalid,
+    /// `push.copy_headers`, parsed once (validated at config load).
+    pub copy_headers: Vec<http::HeaderName>,
 }
 
 impl Shared {
@@ -136,6 +138,12 @@ impl Shared {
             failure_log: BurstLog::new(Duration::from_secs(10)),
             invalid_log: BurstLog::new(Duration::from_secs(10)),
             on_invalid: OnInvalid::default(),
+            copy_headers: config
+                .push
+                .copy_headers
+                .iter()
+                .filter_map(|n| http::HeaderName::from_bytes(n.as_bytes()).ok())
+                .collect(),
             config,
         })
     }

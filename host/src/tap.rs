@@ -123,17 +123,6 @@ impl PeerState {
         *self.promised.borrow()
     }
 
-    /// DATA payload bytes written to the socket so far.
-    pub fn data_written(&self) -> u64 {
-        *self.data_written.borrow()
-    }
-
-    /// Wait until at least `bytes` DATA payload bytes have been written.
-    pub async fn wait_data_written(&self, bytes: u64) {
-        let mut rx = self.data_written.subscribe();
-        let _ = rx.wait_for(|&written| written >= bytes).await;
-    }
-
     /// A receiver that changes whenever the peer grants window or changes settings.
     pub fn flow_changes(&self) -> watch::Receiver<u64> {
         self.flow_epoch.subscribe()

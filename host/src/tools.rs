@@ -8,7 +8,7 @@
 //! Invariant: these run the very engine and limits `herald serve` uses (plus
 //! instruction counting), so what passes here behaves the same when served.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::config::Config;
@@ -244,9 +244,4 @@ pub async fn test(policy: &Policy, samples_path: &Path) -> Result<String, TestFa
     } else {
         Ok(report)
     }
-}
-
-/// The samples file `herald policy test` reads by default.
-pub fn default_samples(policy: &Path) -> PathBuf {
-    crate::policy::samples::path_for(policy)
 }

@@ -15,7 +15,7 @@ pub mod sched;
 pub mod send;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -45,8 +45,6 @@ pub struct Conn {
     pub shared: Arc<Shared>,
     pub peer: Arc<PeerState>,
     pub push_book: tokio::sync::Mutex<push::PushBook>,
-    /// Requests being handled (client-initiated streams still open).
-    pub open_requests: AtomicUsize,
     /// Decides whose DATA goes next.
     pub sched: Arc<sched::Scheduler>,
     /// What was pushed or hinted, to count what the client then requested.
@@ -102,7 +100,6 @@ pub async fn serve<IO>(
         client,
         peer: peer.clone(),
         push_book: tokio::sync::Mutex::new(push::PushBook::new(shared.config.push.memo_size)),
-        open_requests: AtomicUsize::new(0),
         sched: Arc::new(sched::Scheduler::new(peer.clone())),
         followups: crate::metrics::Followups::new(shared.config.push.memo_size),
         shared,
@@ -119,10 +116,8 @@ pub async fn serve<IO>(
         };
         match next {
             Some(Ok((request, respond))) => {
-                conn.open_requests.fetch_add(1, Ordering::AcqRel);
                 let conn = conn.clone();
                 tokio::spawn(async move {
-                    let _open = OpenRequest(conn.clone());
                     handle(conn, request, respond).await;
                 });
             }
@@ -138,14 +133,6 @@ pub async fn serve<IO>(
         }
     }
     tracing::debug!(conn = id, "connection closed");
-}
-
-struct OpenRequest(Arc<Conn>);
-
-impl Drop for OpenRequest {
-    fn drop(&mut self) {
-        self.0.open_requests.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 /// Handle one client request: policy, promises, early hints, response.

@@ -142,7 +142,7 @@ pub async fn deliver(
         // pushed stream directly only if its HEADERS are queued before the
         // PUSH_PROMISE is written; queued later, it waits in h2's pending-open
         // queue, where a client's RST_STREAM makes h2 kill the connection.
-        let headers = promise_headers(&hint, parent_headers, &conn.shared.config.push.copy_headers);
+        let headers = promise_headers(&hint, parent_headers, &conn.shared.copy_headers);
         let response = conn
             .shared
             .origin
@@ -289,20 +289,15 @@ pub async fn deliver(
 
 /// The request headers of a promise: the parent's headers the response may
 /// vary on, then the hint's own, then an `accept` fitting the destination.
-fn promise_headers(hint: &ValidHint, parent: &HeaderMap, default_copy: &[String]) -> HeaderMap {
+fn promise_headers(hint: &ValidHint, parent: &HeaderMap, default_copy: &[HeaderName]) -> HeaderMap {
     let mut headers = HeaderMap::new();
     let copy = |name: &HeaderName, headers: &mut HeaderMap| {
         for value in parent.get_all(name) {
             headers.append(name.clone(), value.clone());
         }
     };
-    match &hint.copy_headers {
-        Some(names) => names.iter().for_each(|n| copy(n, &mut headers)),
-        None => default_copy
-            .iter()
-            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
-            .for_each(|n| copy(&n, &mut headers)),
-    }
+    let names = hint.copy_headers.as_deref().unwrap_or(default_copy);
+    names.iter().for_each(|n| copy(n, &mut headers));
     for (name, value) in &hint.headers {
         headers.insert(name.clone(), value.clone());
     }

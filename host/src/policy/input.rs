@@ -8,23 +8,36 @@ use super::{Header, Request};
 pub fn parse_cookies<'a>(
     values: impl Iterator<Item = &'a str>,
 ) -> Vec<super::bindings::herald::policy::types::Cookie> {
-    let mut out = Vec::new();
-    for value in values {
-        for pair in value.split(';') {
-            let Some((name, value)) = pair.split_once('=') else {
-                continue;
-            };
-            let name = name.trim();
-            if name.is_empty() {
-                continue;
-            }
-            out.push(super::bindings::herald::policy::types::Cookie {
+    values
+        .flat_map(cookie_pairs)
+        .map(
+            |(name, value)| super::bindings::herald::policy::types::Cookie {
                 name: name.to_string(),
-                value: value.trim().trim_matches('"').to_string(),
-            });
-        }
-    }
-    out
+                value: value.to_string(),
+            },
+        )
+        .collect()
+}
+
+/// The (name, value) pairs of one `cookie` header value.
+fn cookie_pairs(value: &str) -> impl Iterator<Item = (&str, &str)> {
+    value.split(';').filter_map(|pair| {
+        let (name, value) = pair.split_once('=')?;
+        let name = name.trim();
+        (!name.is_empty()).then(|| (name, value.trim().trim_matches('"')))
+    })
+}
+
+/// The value of the first cookie named `name` in a request's headers,
+/// without parsing the others into a list.
+pub fn find_cookie(headers: &http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(cookie_pairs)
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.to_string())
 }
 
 /// The policy request for an HTTP request.

@@ -156,11 +156,7 @@ impl PolicyEngine {
     pub fn load_file(&self, path: &Path, config: &toml::Table) -> anyhow::Result<Policy> {
         let bytes =
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let name = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "policy".into());
-        self.load_bytes(&name, &bytes, config)
+        self.load_bytes(&registry::name_of(path), &bytes, config)
             .with_context(|| format!("policy {}", path.display()))
     }
 
@@ -295,11 +291,7 @@ fn toml_to_json(v: &toml::Value) -> serde_json::Value {
 
 /// A stable short id of the component's bytes (FNV-1a 64), used as its version.
 pub fn short_digest(bytes: &[u8]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
+    let h = crate::hash::fnv1a(bytes.iter().copied());
     format!("{h:016x}")[..12].to_string()
 }
 
