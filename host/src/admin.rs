@@ -156,6 +156,9 @@ async fn respond(
                 slot: name.clone(),
                 bytes: body.to_vec(),
                 config,
+                isolation: current
+                    .as_ref()
+                    .map_or_else(|| shared.config.policy.isolation, |v| v.policy.isolation()),
                 samples,
                 source,
                 // Uploaded bytes are not the file's: the watcher must not

@@ -141,6 +141,17 @@ impl Default for OriginConfig {
     }
 }
 
+/// How a policy's calls get their Wasm instance (`policy.isolation`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// A new instance for every call.
+    #[default]
+    Fresh,
+    /// Warm instances reused for a bounded number of calls.
+    Reuse,
+}
+
 /// `[policy]`: the Wasm policy and the limits it runs under.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -160,6 +171,22 @@ pub struct PolicyConfig {
     /// Calls that may run at once (pooling allocator slots). Default 128.
     /// Requests beyond that wait for a slot within their deadline.
     pub max_concurrent_calls: u32,
+    /// How each call gets its instance: `fresh` (the default) instantiates
+    /// the component anew for every request, so no state survives a call;
+    /// right for Rust and C policies, which instantiate in microseconds.
+    /// `reuse` keeps warm instances and calls each up to
+    /// `reuse_max_calls` times, recycling it at once after a trap or a
+    /// timeout; for Python and JavaScript policies, whose instantiation
+    /// costs about a millisecond. A reused instance keeps its globals between
+    /// requests: a policy must not rely on them, and must not store anything
+    /// about one request that another should not see.
+    pub isolation: Isolation,
+    /// In `reuse` isolation, calls per instance before it is replaced.
+    /// Default 1000: bounds what a slow leak in the guest can accumulate.
+    pub reuse_max_calls: u32,
+    /// In `reuse` isolation, warm instances kept per policy version between
+    /// calls (each holds one of `max_concurrent_calls`). Default 8.
+    pub reuse_idle: u32,
     /// Hints beyond this many are dropped (counted). Default 64.
     pub max_hints: usize,
     /// A hint whose path and headers exceed this many bytes is dropped. Default 4096.
@@ -185,6 +212,9 @@ impl Default for PolicyConfig {
             deadline_ms: 20,
             memory_mib: 64,
             max_concurrent_calls: 128,
+            isolation: Isolation::Fresh,
+            reuse_max_calls: 1000,
+            reuse_idle: 8,
             max_hints: 64,
             max_hint_bytes: 4096,
             max_output_bytes: 4096,
@@ -424,6 +454,18 @@ impl Config {
             10_000,
         )?;
         range("policy.max_hints", p.max_hints as u64, 0, 10_000)?;
+        range(
+            "policy.reuse_max_calls",
+            p.reuse_max_calls.into(),
+            1,
+            1 << 30,
+        )?;
+        range(
+            "policy.reuse_idle",
+            p.reuse_idle.into(),
+            0,
+            p.max_concurrent_calls.into(),
+        )?;
         range(
             "policy.max_hint_bytes",
             p.max_hint_bytes as u64,

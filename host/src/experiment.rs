@@ -63,6 +63,9 @@ pub struct VariantConfig {
     /// The policy's configuration for this variant (default: `[policy.config]`).
     #[serde(default)]
     pub config: Option<toml::Table>,
+    /// `fresh` or `reuse` (default: `policy.isolation`).
+    #[serde(default)]
+    pub isolation: Option<crate::config::Isolation>,
 }
 
 /// Where a request's sticky key comes from.

@@ -89,8 +89,12 @@ impl Shared {
                 )?;
                 let registry = Registry::empty(Arc::new(engine));
                 if let Some(path) = &config.policy.path {
-                    let first = Candidate::from_file(path, config.policy.config.clone())
-                        .map_err(|e| anyhow::anyhow!("policy.path: {e}"))?;
+                    let first = Candidate::from_file(
+                        path,
+                        config.policy.config.clone(),
+                        config.policy.isolation,
+                    )
+                    .map_err(|e| anyhow::anyhow!("policy.path: {e}"))?;
                     let name = first.slot.clone();
                     registry
                         .update(first)
@@ -102,7 +106,7 @@ impl Shared {
                         .map_err(|e| anyhow::anyhow!("{e}"))?;
                 }
                 registry
-                    .set_experiment(experiment, &config.policy.config)
+                    .set_experiment(experiment, &config.policy.config, config.policy.isolation)
                     .await
                     .map_err(|e| anyhow::anyhow!("experiment {}: {e}", experiment.name))?;
                 Some(Arc::new(registry))
@@ -112,8 +116,12 @@ impl Shared {
                     Limits::from_config(&config.policy),
                     config.policy.effective_cache_dir(),
                 )?;
-                let first = Candidate::from_file(path, config.policy.config.clone())
-                    .map_err(|e| anyhow::anyhow!("policy.path: {e}"))?;
+                let first = Candidate::from_file(
+                    path,
+                    config.policy.config.clone(),
+                    config.policy.isolation,
+                )
+                .map_err(|e| anyhow::anyhow!("policy.path: {e}"))?;
                 let registry = Registry::start(Arc::new(engine), first)
                     .await
                     .map_err(|e| anyhow::anyhow!("policy {}: {e}", path.display()))?;
@@ -173,12 +181,16 @@ pub async fn reload(shared: &Shared, config: Config) {
         p.max_concurrent_calls,
         p.max_hints,
         p.max_hint_bytes,
+        p.reuse_max_calls,
+        p.reuse_idle,
     ) != (
         old.policy.deadline_ms,
         old.policy.memory_mib,
         old.policy.max_concurrent_calls,
         old.policy.max_hints,
         old.policy.max_hint_bytes,
+        old.policy.reuse_max_calls,
+        old.policy.reuse_idle,
     );
     if limits_changed {
         restart.push("policy limits");
@@ -190,7 +202,10 @@ pub async fn reload(shared: &Shared, config: Config) {
         );
     }
     if let (Some(registry), Some(experiment)) = (&shared.registry, &config.experiment) {
-        match registry.set_experiment(experiment, &p.config).await {
+        match registry
+            .set_experiment(experiment, &p.config, p.isolation)
+            .await
+        {
             Ok(()) => tracing::info!(experiment = %experiment.name, "reload applied"),
             Err(e) => tracing::warn!(
                 "reload: experiment {}: {e}; the current one stays in force",
@@ -202,17 +217,21 @@ pub async fn reload(shared: &Shared, config: Config) {
         }
     }
     match (&shared.registry, &p.path) {
-        (Some(registry), Some(path)) => match Candidate::from_file(path, p.config.clone()) {
-            Ok(candidate) => {
-                let name = candidate.slot.clone();
-                if registry.update(candidate).await.is_ok()
-                    && registry.activate(&name).await.is_ok()
-                {
-                    tracing::info!(policy = %name, "reload applied");
+        (Some(registry), Some(path)) => {
+            match Candidate::from_file(path, p.config.clone(), p.isolation) {
+                Ok(candidate) => {
+                    let name = candidate.slot.clone();
+                    if registry.update(candidate).await.is_ok()
+                        && registry.activate(&name).await.is_ok()
+                    {
+                        tracing::info!(policy = %name, "reload applied");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("reload: policy.path: {e}; the current policy keeps serving")
                 }
             }
-            Err(e) => tracing::warn!("reload: policy.path: {e}; the current policy keeps serving"),
-        },
+        }
         (None, Some(_)) | (Some(_), None) => {
             tracing::warn!(
                 "adding or removing the policy takes effect after a restart; ignored for now"

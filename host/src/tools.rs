@@ -92,7 +92,8 @@ pub fn load(
     let engine = Arc::new(engine(config, fuel).map_err(|e| format!("{e:#}"))?);
     let loaded = engine
         .load_file(policy, &config.policy.config)
-        .map_err(|e| format!("{e:#}"))?;
+        .map_err(|e| format!("{e:#}"))?
+        .with_isolation(config.policy.isolation);
     Ok((engine, loaded))
 }
 
@@ -141,6 +142,11 @@ fn describe_hint(h: &Hint) -> String {
     if h.incremental {
         s.push_str(" i");
     }
+    match h.crossorigin {
+        Some(crate::policy::CorsMode::Anonymous) => s.push_str(" crossorigin=anonymous"),
+        Some(crate::policy::CorsMode::UseCredentials) => s.push_str(" crossorigin=use-credentials"),
+        None => {}
+    }
     match h.delivery {
         crate::policy::Delivery::PushOnly => s.push_str(" push-only"),
         crate::policy::Delivery::HintOnly => s.push_str(" hint-only"),
@@ -161,8 +167,13 @@ pub async fn run(policy: &Policy, samples: &[Sample]) -> Result<String, String> 
             (Ok(_), Some(f)) => format!("{f} instructions"),
             _ => "instructions n/a".to_string(),
         };
+        let instance = if stats.reused {
+            format!("reused instance, call {}", stats.calls_on_instance)
+        } else {
+            "new instance".to_string()
+        };
         let cost = format!(
-            "{:.1} us, {instructions}, peak memory {:.1} MiB",
+            "{:.1} us, {instructions}, peak memory {:.1} MiB, {instance}",
             stats.elapsed.as_secs_f64() * 1e6,
             stats.peak_memory as f64 / (1 << 20) as f64
         );

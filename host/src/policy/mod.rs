@@ -25,22 +25,24 @@ mod bindings {
 }
 
 pub mod input;
+mod output;
 pub mod registry;
 pub mod samples;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub use crate::config::Isolation;
 use anyhow::Context as _;
+use output::CapturedOutput;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
     StoreLimitsBuilder, Trap, UpdateDeadline,
 };
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 pub use bindings::herald::policy::types::{CorsMode, Delivery, Destination, Header, Hint, Request};
@@ -55,6 +57,9 @@ pub struct Limits {
     pub memory_bytes: usize,
     pub max_concurrent_calls: u32,
     pub max_output_bytes: usize,
+    /// `reuse` isolation: calls per instance, and warm instances kept.
+    pub reuse_max_calls: u32,
+    pub reuse_idle: u32,
     /// Count instructions (wasmtime fuel) per call: deterministic, for
     /// `herald policy run`; costs 30 to 70% on interpreted guests, so off
     /// when serving.
@@ -68,6 +73,8 @@ impl Limits {
             memory_bytes: (c.memory_mib as usize) << 20,
             max_concurrent_calls: c.max_concurrent_calls,
             max_output_bytes: c.max_output_bytes,
+            reuse_max_calls: c.reuse_max_calls,
+            reuse_idle: c.reuse_idle,
             fuel: false,
         }
     }
@@ -191,6 +198,8 @@ impl PolicyEngine {
             engine: self.engine.clone(),
             limits: self.limits.clone(),
             slots: self.slots.clone(),
+            isolation: Isolation::Fresh,
+            warm: Mutex::new(WarmPool::default()),
         })
     }
 }
@@ -308,6 +317,7 @@ struct HostState {
     table: ResourceTable,
     limits: Limiter,
     data: Arc<PolicyData>,
+    output: CapturedOutput,
 }
 
 /// The memory cap, recording the peak the guest asked for.
@@ -424,8 +434,13 @@ pub struct CallStats {
     pub elapsed: Duration,
     /// Instructions executed (wasmtime fuel), when counting is on.
     pub fuel: Option<u64>,
-    /// The largest linear memory the guest asked for, in bytes.
+    /// The largest linear memory the guest asked for, in bytes (over the
+    /// instance's life, for a reused instance).
     pub peak_memory: usize,
+    /// Whether the call ran on a warm instance (`reuse` isolation).
+    pub reused: bool,
+    /// Calls this instance has served, this one included.
+    pub calls_on_instance: u32,
 }
 
 /// A compiled, type-checked policy, ready to be called concurrently.
@@ -437,6 +452,28 @@ pub struct Policy {
     engine: Engine,
     limits: Limits,
     slots: Arc<tokio::sync::Semaphore>,
+    isolation: Isolation,
+    /// `reuse` isolation: instances waiting for their next call.
+    warm: Mutex<WarmPool>,
+}
+
+#[derive(Default)]
+struct WarmPool {
+    idle: Vec<Instance>,
+    /// Off while this version is not serving (kept for rollback): its warm
+    /// instances would hold call slots for nothing.
+    parked: bool,
+}
+
+/// A store and (once instantiated) its instance. In `fresh` isolation it
+/// serves one call; in `reuse` it returns to the warm pool until it has served
+/// `reuse_max_calls`, trapped or timed out.
+struct Instance {
+    store: Store<HostState>,
+    exports: Option<bindings::PushPolicy>,
+    calls: u32,
+    /// The call slot this instance occupies in the pooling allocator.
+    _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl std::fmt::Debug for Policy {
@@ -444,6 +481,7 @@ impl std::fmt::Debug for Policy {
         f.debug_struct("Policy")
             .field("name", &self.name)
             .field("version", &self.version)
+            .field("isolation", &self.isolation)
             .finish()
     }
 }
@@ -459,20 +497,61 @@ impl Policy {
         &self.version
     }
 
-    /// Run the policy on a fresh instance under the configured limits.
+    /// How calls get their instance.
+    pub fn isolation(&self) -> Isolation {
+        self.isolation
+    }
+
+    /// Choose the isolation mode (fresh is the default).
+    pub fn with_isolation(mut self, isolation: Isolation) -> Policy {
+        self.isolation = isolation;
+        self
+    }
+
+    /// Drop the warm instances and keep none until `unpark`: for a version
+    /// that stops serving but stays loaded for a rollback.
+    pub fn park(&self) {
+        let idle = {
+            let mut warm = self.warm.lock().unwrap_or_else(|e| e.into_inner());
+            warm.parked = true;
+            std::mem::take(&mut warm.idle)
+        };
+        drop(idle);
+    }
+
+    /// Serve again after `park` (a rollback made this version current).
+    pub fn unpark(&self) {
+        self.warm.lock().unwrap_or_else(|e| e.into_inner()).parked = false;
+    }
+
+    /// Run the policy under the configured limits, on a fresh instance or a
+    /// warm one (`reuse` isolation).
     pub async fn decide(&self, req: &Request) -> (Result<Vec<Hint>, PolicyFailure>, CallStats) {
         let start = Instant::now();
         let deadline = start + self.limits.deadline;
         let mut stats = CallStats::default();
-        let result = match tokio::time::timeout_at(deadline.into(), self.slots.acquire()).await {
-            Err(_) | Ok(Err(_)) => Err(PolicyFailure::Busy),
-            Ok(Ok(_permit)) => {
+        let instance = match self.take_warm() {
+            Some(warm) => Ok(warm),
+            None => {
+                match tokio::time::timeout_at(deadline.into(), self.slots.clone().acquire_owned())
+                    .await
+                {
+                    Ok(Ok(slot)) => Ok(self.new_instance(slot)),
+                    Err(_) | Ok(Err(_)) => Err(PolicyFailure::Busy),
+                }
+            }
+        };
+        let result = match instance {
+            Err(busy) => Err(busy),
+            Ok(instance) => {
                 // The epoch deadline stops guest code; this outer timeout also
                 // covers time spent outside it (instantiation, host calls).
+                // On expiry the instance is dropped with the future: a
+                // half-run instance is never reused.
                 let grace = EPOCH_TICK * 5;
                 match tokio::time::timeout_at(
                     (deadline + grace).into(),
-                    self.call(req, deadline, &mut stats),
+                    self.call(instance, req, deadline, &mut stats),
                 )
                 .await
                 {
@@ -485,13 +564,26 @@ impl Policy {
         (result, stats)
     }
 
-    async fn call(
-        &self,
-        req: &Request,
-        deadline: Instant,
-        stats: &mut CallStats,
-    ) -> Result<Vec<Hint>, PolicyFailure> {
-        let output = MemoryOutputPipe::new(self.limits.max_output_bytes);
+    fn take_warm(&self) -> Option<Instance> {
+        if self.isolation != Isolation::Reuse {
+            return None;
+        }
+        self.warm
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .idle
+            .pop()
+    }
+
+    fn give_back(&self, instance: Instance) {
+        let mut warm = self.warm.lock().unwrap_or_else(|e| e.into_inner());
+        if !warm.parked && warm.idle.len() < self.limits.reuse_idle as usize {
+            warm.idle.push(instance);
+        }
+    }
+
+    fn new_instance(&self, slot: tokio::sync::OwnedSemaphorePermit) -> Instance {
+        let output = CapturedOutput::new(self.limits.max_output_bytes);
         let wasi = WasiCtx::builder()
             .stdout(output.clone())
             .stderr(output.clone())
@@ -507,15 +599,32 @@ impl Policy {
                 peak: 0,
             },
             data: self.data.clone(),
+            output,
         };
         let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        Instance {
+            store,
+            exports: None,
+            calls: 0,
+            _slot: slot,
+        }
+    }
+
+    async fn call(
+        &self,
+        mut instance: Instance,
+        req: &Request,
+        deadline: Instant,
+        stats: &mut CallStats,
+    ) -> Result<Vec<Hint>, PolicyFailure> {
         const FUEL: u64 = u64::MAX / 2;
+        let store = &mut instance.store;
         if self.limits.fuel {
             store
                 .set_fuel(FUEL)
                 .map_err(|e| PolicyFailure::Trap(e.to_string()))?;
         }
-        store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             if Instant::now() >= deadline {
@@ -524,20 +633,34 @@ impl Policy {
                 Ok(UpdateDeadline::Yield(1))
             }
         });
+        stats.reused = instance.exports.is_some();
         let result = async {
-            let instance = self.pre.instantiate_async(&mut store).await?;
-            instance.call_decide(&mut store, req).await
+            let exports = match instance.exports.take() {
+                Some(exports) => exports,
+                None => self.pre.instantiate_async(&mut instance.store).await?,
+            };
+            let result = exports.call_decide(&mut instance.store, req).await;
+            instance.exports = Some(exports);
+            result
         }
         .await;
+        instance.calls += 1;
+        stats.calls_on_instance = instance.calls;
+        let store = &mut instance.store;
         if self.limits.fuel {
             stats.fuel = store.get_fuel().ok().map(|left| FUEL - left);
         }
         stats.peak_memory = store.data().limits.peak;
-        let captured = output.contents();
+        let (captured, discarded) = store.data().output.take();
         if !captured.is_empty() {
-            tracing::debug!(policy = %self.name, "policy output: {}", String::from_utf8_lossy(&captured));
+            tracing::debug!(
+                policy = %self.name,
+                discarded,
+                "policy output: {}",
+                String::from_utf8_lossy(&captured)
+            );
         }
-        match result {
+        let result = match result {
             Ok(Ok(hints)) => Ok(hints),
             Ok(Err(message)) => Err(PolicyFailure::Error(truncate(&message, 200))),
             Err(e) => {
@@ -547,7 +670,24 @@ impl Policy {
                     Err(PolicyFailure::Trap(trap_summary(&e)))
                 }
             }
+        };
+        // Only an instance whose call returned (hints or an `err`) is sound:
+        // after a trap or an interrupt its memory may be mid-update.
+        let sound = matches!(result, Ok(_) | Err(PolicyFailure::Error(_)));
+        if self.isolation == Isolation::Reuse
+            && sound
+            && instance.calls < self.limits.reuse_max_calls
+        {
+            self.give_back(instance);
+        } else if self.isolation == Isolation::Reuse {
+            tracing::debug!(
+                policy = %self.name,
+                calls = instance.calls,
+                "recycling a reused instance ({})",
+                if sound { "call limit" } else { "trap or timeout" }
+            );
         }
+        result
     }
 }
 

@@ -84,6 +84,7 @@ pub struct Candidate {
     pub slot: String,
     pub bytes: Vec<u8>,
     pub config: toml::Table,
+    pub isolation: super::Isolation,
     pub samples: Samples,
     pub source: Option<PathBuf>,
     pub source_signature: Option<FileState>,
@@ -92,7 +93,11 @@ pub struct Candidate {
 
 impl Candidate {
     /// Read a policy file and the samples beside it.
-    pub fn from_file(path: &Path, config: toml::Table) -> Result<Candidate, String> {
+    pub fn from_file(
+        path: &Path,
+        config: toml::Table,
+        isolation: super::Isolation,
+    ) -> Result<Candidate, String> {
         let source_signature = signature(path).map(|s| (s, signature(&samples::path_for(path))));
         let bytes =
             std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -101,6 +106,7 @@ impl Candidate {
             slot: name_of(path),
             bytes,
             config,
+            isolation,
             samples: Samples::beside(path)?,
             source: Some(path.to_path_buf()),
             source_signature,
@@ -155,12 +161,14 @@ impl Registry {
         &self,
         experiment: &crate::experiment::ExperimentConfig,
         default_config: &toml::Table,
+        default_isolation: super::Isolation,
     ) -> Result<(), String> {
         let sticky = experiment.sticky()?;
         for v in &experiment.variants {
             let mut candidate = Candidate::from_file(
                 &v.policy,
                 v.config.clone().unwrap_or_else(|| default_config.clone()),
+                v.isolation.unwrap_or(default_isolation),
             )
             .map_err(|e| format!("variant `{}`: {e}", v.name))?;
             candidate.slot = v.name.clone();
@@ -191,15 +199,17 @@ impl Registry {
     /// Compile, check and run samples, off the request path.
     pub async fn prepare(&self, candidate: Candidate) -> Result<Arc<Version>, String> {
         let engine = self.engine.clone();
-        let (name, bytes, config) = (
+        let (name, bytes, config, isolation) = (
             candidate.name.clone(),
             candidate.bytes,
             candidate.config.clone(),
+            candidate.isolation,
         );
         let policy = tokio::task::spawn_blocking(move || engine.load_bytes(&name, &bytes, &config))
             .await
             .map_err(|e| format!("compile task failed: {e}"))?
-            .map_err(|e| format!("{e:#}"))?;
+            .map_err(|e| format!("{e:#}"))?
+            .with_isolation(isolation);
         samples::check(&policy, &candidate.samples).await?;
         Ok(Arc::new(Version {
             policy,
@@ -222,12 +232,16 @@ impl Registry {
                 let same = self.live.load().slots.get(&name).is_some_and(|s| {
                     s.current.policy.version() == version.policy.version()
                         && s.current.config == version.config
+                        && s.current.policy.isolation() == version.policy.isolation()
                 });
                 if same {
                     return Ok(self.live.load().slots[&name].current.clone());
                 }
                 self.swap(|live| {
                     let previous = live.slots.get(&name).map(|s| s.current.clone());
+                    if let Some(p) = &previous {
+                        p.policy.park();
+                    }
                     live.slots.insert(
                         name.clone(),
                         Slot {
@@ -276,6 +290,8 @@ impl Registry {
             .clone()
             .ok_or_else(|| format!("`{name}` has no previous version"))?;
         let current = slot.current.clone();
+        previous.policy.unpark();
+        current.policy.park();
         self.swap(|live| {
             live.slots.insert(
                 name.to_string(),
@@ -360,6 +376,7 @@ impl Registry {
                     variant: v.variant.clone(),
                     path,
                     config: v.config.clone(),
+                    isolation: v.policy.isolation(),
                     loaded: v.source_signature,
                     previous: s.previous.as_ref().and_then(|p| p.source_signature),
                 })
@@ -377,6 +394,7 @@ struct Watched {
     variant: String,
     path: PathBuf,
     config: toml::Table,
+    isolation: super::Isolation,
     /// The file's state when the live version was read.
     loaded: Option<FileState>,
     /// The same for the previous version (so a rollback is not undone).
@@ -415,6 +433,7 @@ pub async fn watch(
                 variant,
                 path,
                 config,
+                isolation,
                 loaded,
                 previous,
             } = w;
@@ -444,9 +463,10 @@ pub async fn watch(
                     pending.remove(&path);
                     tried.insert(path.clone(), current);
                     let file = path.clone();
-                    let read =
-                        tokio::task::spawn_blocking(move || Candidate::from_file(&file, config))
-                            .await;
+                    let read = tokio::task::spawn_blocking(move || {
+                        Candidate::from_file(&file, config, isolation)
+                    })
+                    .await;
                     match read.unwrap_or_else(|e| Err(format!("reader failed: {e}"))) {
                         Ok(mut candidate) => {
                             // Back into the slot it serves (an experiment variant
