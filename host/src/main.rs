@@ -117,18 +117,19 @@ enum BenchCommand {
     /// Head-of-line: HTML time-to-first-byte while a large low-urgency push is
     /// in flight, with TCP_NOTSENT_LOWAT off and on, through a delaying proxy.
     Hol(HolArgs),
-    /// Policy decision cost in process: one call on a fresh instance,
+    /// Policy decision cost in process, on fresh and on reused instances,
     /// against a minimal policy measured in the same run.
     Policy {
         /// Calls measured per policy.
         #[arg(long, default_value_t = 30000)]
         calls: usize,
-        /// The policy measured.
+        /// A policy measured, in fresh and in reuse isolation (repeat the
+        /// option for several: e.g. the reference policy in each language).
         #[arg(
             long,
             default_value = "target/guests/wasm32-wasip2/guest/page_map.wasm"
         )]
-        policy: PathBuf,
+        policy: Vec<PathBuf>,
         /// The minimal baseline policy.
         #[arg(
             long,
@@ -234,7 +235,7 @@ fn main() -> ExitCode {
         }) => {
             let opts = herald::bench::decide::Options {
                 calls: calls.max(30),
-                policy,
+                policies: policy,
                 baseline,
             };
             run_bench(async move { herald::bench::decide::report(&opts).await })
@@ -311,8 +312,9 @@ fn policy_tool(command: PolicyCommand) -> ExitCode {
                     println!("created {}", f.display());
                 }
                 println!(
-                    "next: cd {} && cargo test && cargo build --release --target wasm32-wasip2",
-                    dir.join(&name).display()
+                    "next: cd {} && {}",
+                    dir.join(&name).display(),
+                    lang.next_steps()
                 );
                 ExitCode::SUCCESS
             }

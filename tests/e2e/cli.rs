@@ -427,8 +427,9 @@ fn the_policy_bench_runs_and_reports_against_its_baseline() {
     ]);
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains("| baseline: misbehave.wasm |")
-            && out.contains("| page_map.wasm (5 hints from config) |"),
+        out.contains("| baseline: misbehave.wasm | fresh |")
+            && out.contains("| page_map.wasm | fresh |")
+            && out.contains("| page_map.wasm | reuse |"),
         "{out}"
     );
 }

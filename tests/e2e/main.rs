@@ -9,6 +9,7 @@ mod engine;
 mod failures;
 mod hostile;
 mod http1;
+mod languages;
 mod nghttp;
 mod origin;
 mod push;

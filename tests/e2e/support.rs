@@ -54,6 +54,8 @@ pub fn policies() -> &'static Path {
                 "-p",
                 "navigation-only",
                 "-p",
+                "reference",
+                "-p",
                 "misbehave",
                 "-p",
                 "not-a-policy",
@@ -75,6 +77,30 @@ pub fn policy(name: &str) -> PathBuf {
     let p = policies().join(format!("{name}.wasm"));
     assert!(p.is_file(), "{} was not built", p.display());
     p
+}
+
+/// Build the reference policy written in `lang` (`python`, `js`, `c`) with
+/// its own `plugins-example/<lang>/build.sh`, once per test run.
+pub fn language_policy(lang: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, p)) = built.iter().find(|(l, _)| l == lang) {
+        return p.clone();
+    }
+    let out = workspace().join(format!("target/guests/languages/reference_{lang}.wasm"));
+    let script = workspace().join(format!("plugins-example/{lang}/build.sh"));
+    let result = Command::new(&script)
+        .arg(&out)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        result.status.success() && out.is_file(),
+        "building the {lang} reference policy failed (toolchains come from scripts/setup):\n{}{}",
+        String::from_utf8_lossy(&result.stdout),
+        String::from_utf8_lossy(&result.stderr)
+    );
+    built.push((lang.to_string(), out.clone()));
+    out
 }
 
 /// The demo's page → assets map as TOML, for `[policy.config]`.

@@ -1,6 +1,7 @@
-//! Policy decision cost, in process: one `decide` on a fresh instance
-//! (pooling allocator, copy-on-write memory, instantiation, marshalling the
-//! request in and the hints out), as `herald serve` runs it.
+//! Policy decision cost, in process: one `decide` as `herald serve` runs it,
+//! in both isolation modes: on a fresh instance (pooling allocator,
+//! copy-on-write memory, instantiation, marshalling the request in and the
+//! hints out) and on a reused one (marshalling and the call).
 //!
 //! The baseline, measured in the same run, is a minimal policy (one constant
 //! hint, no configuration read), so the ratio shows what the policy itself
@@ -11,15 +12,18 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::policy::samples::Sample;
-use crate::policy::{Limits, PolicyEngine};
+use crate::policy::{Isolation, Limits, PolicyEngine};
 
 /// Options of `herald bench policy`.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// Calls measured per policy and isolation mode (fewer if the time
+    /// budget runs out first).
     pub calls: usize,
-    /// The policy measured (with the demo's page map as configuration).
-    pub policy: PathBuf,
-    /// The minimal baseline policy.
+    /// The policies measured (with the demo's page map as configuration),
+    /// each in `fresh` and in `reuse` isolation.
+    pub policies: Vec<PathBuf>,
+    /// The minimal baseline policy (fresh isolation).
     pub baseline: PathBuf,
 }
 
@@ -27,13 +31,18 @@ const DEMO_MAP: &str = r#"[policy.config]
 "/" = ["/css/site.css u=0", "/js/app.js u=1", "/fonts/dejavu-light.woff u=1", "/img/logo.svg u=4", "/img/hero.svg u=5 i"]
 "#;
 
+/// Wall-clock budget per (policy, isolation) and round: interpreted guests
+/// in fresh isolation take milliseconds per call.
+const BUDGET: Duration = Duration::from_secs(4);
+
 async fn measure(
     engine: &PolicyEngine,
     path: &std::path::Path,
     config: &toml::Table,
+    isolation: Isolation,
     calls: usize,
 ) -> anyhow::Result<Vec<Duration>> {
-    let policy = engine.load_file(path, config)?;
+    let policy = engine.load_file(path, config)?.with_isolation(isolation);
     let sample = Sample {
         request: "GET /".into(),
         headers: [
@@ -51,60 +60,89 @@ async fn measure(
         expect: None,
     };
     let request = sample.to_request().map_err(anyhow::Error::msg)?;
-    for _ in 0..calls / 10 {
+    for _ in 0..(calls / 10).max(3) {
         let _ = policy.decide(&request).await;
     }
     let mut times = Vec::with_capacity(calls);
+    let started = Instant::now();
     for _ in 0..calls {
         let start = Instant::now();
         let (result, _) = policy.decide(&request).await;
         times.push(start.elapsed());
-        anyhow::ensure!(result.is_ok(), "the policy failed: {:?}", result.err());
+        anyhow::ensure!(
+            result.as_ref().is_ok_and(|h| !h.is_empty()),
+            "{}: the policy gave no hints: {:?}",
+            path.display(),
+            result.err()
+        );
+        if started.elapsed() > BUDGET {
+            break;
+        }
     }
-    times.sort();
     Ok(times)
 }
 
-/// Measure both and print a Markdown report.
+fn file_name(p: &std::path::Path) -> String {
+    p.file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Measure every policy and print a Markdown report.
 pub async fn report(opts: &Options) -> anyhow::Result<String> {
     let config = Config::parse("bench", DEMO_MAP)?;
     let mut limits = Limits::from_config(&config.policy);
     limits.deadline = Duration::from_secs(1);
     let engine = PolicyEngine::new(limits, None)?;
-    // Alternate the two so both see the same machine conditions.
-    let (mut base, mut measured) = (Vec::new(), Vec::new());
-    for _ in 0..3 {
-        base.extend(measure(&engine, &opts.baseline, &toml::Table::new(), opts.calls / 3).await?);
-        measured
-            .extend(measure(&engine, &opts.policy, &config.policy.config, opts.calls / 3).await?);
+    let mut runs: Vec<(String, Isolation, Vec<Duration>)> = Vec::new();
+    runs.push((file_name(&opts.baseline), Isolation::Fresh, Vec::new()));
+    for p in &opts.policies {
+        for isolation in [Isolation::Fresh, Isolation::Reuse] {
+            runs.push((file_name(p), isolation, Vec::new()));
+        }
     }
-    base.sort();
-    measured.sort();
+    let paths: Vec<&PathBuf> = std::iter::once(&opts.baseline)
+        .chain(opts.policies.iter().flat_map(|p| [p, p]))
+        .collect();
+    // Three rounds, every measurement in each: all see the same machine.
+    let empty = toml::Table::new();
+    for _ in 0..3 {
+        for (i, run) in runs.iter_mut().enumerate() {
+            let policy_config = if i == 0 {
+                &empty
+            } else {
+                &config.policy.config
+            };
+            let times = measure(&engine, paths[i], policy_config, run.1, opts.calls / 3).await?;
+            run.2.extend(times);
+        }
+    }
     let pct = |v: &[Duration], p: f64| v[((v.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e6;
-    let mut out = format!(
-        "{} calls each, fresh instance per call, one task (1 core)\n\n| policy | p50 | p90 | p99 | p50 vs baseline |\n|---|---|---|---|---|\n",
-        measured.len()
+    for run in &mut runs {
+        run.2.sort();
+    }
+    let base = pct(&runs[0].2, 0.5);
+    let mut out = String::from(
+        "one task (1 core); the policies get the demo page map (5 hints)\n\n| policy | isolation | calls | p50 | p90 | p99 | p50 vs baseline |\n|---|---|---|---|---|---|---|\n",
     );
-    out.push_str(&format!(
-        "| baseline: {} | {:.2} us | {:.2} us | {:.2} us | 1.00 |\n",
-        opts.baseline
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        pct(&base, 0.5),
-        pct(&base, 0.9),
-        pct(&base, 0.99)
-    ));
-    out.push_str(&format!(
-        "| {} (5 hints from config) | {:.2} us | {:.2} us | {:.2} us | {:.2} |\n",
-        opts.policy
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        pct(&measured, 0.5),
-        pct(&measured, 0.9),
-        pct(&measured, 0.99),
-        pct(&measured, 0.5) / pct(&base, 0.5)
-    ));
+    for (i, (name, isolation, times)) in runs.iter().enumerate() {
+        let label = if i == 0 {
+            format!("baseline: {name}")
+        } else {
+            name.clone()
+        };
+        out.push_str(&format!(
+            "| {label} | {} | {} | {:.2} us | {:.2} us | {:.2} us | {:.2} |\n",
+            match isolation {
+                Isolation::Fresh => "fresh",
+                Isolation::Reuse => "reuse",
+            },
+            times.len(),
+            pct(times, 0.5),
+            pct(times, 0.9),
+            pct(times, 0.99),
+            pct(times, 0.5) / base
+        ));
+    }
     Ok(out)
 }

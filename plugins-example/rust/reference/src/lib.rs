@@ -1,0 +1,77 @@
+//! The reference policy, the one written in every language Herald supports
+//! (Rust here; Python, JavaScript and C beside it in `plugins-example/`):
+//! page → assets from the configuration, minus the assets the client's cookie
+//! says it already has, and nothing for requests that are not page loads.
+//!
+//! ```toml
+//! [policy.config]
+//! cookie = "herald-have"                      # optional, this is the default
+//! "/" = ["/css/site.css u=0", "/js/app.js u=1", "/img/hero.jpg u=5 i"]
+//! ```
+//!
+//! `plugins-example/conformance.toml` is the behaviour all four must show,
+//! row by row; the test suite builds each from source and checks it.
+
+use herald_sdk::{Config, Decision, Policy, Request};
+
+pub struct Reference;
+
+/// The cookie read when `cookie` is not configured.
+pub const DEFAULT_COOKIE: &str = "herald-have";
+
+impl Policy for Reference {
+    fn decide(req: &Request, config: &Config) -> Decision {
+        if !req.is_navigation() {
+            return Ok(Vec::new());
+        }
+        let hints = config.hints_for(req.path())?;
+        let cookie = config
+            .first("cookie")
+            .unwrap_or_else(|| DEFAULT_COOKIE.to_string());
+        let have: Vec<&str> = req
+            .cookie(&cookie)
+            .map(|v| v.split('|').collect())
+            .unwrap_or_default();
+        Ok(hints
+            .into_iter()
+            .filter(|h| !have.contains(&h.path()))
+            .collect())
+    }
+}
+
+herald_sdk::export_policy!(Reference);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_sdk::testing;
+
+    fn config() -> Config {
+        Config::empty().with("/", ["/css/site.css u=0", "/js/app.js", "/img/a.png"])
+    }
+
+    #[test]
+    fn a_first_navigation_gets_every_asset() {
+        assert_eq!(
+            testing::paths::<Reference>(&testing::browser_navigation("/"), &config()),
+            ["/css/site.css", "/js/app.js", "/img/a.png"]
+        );
+    }
+
+    #[test]
+    fn assets_the_cookie_lists_are_skipped() {
+        let req = testing::browser_navigation("/").with_cookie("herald-have", "/js/app.js|/x");
+        assert_eq!(
+            testing::paths::<Reference>(&req, &config()),
+            ["/css/site.css", "/img/a.png"]
+        );
+    }
+
+    #[test]
+    fn subresources_get_nothing() {
+        testing::assert_no_hints::<Reference>(
+            &testing::browser_subresource("/js/app.js", "script"),
+            &config(),
+        );
+    }
+}

@@ -1,0 +1,341 @@
+//! "Policies in any Wasm language", proven: the reference policy written in
+//! Rust, Python, JavaScript and C, each built from source by its own build
+//! script, must give exactly the hints of `plugins-example/conformance.toml`
+//! for every row, on fresh and on reused instances. And the two isolation
+//! modes do what they say about state.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::Deserialize;
+
+use crate::support::*;
+
+#[derive(Deserialize)]
+struct Table {
+    configs: BTreeMap<String, toml::Table>,
+    #[serde(rename = "case")]
+    cases: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    name: String,
+    #[serde(default = "default_config")]
+    config: String,
+    request: String,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    expect: Vec<String>,
+    #[serde(default)]
+    error: bool,
+}
+
+fn default_config() -> String {
+    "default".into()
+}
+
+/// What `herald policy run` said about one request.
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    Hints(Vec<String>),
+    Error(String),
+}
+
+/// Run `herald policy run` on `requests` and split its report per request.
+fn run(policy: &Path, config: &str, requests: &[serde_json::Value]) -> Vec<Outcome> {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("herald.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let requests_path = dir.path().join("requests.jsonl");
+    let lines: Vec<String> = requests.iter().map(|r| r.to_string()).collect();
+    std::fs::write(&requests_path, lines.join("\n")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["policy", "run"])
+        .arg(policy)
+        .arg("--config")
+        .arg(&config_path)
+        .arg("--requests")
+        .arg(&requests_path)
+        // Compiled Python and JavaScript components are cached between runs
+        // (seconds each); keep that cache inside the target directory.
+        .env("XDG_CACHE_HOME", workspace().join("target/test-cache"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "herald policy run {} failed: {}{stdout}",
+        policy.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut outcomes = Vec::new();
+    for line in stdout.lines() {
+        if let Some(hint) = line.strip_prefix("  ") {
+            match outcomes.last_mut() {
+                Some(Outcome::Hints(h)) => h.push(normalise(hint)),
+                _ => panic!("a hint line outside a request: {stdout}"),
+            }
+        } else if let Some((_, rest)) = line.split_once(" -> ") {
+            outcomes.push(match rest.strip_prefix("no hints: ") {
+                Some(why) => Outcome::Error(why.to_string()),
+                None => Outcome::Hints(Vec::new()),
+            });
+        }
+    }
+    assert_eq!(outcomes.len(), requests.len(), "{stdout}");
+    outcomes
+}
+
+fn normalise(hint: &str) -> String {
+    hint.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn config_toml(isolation: &str, policy_config: &toml::Table) -> String {
+    let mut policy = toml::Table::new();
+    policy.insert("isolation".into(), isolation.into());
+    policy.insert("config".into(), toml::Value::Table(policy_config.clone()));
+    let mut root = toml::Table::new();
+    root.insert("policy".into(), toml::Value::Table(policy));
+    toml::to_string(&root).unwrap()
+}
+
+fn reference(lang: &str) -> PathBuf {
+    match lang {
+        "rust" => policy("reference"),
+        other => language_policy(other),
+    }
+}
+
+fn conformance(lang: &str) {
+    let table: Table = toml::from_str(
+        &std::fs::read_to_string(workspace().join("plugins-example/conformance.toml")).unwrap(),
+    )
+    .unwrap();
+    let component = reference(lang);
+    let mut failures = Vec::new();
+    for isolation in ["fresh", "reuse"] {
+        for (config_name, policy_config) in &table.configs {
+            let cases: Vec<(usize, &Case)> = table
+                .cases
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| &c.config == config_name)
+                .collect();
+            let requests: Vec<serde_json::Value> = cases
+                .iter()
+                .map(|(_, c)| {
+                    serde_json::json!({"request": c.request, "headers": c.headers, "push": true})
+                })
+                .collect();
+            let got = run(
+                &component,
+                &config_toml(isolation, policy_config),
+                &requests,
+            );
+            for ((i, case), outcome) in cases.iter().zip(got) {
+                let ok = match &outcome {
+                    Outcome::Error(why) => case.error && why.contains("returned an error"),
+                    Outcome::Hints(h) => {
+                        !case.error
+                            && *h == case.expect.iter().map(|e| normalise(e)).collect::<Vec<_>>()
+                    }
+                };
+                if !ok {
+                    let expected = if case.error {
+                        "an error".to_string()
+                    } else {
+                        format!("{:?}", case.expect)
+                    };
+                    failures.push(format!(
+                        "{lang} ({isolation}) row {} `{}`: expected {expected}, got {outcome:?}",
+                        i + 1,
+                        case.name
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} mismatch(es):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn rust_reference_policy_matches_the_conformance_table() {
+    conformance("rust");
+}
+
+#[test]
+fn python_reference_policy_matches_the_conformance_table() {
+    conformance("python");
+}
+
+#[test]
+fn javascript_reference_policy_matches_the_conformance_table() {
+    conformance("js");
+}
+
+#[test]
+fn c_reference_policy_matches_the_conformance_table() {
+    conformance("c");
+}
+
+/// The `/count/N` hints of a run of the misbehave fixture's `count` mode:
+/// N is how many calls the instance has served.
+fn counts(isolation: &str, extra: &str, requests: &[&str]) -> Vec<String> {
+    let config = format!(
+        "[policy]\nisolation = \"{isolation}\"\n{extra}\n[policy.config]\nmode = \"count\"\n"
+    );
+    let requests: Vec<serde_json::Value> = requests
+        .iter()
+        .map(|r| serde_json::json!({ "request": r }))
+        .collect();
+    run(&policy("misbehave"), &config, &requests)
+        .into_iter()
+        .map(|o| match o {
+            Outcome::Hints(h) => h
+                .first()
+                .and_then(|h| h.split(' ').next())
+                .unwrap_or("none")
+                .to_string(),
+            Outcome::Error(why) => {
+                format!(
+                    "failed: {}",
+                    why.split([':', '(']).next().unwrap_or("").trim()
+                )
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn a_fresh_instance_per_request_keeps_no_state_between_requests() {
+    assert_eq!(
+        counts("fresh", "", &["GET /", "GET /", "GET /"]),
+        ["/count/1", "/count/1", "/count/1"]
+    );
+}
+
+#[test]
+fn a_reused_instance_keeps_state_and_is_recycled_after_a_trap() {
+    assert_eq!(
+        counts(
+            "reuse",
+            "",
+            &[
+                "GET /",
+                "GET /",
+                "GET /",
+                "GET /?misbehave=trap",
+                "GET /",
+                "GET /"
+            ]
+        ),
+        [
+            "/count/1",
+            "/count/2",
+            "/count/3",
+            "failed: the policy trapped",
+            "/count/1",
+            "/count/2"
+        ]
+    );
+}
+
+#[test]
+fn a_reused_instance_is_replaced_after_its_call_limit() {
+    assert_eq!(
+        counts(
+            "reuse",
+            "reuse_max_calls = 2",
+            &["GET /", "GET /", "GET /", "GET /", "GET /"]
+        ),
+        ["/count/1", "/count/2", "/count/1", "/count/2", "/count/1"]
+    );
+}
+
+#[test]
+fn a_reused_instance_is_recycled_after_a_timeout() {
+    assert_eq!(
+        counts(
+            "reuse",
+            "deadline_ms = 50",
+            &["GET /", "GET /", "GET /?misbehave=loop", "GET /"]
+        ),
+        [
+            "/count/1",
+            "/count/2",
+            "failed: the policy ran past its deadline",
+            "/count/1"
+        ]
+    );
+}
+
+/// `herald policy new --lang LANG`, built with the project's own build
+/// script, passes the samples it was created with.
+fn new_project_builds_and_passes_its_samples(lang: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["policy", "new", "shop-hints", "--lang", lang, "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("./build.sh"), "{stdout}");
+    let project = dir.path().join("shop-hints");
+    if lang == "js" {
+        // The packages scripts/setup installed, instead of a fresh download.
+        std::os::unix::fs::symlink(
+            workspace().join("plugins-example/js/node_modules"),
+            project.join("node_modules"),
+        )
+        .unwrap();
+    }
+    let build = Command::new(project.join("build.sh")).output().unwrap();
+    assert!(
+        build.status.success(),
+        "{lang} build.sh: {}{}",
+        String::from_utf8_lossy(&build.stdout),
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let test = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["policy", "test"])
+        .arg(project.join("shop_hints.wasm"))
+        .arg("--samples")
+        .arg(project.join("shop_hints.samples.toml"))
+        .env("XDG_CACHE_HOME", workspace().join("target/test-cache"))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&test.stdout);
+    assert!(
+        test.status.success() && report.ends_with("2 passed, 0 failed\n"),
+        "{lang}: {report}{}",
+        String::from_utf8_lossy(&test.stderr)
+    );
+}
+
+#[test]
+fn policy_new_python_project_builds_and_passes_its_samples() {
+    new_project_builds_and_passes_its_samples("python");
+}
+
+#[test]
+fn policy_new_javascript_project_builds_and_passes_its_samples() {
+    new_project_builds_and_passes_its_samples("js");
+}
+
+#[test]
+fn policy_new_c_project_builds_and_passes_its_samples() {
+    new_project_builds_and_passes_its_samples("c");
+}
