@@ -107,6 +107,23 @@ pub struct TlsConfig {
     /// Where to write the generated self-signed certificate (PEM), so a client
     /// can be told to trust it. Only used when `cert`/`key` are absent.
     pub self_signed_out: Option<PathBuf>,
+    /// More certificates, each for its server names (SNI). A client naming
+    /// none of them gets the certificate above. A request on a connection
+    /// whose certificate does not cover the request's host gets `421`.
+    pub sni: Vec<SniCert>,
+}
+
+/// `[[tls.sni]]`: a certificate and the server names it is presented for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SniCert {
+    /// Host names, exact (`shop.example.com`) or one-label wildcards
+    /// (`*.example.com`).
+    pub names: Vec<String>,
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
 }
 
 /// `[origin]`: the static files Herald serves.
@@ -432,6 +449,27 @@ impl Config {
                 )));
             }
             _ => {}
+        }
+        for (i, entry) in c.tls.sni.iter().enumerate() {
+            if entry.names.is_empty() {
+                return Err(err(format!(
+                    "tls.sni[{i}].names: list at least one host name"
+                )));
+            }
+            for name in &entry.names {
+                let bare = name.strip_prefix("*.").unwrap_or(name);
+                let valid = !bare.is_empty()
+                    && bare
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+                    && !bare.starts_with('.')
+                    && !bare.contains("..");
+                if !valid {
+                    return Err(err(format!(
+                        "tls.sni[{i}].names: `{name}` is not a host name (or `*.` and a host name)"
+                    )));
+                }
+            }
         }
         if c.origin.index.is_empty() || c.origin.index.contains('/') {
             return Err(err(

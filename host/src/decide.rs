@@ -24,11 +24,13 @@ pub struct Begun {
 }
 
 /// The start every request shares: its target, then the origin's response
-/// (421 for a host this server does not serve).
+/// (421 for a host this server does not serve, or that the connection's
+/// certificate does not cover).
 pub async fn begin(
     shared: &Shared,
     parts: &http::request::Parts,
     host_header_first: bool,
+    sni: Option<&str>,
 ) -> Begun {
     let from_uri = parts.uri.authority().map(|a| a.as_str().to_string());
     let from_host = parts
@@ -46,7 +48,7 @@ pub async fn begin(
         .path_and_query()
         .map_or("/", |pq| pq.as_str())
         .to_string();
-    let response = if shared.serves(authority.as_deref().unwrap_or("")) {
+    let response = if shared.serves(authority.as_deref().unwrap_or(""), sni) {
         shared
             .origin
             .respond(

@@ -35,6 +35,7 @@ struct Conn {
     id: u64,
     scheme: &'static str,
     client: Option<std::net::IpAddr>,
+    sni: Option<Arc<str>>,
     followups: Arc<crate::metrics::Followups>,
 }
 
@@ -96,6 +97,7 @@ pub async fn serve<IO>(
     id: u64,
     scheme: &'static str,
     client: Option<std::net::IpAddr>,
+    sni: Option<Arc<str>>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -114,6 +116,7 @@ pub async fn serve<IO>(
             id,
             scheme,
             client,
+            sni: sni.clone(),
             followups,
         };
         async move { Ok::<_, Infallible>(handle(shared, write, req, conn).await) }
@@ -146,6 +149,7 @@ async fn handle<IO: AsyncRead + AsyncWrite>(
         id: conn,
         scheme,
         client,
+        sni,
         followups,
     } = conn;
     let (parts, _body) = req.into_parts();
@@ -153,7 +157,7 @@ async fn handle<IO: AsyncRead + AsyncWrite>(
         authority,
         path_and_query,
         response,
-    } = crate::decide::begin(&shared, &parts, true).await;
+    } = crate::decide::begin(&shared, &parts, true, sni.as_deref()).await;
     let authority = authority.unwrap_or_default();
     followups.requested(&path_and_query);
     let decided = crate::decide::hints_for(

@@ -33,21 +33,26 @@ pub struct Shared {
     pub on_invalid: OnInvalid,
     /// `push.copy_headers`, parsed once (validated at config load).
     pub copy_headers: Vec<http::HeaderName>,
+    /// The TLS certificates, once bound (for the per-connection 421 check).
+    pub certs: Option<Arc<crate::tls::Certs>>,
 }
 
 impl Shared {
-    /// Whether `authority` (`host` or `host:port`) is one this server serves.
-    pub fn serves(&self, authority: &str) -> bool {
-        let hosts = &self.config.origin.hosts;
-        if hosts.is_empty() {
-            return true;
-        }
+    /// Whether `authority` (`host` or `host:port`) is one this server serves
+    /// on a connection whose TLS handshake named `sni`.
+    pub fn serves(&self, authority: &str, sni: Option<&str>) -> bool {
         let host = match authority.rsplit_once(':') {
             Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
             _ => authority,
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        hosts.iter().any(|h| h.eq_ignore_ascii_case(host))
+        if let Some(certs) = &self.certs
+            && !certs.covers(sni, host)
+        {
+            return false;
+        }
+        let hosts = &self.config.origin.hosts;
+        hosts.is_empty() || hosts.iter().any(|h| h.eq_ignore_ascii_case(host))
     }
 
     /// The `/metrics` page: one series per policy version.
@@ -146,6 +151,7 @@ impl Shared {
             failure_log: BurstLog::new(Duration::from_secs(10)),
             invalid_log: BurstLog::new(Duration::from_secs(10)),
             on_invalid: OnInvalid::default(),
+            certs: None,
             copy_headers: config
                 .push
                 .copy_headers
@@ -258,13 +264,13 @@ pub struct Server {
 
 impl Server {
     /// Bind every listener. Fails with the address in the message.
-    pub async fn bind(shared: Shared) -> anyhow::Result<Server> {
+    pub async fn bind(mut shared: Shared) -> anyhow::Result<Server> {
         let acceptor = if shared.config.server.listen.is_empty() {
             None
         } else {
-            Some(TlsAcceptor::from(crate::tls::server_config(
-                &shared.config.tls,
-            )?))
+            let (config, certs) = crate::tls::server_config(&shared.config.tls)?;
+            shared.certs = Some(certs);
+            Some(TlsAcceptor::from(config))
         };
         let mut tls = Vec::new();
         for addr in &shared.config.server.listen {
@@ -439,9 +445,9 @@ async fn connection(
                 }
             };
             if h2 {
-                crate::conn::serve(tcp, shared, id, "http", client, rx).await
+                crate::conn::serve(tcp, shared, id, "http", client, None, rx).await
             } else {
-                crate::h1::serve(tcp, shared, id, "http", client, rx).await
+                crate::h1::serve(tcp, shared, id, "http", client, None, rx).await
             }
         }
         Some(acceptor) => {
@@ -467,10 +473,11 @@ async fn connection(
             if lowat > 0 {
                 tls.get_mut().1.set_buffer_limit(Some(lowat.max(16 * 1024)));
             }
+            let sni: Option<Arc<str>> = tls.get_ref().1.server_name().map(Arc::from);
             match tls.get_ref().1.alpn_protocol() {
-                Some(b"h2") => crate::conn::serve(tls, shared, id, "https", client, rx).await,
+                Some(b"h2") => crate::conn::serve(tls, shared, id, "https", client, sni, rx).await,
                 // ALPN http/1.1, or a client that offered no ALPN at all.
-                _ => crate::h1::serve(tls, shared, id, "https", client, rx).await,
+                _ => crate::h1::serve(tls, shared, id, "https", client, sni, rx).await,
             }
         }
     }

@@ -436,34 +436,48 @@ impl Client {
 
     /// Like `tls`, through another address (e.g. a delaying proxy).
     pub async fn tls_via(herald: &Herald, addr: SocketAddr, options: ClientOptions) -> Client {
-        let mut roots = rustls::RootCertStore::empty();
-        let pem = std::fs::read(herald.cert_pem()).expect("herald wrote its certificate");
+        Self::tls_named(addr, "localhost", &[herald.cert_pem()], options)
+            .await
+            .expect("TLS handshake with herald")
+    }
+
+    /// Connect over TLS to `addr` naming `server_name` (SNI), trusting only
+    /// the certificates in `roots` (PEM files); the connection's authority is
+    /// `server_name:port`. Fails if the handshake does (e.g. the certificate
+    /// presented is not valid for `server_name`).
+    pub async fn tls_named(
+        addr: SocketAddr,
+        server_name: &str,
+        roots: &[PathBuf],
+        options: ClientOptions,
+    ) -> Result<Client, std::io::Error> {
+        let mut store = rustls::RootCertStore::empty();
         use rustls_pki_types::pem::PemObject;
-        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
-            roots.add(cert.unwrap()).unwrap();
+        for root in roots {
+            let pem = std::fs::read(root).expect("a root certificate file");
+            for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+                store.add(cert.unwrap()).unwrap();
+            }
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .unwrap()
-            .with_root_certificates(roots)
+            .with_root_certificates(store)
             .with_no_client_auth();
         config.alpn_protocols = vec![b"h2".to_vec()];
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-        let tls = connector
-            .connect(name, tcp)
-            .await
-            .expect("TLS handshake with herald");
+        let name = rustls_pki_types::ServerName::try_from(server_name.to_string()).unwrap();
+        let tls = connector.connect(name, tcp).await?;
         assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-        Self::handshake(
+        Ok(Self::handshake(
             tls,
-            format!("localhost:{}", herald.https.port()),
+            format!("{server_name}:{}", addr.port()),
             "https",
             options,
         )
-        .await
+        .await)
     }
 
     /// Connect with cleartext HTTP/2 (prior knowledge).

@@ -42,6 +42,8 @@ pub struct Conn {
     pub scheme: &'static str,
     /// The client's address.
     pub client: Option<std::net::IpAddr>,
+    /// The server name of the TLS handshake (SNI), if any.
+    pub sni: Option<Arc<str>>,
     pub shared: Arc<Shared>,
     pub peer: Arc<PeerState>,
     pub push_book: tokio::sync::Mutex<push::PushBook>,
@@ -58,6 +60,7 @@ pub async fn serve<IO>(
     id: u64,
     scheme: &'static str,
     client: Option<std::net::IpAddr>,
+    sni: Option<Arc<str>>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -98,6 +101,7 @@ pub async fn serve<IO>(
         id,
         scheme,
         client,
+        sni,
         peer: peer.clone(),
         push_book: tokio::sync::Mutex::new(push::PushBook::new(shared.config.push.memo_size)),
         sched: Arc::new(sched::Scheduler::new(peer.clone())),
@@ -149,7 +153,7 @@ async fn handle(
         authority,
         path_and_query,
         response,
-    } = crate::decide::begin(shared, &parts, false).await;
+    } = crate::decide::begin(shared, &parts, false, conn.sni.as_deref()).await;
     conn.followups.requested(&path_and_query);
 
     let can_push = shared.config.push.enabled && conn.peer.push_enabled();
