@@ -742,25 +742,30 @@ mod tests {
         );
         let documented: toml::Table = toml::from_str(text).unwrap();
         let defaults = toml::Table::try_from(Config::default()).unwrap();
+        // An empty array of tables (`[[tls.sni]]`) is documented by a
+        // commented-out example of one entry.
         fn missing(
             prefix: &str,
             defaults: &toml::Table,
             documented: &toml::Table,
+            text: &str,
             out: &mut Vec<String>,
         ) {
             for (k, v) in defaults {
                 let key = format!("{prefix}{k}");
                 match (v, documented.get(k)) {
                     (toml::Value::Table(d), Some(toml::Value::Table(e))) => {
-                        missing(&format!("{key}."), d, e, out)
+                        missing(&format!("{key}."), d, e, text, out)
                     }
+                    (toml::Value::Array(a), None)
+                        if a.is_empty() && text.contains(&format!("# [[{key}]]")) => {}
                     (_, None) => out.push(key),
                     _ => {}
                 }
             }
         }
         let mut out = Vec::new();
-        missing("", &defaults, &documented, &mut out);
+        missing("", &defaults, &documented, text, &mut out);
         assert!(
             out.is_empty(),
             "keys missing from docs/herald.example.toml: {out:?}"
