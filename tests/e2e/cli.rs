@@ -433,3 +433,26 @@ fn the_policy_bench_runs_and_reports_against_its_baseline() {
         "{out}"
     );
 }
+
+#[test]
+fn the_systemd_unit_passes_systemd_analyze_verify() {
+    // The unit as shipped, pointed at the binary under test (verify checks
+    // that ExecStart is executable). Any complaint (unknown key, bad value)
+    // is printed, with exit status 0 for some: both count.
+    let unit = std::fs::read_to_string(workspace().join("docs/systemd/herald.service")).unwrap();
+    assert!(unit.contains("ExecStart=/usr/local/bin/herald serve"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("herald.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/herald", env!("CARGO_BIN_EXE_herald")),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze (Debian systemd; scripts/setup installs it)");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.trim().is_empty(), "{err}");
+}
