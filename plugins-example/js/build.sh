@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Build the JavaScript reference policy into a Wasm component.
 #   usage: plugins-example/js/build.sh OUT.wasm
-# Needs Node.js and this folder's npm packages (`npm ci` here; `scripts/setup` does it).
+# Needs Node.js and this folder's npm packages (`npm install --no-package-lock` here; `scripts/setup` does it).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 out="$(realpath -m "${1:?usage: build.sh OUT.wasm}")"
 cd "$here"
-[ -x node_modules/.bin/componentize-js ] || { echo "build.sh: componentize-js not installed; run scripts/setup (or npm ci in $here)" >&2; exit 1; }
+[ -d node_modules/@bytecodealliance/preview2-shim ] || { echo "build.sh: componentize-js not installed; run scripts/setup (or npm install --no-package-lock in $here)" >&2; exit 1; }
 mkdir -p "$(dirname "$out")"
 # No wasi:http: a policy has no network, and Herald does not link it.
 node_modules/.bin/componentize-js policy.js --wit ../../wit --world-name push-policy \
