@@ -169,6 +169,24 @@ pub enum Isolation {
     Reuse,
 }
 
+/// `[policy.cache]`: a policy whose answer depends only on the method,
+/// authority, path, query, push support, A/B variant and the headers and
+/// cookies listed here (and on its configuration, fixed per version) may have
+/// its answers cached: a request with the same values gets the same hints
+/// without a call. Each policy version has its own cache, so a swap starts
+/// afresh; failures are never cached. List too little and clients get answers
+/// meant for others: declare everything the policy reads.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyCacheConfig {
+    /// Answers kept (per policy version). 0, the default, turns caching off.
+    pub entries: usize,
+    /// Request headers the answer depends on, lowercase.
+    pub headers: Vec<String>,
+    /// Cookies the answer depends on.
+    pub cookies: Vec<String>,
+}
+
 /// `[policy]`: the Wasm policy and the limits it runs under.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -188,6 +206,16 @@ pub struct PolicyConfig {
     /// Calls that may run at once (pooling allocator slots). Default 128.
     /// Requests beyond that wait for a slot within their deadline.
     pub max_concurrent_calls: u32,
+    /// Instructions a call may execute (wasmtime fuel, about one per Wasm
+    /// instruction; on a fresh instance its start-up counts too). 0, the
+    /// default, means no budget: counting costs 30 to 70% on interpreted
+    /// guests, and the wall-clock deadline already bounds every call. Set it
+    /// where a deterministic bound matters more than that cost, e.g. for
+    /// policies from tenants you do not trust; a call over budget traps.
+    pub max_instructions: u64,
+    /// `[policy.cache]`: cache answers by the request parts the policy's
+    /// answer depends on. Off by default.
+    pub cache: PolicyCacheConfig,
     /// How each call gets its instance: `fresh` (the default) instantiates
     /// the component anew for every request, so no state survives a call;
     /// right for Rust and C policies, which instantiate in microseconds.
@@ -229,6 +257,8 @@ impl Default for PolicyConfig {
             deadline_ms: 20,
             memory_mib: 64,
             max_concurrent_calls: 128,
+            max_instructions: 0,
+            cache: PolicyCacheConfig::default(),
             isolation: Isolation::Fresh,
             reuse_max_calls: 1000,
             reuse_idle: 8,
@@ -498,6 +528,17 @@ impl Config {
             1,
             1 << 30,
         )?;
+        range("policy.cache.entries", p.cache.entries as u64, 0, 1 << 22)?;
+        for name in &p.cache.headers {
+            if name.is_empty()
+                || name.bytes().any(|b| b.is_ascii_uppercase())
+                || http::HeaderName::from_bytes(name.as_bytes()).is_err()
+            {
+                return Err(err(format!(
+                    "policy.cache.headers: `{name}` is not a lowercase header name"
+                )));
+            }
+        }
         range(
             "policy.reuse_idle",
             p.reuse_idle.into(),

@@ -158,7 +158,11 @@ async fn plan_with(
                 version.map_or("default", |v| &v.variant),
             );
             let (result, stats) = policy.decide(&input).await;
-            metrics.observe_policy_call(stats.elapsed);
+            if stats.cached {
+                Metrics::inc(&metrics.policy_cached);
+            } else {
+                metrics.observe_policy_call(stats.elapsed);
+            }
             match result {
                 Ok(hints) => hints,
                 Err(failure) => {

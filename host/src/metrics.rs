@@ -22,6 +22,8 @@ pub struct Metrics {
     pub policy_timeouts: AtomicU64,
     pub policy_errors: AtomicU64,
     pub policy_busy: AtomicU64,
+    pub policy_cached: AtomicU64,
+    pub floods: AtomicU64,
     pub hints: AtomicU64,
     pub invalid_hints: AtomicU64,
     pub pushes_promised: AtomicU64,
@@ -62,13 +64,23 @@ impl Metrics {
     /// `policy="x",version="y"`), one HELP/TYPE block per series name.
     pub fn render_all(sets: &[(String, std::sync::Arc<Metrics>)]) -> String {
         type Pick = fn(&Metrics) -> &AtomicU64;
-        let series: [(&str, &str, Pick); 19] = [
+        let series: [(&str, &str, Pick); 21] = [
             ("herald_requests_total", "Requests received.", |m| {
                 &m.requests
             }),
             ("herald_policy_calls_total", "Policy calls.", |m| {
                 &m.policy_calls
             }),
+            (
+                "herald_flood_connections_closed_total",
+                "Connections closed for flooding PING or SETTINGS frames.",
+                |m| &m.floods,
+            ),
+            (
+                "herald_policy_cached_answers_total",
+                "Policy calls answered from the decision cache ([policy.cache]).",
+                |m| &m.policy_cached,
+            ),
             (
                 "herald_policy_traps_total",
                 "Policy calls that trapped.",

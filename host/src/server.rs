@@ -30,6 +30,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub failure_log: BurstLog,
     pub invalid_log: BurstLog,
+    /// Flooding clients, logged once per burst.
+    pub flood_log: BurstLog,
     pub on_invalid: OnInvalid,
     /// `push.copy_headers`, parsed once (validated at config load).
     pub copy_headers: Vec<http::HeaderName>,
@@ -150,6 +152,7 @@ impl Shared {
             metrics: Arc::new(Metrics::default()),
             failure_log: BurstLog::new(Duration::from_secs(10)),
             invalid_log: BurstLog::new(Duration::from_secs(10)),
+            flood_log: BurstLog::new(Duration::from_secs(10)),
             on_invalid: OnInvalid::default(),
             certs: None,
             copy_headers: config
@@ -189,6 +192,7 @@ pub async fn reload(shared: &Shared, config: Config) {
         p.max_hint_bytes,
         p.reuse_max_calls,
         p.reuse_idle,
+        p.max_instructions,
     ) != (
         old.policy.deadline_ms,
         old.policy.memory_mib,
@@ -197,6 +201,7 @@ pub async fn reload(shared: &Shared, config: Config) {
         old.policy.max_hint_bytes,
         old.policy.reuse_max_calls,
         old.policy.reuse_idle,
+        old.policy.max_instructions,
     );
     if limits_changed {
         restart.push("policy limits");

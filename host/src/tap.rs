@@ -64,6 +64,9 @@ pub struct PeerState {
     started: Instant,
     conn_id: u64,
     trace: bool,
+    /// The client sent PING/SETTINGS faster than `CONTROL_PER_SECOND`
+    /// allows: the connection is being closed.
+    flooded: AtomicBool,
 }
 
 /// The peer's flow-control grants, as read from the wire. Together with the
@@ -105,7 +108,13 @@ impl PeerState {
             started: Instant::now(),
             conn_id,
             trace,
+            flooded: AtomicBool::new(false),
         })
+    }
+
+    /// Whether the client flooded PING/SETTINGS (the connection is closing).
+    pub fn flooded(&self) -> bool {
+        self.flooded.load(Ordering::Acquire)
     }
 
     /// Whether the client allows PUSH_PROMISE, per the SETTINGS it has sent so far.
@@ -386,10 +395,48 @@ impl FrameDecoder {
     }
 }
 
+/// PING and SETTINGS frames (not acks) a client may send in a burst, and
+/// per second after it. Each costs an ack: past this, a client is flooding
+/// (CVE-2019-9512, -9515), and its connection is closed. Browsers send a
+/// handful per connection.
+const CONTROL_BURST: f64 = 1000.0;
+const CONTROL_PER_SECOND: f64 = 100.0;
+
+/// A token bucket over the client's PING and SETTINGS frames.
+#[derive(Debug)]
+struct ControlBudget {
+    tokens: f64,
+    at: Instant,
+}
+
+impl ControlBudget {
+    fn new() -> ControlBudget {
+        ControlBudget {
+            tokens: CONTROL_BURST,
+            at: Instant::now(),
+        }
+    }
+
+    /// Spend one token; false when there is none left.
+    fn spend(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.at).as_secs_f64() * CONTROL_PER_SECOND;
+        self.tokens = (self.tokens + refill).min(CONTROL_BURST);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// The tap's view of one direction: decode, update the peer state, trace.
 struct FrameCursor {
     direction: Direction,
     decoder: FrameDecoder,
+    control: ControlBudget,
 }
 
 impl FrameCursor {
@@ -397,13 +444,24 @@ impl FrameCursor {
         FrameCursor {
             direction,
             decoder: FrameDecoder::new(direction == Direction::Received),
+            control: ControlBudget::new(),
         }
     }
 
     fn feed(&mut self, bytes: &[u8], peer: &PeerState) {
         let direction = self.direction;
-        self.decoder
-            .feed(bytes, |frame| observe(direction, frame, peer));
+        let control = &mut self.control;
+        self.decoder.feed(bytes, |frame| {
+            let head = frame.head;
+            if direction == Direction::Received
+                && matches!(head.kind, frame_type::PING | frame_type::SETTINGS)
+                && head.flags & FLAG_ACK == 0
+                && !control.spend()
+            {
+                peer.flooded.store(true, Ordering::Release);
+            }
+            observe(direction, frame, peer)
+        });
     }
 }
 
@@ -615,6 +673,13 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Tap<IO> {
         let res = Pin::new(&mut this.io).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = res {
             this.received.feed(&buf.filled()[before..], &this.peer);
+            if this.peer.flooded() {
+                // h2 sees the connection fail and drops it with everything
+                // the flood queued; acking on would be the amplification.
+                return Poll::Ready(Err(io::Error::other(
+                    "PING/SETTINGS flood: connection closed",
+                )));
+            }
         }
         res
     }

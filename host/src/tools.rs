@@ -167,7 +167,9 @@ pub async fn run(policy: &Policy, samples: &[Sample]) -> Result<String, String> 
             (Ok(_), Some(f)) => format!("{f} instructions"),
             _ => "instructions n/a".to_string(),
         };
-        let instance = if stats.reused {
+        let instance = if stats.cached {
+            "cached answer, no call".to_string()
+        } else if stats.reused {
             format!("reused instance, call {}", stats.calls_on_instance)
         } else {
             "new instance".to_string()

@@ -456,3 +456,40 @@ fn the_systemd_unit_passes_systemd_analyze_verify() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && err.trim().is_empty(), "{err}");
 }
+
+#[test]
+fn an_instruction_budget_stops_a_looping_policy_deterministically() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("herald.toml");
+    std::fs::write(
+        &config,
+        "[policy]\nmax_instructions = 5000000\ndeadline_ms = 10000\n",
+    )
+    .unwrap();
+    let requests = dir.path().join("requests.jsonl");
+    std::fs::write(
+        &requests,
+        "{\"request\": \"GET /\"}\n{\"request\": \"GET /?misbehave=loop\"}\n",
+    )
+    .unwrap();
+    let (code, out, err) = herald(&[
+        "policy",
+        "run",
+        policy("misbehave").to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--requests",
+        requests.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().filter(|l| !l.starts_with("  ")).collect();
+    // The well-behaved call fits the budget; the endless loop runs out of it
+    // long before its 10 s deadline.
+    assert!(lines[0].contains("-> 1 hint(s)"), "{out}");
+    assert!(
+        lines[1].contains(
+            "trapped: used up its instruction budget (policy.max_instructions = 5000000)"
+        ),
+        "{out}"
+    );
+}

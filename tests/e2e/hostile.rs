@@ -89,9 +89,20 @@ async fn settings_and_ping_floods_do_not_take_the_server_down() {
             .take(one.len() * 50_000)
             .collect();
         let _ = client.send(&flood).await;
-        drain(&mut client, Duration::from_secs(3)).await;
+        assert!(
+            drain(&mut client, Duration::from_secs(5)).await,
+            "a flood of frame type {kind} must close the connection"
+        );
     }
     others_are_served(&mut herald).await;
+    // Counted, and logged once for the burst of two.
+    let logs = herald.logs();
+    assert_eq!(
+        logs.matches("client flooded PING/SETTINGS frames; connection closed")
+            .count(),
+        1,
+        "{logs}"
+    );
 }
 
 #[tokio::test]

@@ -339,3 +339,62 @@ fn policy_new_javascript_project_builds_and_passes_its_samples() {
 fn policy_new_c_project_builds_and_passes_its_samples() {
     new_project_builds_and_passes_its_samples("c");
 }
+
+#[test]
+fn the_decision_cache_answers_requests_that_agree_on_what_the_policy_declared() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("herald.toml");
+    std::fs::write(
+        &config,
+        "[policy]\nisolation = \"reuse\"\n[policy.cache]\nentries = 64\nheaders = [\"sec-fetch-dest\"]\ncookies = [\"have\"]\n[policy.config]\nmode = \"count\"\n",
+    )
+    .unwrap();
+    let requests = dir.path().join("requests.jsonl");
+    let rows = [
+        r#"{"request": "GET /", "headers": {"sec-fetch-dest": "document"}}"#,
+        // Same declared values, another user agent: the cached answer.
+        r#"{"request": "GET /", "headers": {"sec-fetch-dest": "document", "user-agent": "x"}}"#,
+        // A declared header differs: a call (the reused instance's second).
+        r#"{"request": "GET /", "headers": {"sec-fetch-dest": "iframe"}}"#,
+        // A declared cookie differs: a call.
+        r#"{"request": "GET /", "headers": {"sec-fetch-dest": "document", "cookie": "have=/a.css"}}"#,
+        // Another path: a call.
+        r#"{"request": "GET /about", "headers": {"sec-fetch-dest": "document"}}"#,
+        r#"{"request": "GET /", "headers": {"sec-fetch-dest": "iframe"}}"#,
+    ];
+    std::fs::write(&requests, rows.join("\n")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["policy", "run"])
+        .arg(policy("misbehave"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--requests")
+        .arg(&requests)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    let answers: Vec<(String, bool)> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| !l.starts_with("  "))
+        .map(|(i, l)| {
+            let hint = lines[i + 1].split_whitespace().next().unwrap().to_string();
+            (hint, l.contains("cached answer"))
+        })
+        .collect();
+    let expect = [
+        ("/count/1", false),
+        ("/count/1", true),
+        ("/count/2", false),
+        ("/count/3", false),
+        ("/count/4", false),
+        ("/count/2", true),
+    ];
+    assert_eq!(answers, expect.map(|(h, c)| (h.to_string(), c)), "{stdout}");
+}

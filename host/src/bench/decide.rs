@@ -1,7 +1,8 @@
 //! Policy decision cost, in process: one `decide` as `herald serve` runs it,
 //! in both isolation modes: on a fresh instance (pooling allocator,
 //! copy-on-write memory, instantiation, marshalling the request in and the
-//! hints out) and on a reused one (marshalling and the call).
+//! hints out), on a reused one (marshalling and the call), and answered from
+//! the decision cache (the key built from the request, a lookup, a copy).
 //!
 //! The baseline, measured in the same run, is a minimal policy (one constant
 //! hint, no configuration read), so the ratio shows what the policy itself
@@ -11,6 +12,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
+use crate::policy::cache::CacheSpec;
 use crate::policy::samples::Sample;
 use crate::policy::{Isolation, Limits, PolicyEngine};
 
@@ -39,10 +41,24 @@ async fn measure(
     engine: &PolicyEngine,
     path: &std::path::Path,
     config: &toml::Table,
-    isolation: Isolation,
+    mode: Mode,
     calls: usize,
 ) -> anyhow::Result<Vec<Duration>> {
-    let policy = engine.load_file(path, config)?.with_isolation(isolation);
+    let policy = engine.load_file(path, config)?;
+    let policy = match mode {
+        Mode::Fresh => policy,
+        Mode::Reuse => policy.with_isolation(Isolation::Reuse),
+        // Every call after the first is a hit: the cost of the lookup.
+        Mode::Cached => policy.with_cache(&CacheSpec {
+            headers: vec![
+                "sec-fetch-dest".into(),
+                "sec-fetch-mode".into(),
+                "accept".into(),
+            ],
+            cookies: vec!["herald-have".into()],
+            entries: 1024,
+        }),
+    };
     let sample = Sample {
         request: "GET /".into(),
         headers: [
@@ -82,6 +98,14 @@ async fn measure(
     Ok(times)
 }
 
+/// How a row's calls are made.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    Fresh,
+    Reuse,
+    Cached,
+}
+
 fn file_name(p: &std::path::Path) -> String {
     p.file_name()
         .map(|f| f.to_string_lossy().into_owned())
@@ -94,15 +118,15 @@ pub async fn report(opts: &Options) -> anyhow::Result<String> {
     let mut limits = Limits::from_config(&config.policy);
     limits.deadline = Duration::from_secs(1);
     let engine = PolicyEngine::new(limits, None)?;
-    let mut runs: Vec<(String, Isolation, Vec<Duration>)> = Vec::new();
-    runs.push((file_name(&opts.baseline), Isolation::Fresh, Vec::new()));
+    let mut runs: Vec<(String, Mode, Vec<Duration>)> = Vec::new();
+    runs.push((file_name(&opts.baseline), Mode::Fresh, Vec::new()));
     for p in &opts.policies {
-        for isolation in [Isolation::Fresh, Isolation::Reuse] {
-            runs.push((file_name(p), isolation, Vec::new()));
+        for mode in [Mode::Fresh, Mode::Reuse, Mode::Cached] {
+            runs.push((file_name(p), mode, Vec::new()));
         }
     }
     let paths: Vec<&PathBuf> = std::iter::once(&opts.baseline)
-        .chain(opts.policies.iter().flat_map(|p| [p, p]))
+        .chain(opts.policies.iter().flat_map(|p| [p, p, p]))
         .collect();
     // Three rounds, every measurement in each: all see the same machine.
     let empty = toml::Table::new();
@@ -134,8 +158,9 @@ pub async fn report(opts: &Options) -> anyhow::Result<String> {
         out.push_str(&format!(
             "| {label} | {} | {} | {:.2} us | {:.2} us | {:.2} us | {:.2} |\n",
             match isolation {
-                Isolation::Fresh => "fresh",
-                Isolation::Reuse => "reuse",
+                Mode::Fresh => "fresh",
+                Mode::Reuse => "reuse",
+                Mode::Cached => "fresh + [policy.cache], all hits",
             },
             times.len(),
             pct(times, 0.5),

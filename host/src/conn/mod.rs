@@ -125,6 +125,18 @@ pub async fn serve<IO>(
                     handle(conn, request, respond).await;
                 });
             }
+            Some(Err(_)) if conn.peer.flooded() => {
+                Metrics::inc(&conn.shared.metrics.floods);
+                if let Some(suppressed) = conn.shared.flood_log.admit() {
+                    tracing::warn!(
+                        conn = id,
+                        client = ?client,
+                        suppressed,
+                        "client flooded PING/SETTINGS frames; connection closed"
+                    );
+                }
+                break;
+            }
             Some(Err(e)) => {
                 if e.is_go_away() || e.is_io() {
                     tracing::debug!(conn = id, "connection ended: {e}");

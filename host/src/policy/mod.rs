@@ -24,6 +24,7 @@ mod bindings {
     });
 }
 
+pub mod cache;
 pub mod input;
 mod output;
 pub mod registry;
@@ -45,7 +46,9 @@ use wasmtime::{
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-pub use bindings::herald::policy::types::{CorsMode, Delivery, Destination, Header, Hint, Request};
+pub use bindings::herald::policy::types::{
+    Cookie, CorsMode, Delivery, Destination, Header, Hint, Request,
+};
 
 /// How often the epoch advances: the granularity of deadlines and of yields.
 const EPOCH_TICK: Duration = Duration::from_millis(1);
@@ -62,8 +65,12 @@ pub struct Limits {
     pub reuse_idle: u32,
     /// Count instructions (wasmtime fuel) per call: deterministic, for
     /// `herald policy run`; costs 30 to 70% on interpreted guests, so off
-    /// when serving.
+    /// when serving unless `max_instructions` asks for it.
     pub fuel: bool,
+    /// Instruction budget per call (`policy.max_instructions`); 0: none.
+    pub max_instructions: u64,
+    /// What answers may be cached by (`[policy.cache]`); off by default.
+    pub cache: cache::CacheSpec,
 }
 
 impl Limits {
@@ -76,6 +83,12 @@ impl Limits {
             reuse_max_calls: c.reuse_max_calls,
             reuse_idle: c.reuse_idle,
             fuel: false,
+            max_instructions: c.max_instructions,
+            cache: cache::CacheSpec {
+                headers: c.cache.headers.clone(),
+                cookies: c.cache.cookies.clone(),
+                entries: c.cache.entries,
+            },
         }
     }
 }
@@ -125,7 +138,7 @@ impl PolicyEngine {
         let mut config = Config::new();
         config
             .epoch_interruption(true)
-            .consume_fuel(limits.fuel)
+            .consume_fuel(limits.fuel || limits.max_instructions > 0)
             .memory_init_cow(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)
@@ -208,6 +221,7 @@ impl PolicyEngine {
             slots: self.slots.clone(),
             isolation: Isolation::Fresh,
             warm: Mutex::new(WarmPool::default()),
+            cache: cache::DecisionCache::new(&self.limits.cache),
         })
     }
 }
@@ -449,6 +463,8 @@ pub struct CallStats {
     pub reused: bool,
     /// Calls this instance has served, this one included.
     pub calls_on_instance: u32,
+    /// The answer came from the decision cache: no call was made.
+    pub cached: bool,
 }
 
 /// A compiled, type-checked policy, ready to be called concurrently.
@@ -463,6 +479,8 @@ pub struct Policy {
     isolation: Isolation,
     /// `reuse` isolation: instances waiting for their next call.
     warm: Mutex<WarmPool>,
+    /// Answers by request key (`[policy.cache]`), for this version only.
+    cache: Option<cache::DecisionCache>,
 }
 
 #[derive(Default)]
@@ -516,6 +534,12 @@ impl Policy {
         self
     }
 
+    /// Cache answers by `spec` (replacing the engine-wide `[policy.cache]`).
+    pub fn with_cache(mut self, spec: &cache::CacheSpec) -> Policy {
+        self.cache = cache::DecisionCache::new(spec);
+        self
+    }
+
     /// Drop the warm instances and keep none until `unpark`: for a version
     /// that stops serving but stays loaded for a rollback.
     pub fn park(&self) {
@@ -536,6 +560,17 @@ impl Policy {
     /// warm one (`reuse` isolation).
     pub async fn decide(&self, req: &Request) -> (Result<Vec<Hint>, PolicyFailure>, CallStats) {
         let start = Instant::now();
+        let key = self.cache.as_ref().map(|c| c.key(req));
+        if let (Some(cache), Some(key)) = (&self.cache, &key)
+            && let Some(hints) = cache.get(key)
+        {
+            let stats = CallStats {
+                elapsed: start.elapsed(),
+                cached: true,
+                ..CallStats::default()
+            };
+            return (Ok(hints), stats);
+        }
         let deadline = start + self.limits.deadline;
         let mut stats = CallStats::default();
         let instance = match self.take_warm() {
@@ -568,6 +603,9 @@ impl Policy {
                 }
             }
         };
+        if let (Some(cache), Some(key), Ok(hints)) = (&self.cache, key, &result) {
+            cache.insert(key, hints.clone());
+        }
         stats.elapsed = start.elapsed();
         (result, stats)
     }
@@ -626,11 +664,15 @@ impl Policy {
         deadline: Instant,
         stats: &mut CallStats,
     ) -> Result<Vec<Hint>, PolicyFailure> {
-        const FUEL: u64 = u64::MAX / 2;
+        let counting = self.limits.fuel || self.limits.max_instructions > 0;
+        let budget = match self.limits.max_instructions {
+            0 => u64::MAX / 2,
+            n => n,
+        };
         let store = &mut instance.store;
-        if self.limits.fuel {
+        if counting {
             store
-                .set_fuel(FUEL)
+                .set_fuel(budget)
                 .map_err(|e| PolicyFailure::Trap(e.to_string()))?;
         }
         store.set_epoch_deadline(1);
@@ -655,8 +697,8 @@ impl Policy {
         instance.calls += 1;
         stats.calls_on_instance = instance.calls;
         let store = &mut instance.store;
-        if self.limits.fuel {
-            stats.fuel = store.get_fuel().ok().map(|left| FUEL - left);
+        if counting {
+            stats.fuel = store.get_fuel().ok().map(|left| budget - left);
         }
         stats.peak_memory = store.data().limits.peak;
         let (captured, discarded) = store.data().output.take();
@@ -674,6 +716,10 @@ impl Policy {
             Err(e) => {
                 if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
                     Err(PolicyFailure::Timeout)
+                } else if matches!(e.downcast_ref::<Trap>(), Some(Trap::OutOfFuel)) {
+                    Err(PolicyFailure::Trap(format!(
+                        "used up its instruction budget (policy.max_instructions = {budget})"
+                    )))
                 } else {
                     Err(PolicyFailure::Trap(trap_summary(&e)))
                 }
