@@ -117,6 +117,10 @@ enum BenchCommand {
     /// Head-of-line: HTML time-to-first-byte while a large low-urgency push is
     /// in flight, with TCP_NOTSENT_LOWAT off and on, through a delaying proxy.
     Hol(HolArgs),
+    /// Page loads with push accepted, as a first-visit browser: pages/s,
+    /// time to the last critical asset, pushed bytes used and wasted. Works
+    /// against any HTTPS HTTP/2 server, optionally through a delaying proxy.
+    Pageload(PageloadArgs),
     /// Policy decision cost in process, on fresh and on reused instances,
     /// against a minimal policy measured in the same run.
     Policy {
@@ -159,6 +163,31 @@ enum BenchCommand {
         )]
         b: PathBuf,
     },
+}
+
+#[derive(clap::Args, Debug)]
+struct PageloadArgs {
+    /// The server's address.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    addr: std::net::SocketAddr,
+    /// Server name (SNI) and `:authority`.
+    #[arg(long, default_value = "localhost")]
+    host: String,
+    /// The page's path.
+    #[arg(long, default_value = "/")]
+    path: String,
+    /// Page loads in all (each on a new connection).
+    #[arg(long, default_value_t = 200)]
+    pages: usize,
+    /// Page loads at once.
+    #[arg(long, default_value_t = 10)]
+    concurrency: usize,
+    /// Round-trip time a delaying proxy adds (0: direct).
+    #[arg(long, default_value_t = 0)]
+    rtt_ms: u64,
+    /// Server-to-client bandwidth of that proxy in Mbit/s (0: unlimited).
+    #[arg(long, default_value_t = 0.0)]
+    mbit: f64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -228,6 +257,18 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Bench(BenchCommand::Hol(args)) => bench_hol(args),
+        Command::Bench(BenchCommand::Pageload(a)) => {
+            let opts = herald::bench::pageload::Options {
+                addr: a.addr,
+                path: a.path,
+                host: a.host,
+                pages: a.pages.max(1),
+                concurrency: a.concurrency.max(1),
+                rtt: Duration::from_millis(a.rtt_ms),
+                mbit: a.mbit,
+            };
+            run_bench(async move { herald::bench::pageload::report(&opts).await })
+        }
         Command::Bench(BenchCommand::Policy {
             calls,
             policy,

@@ -374,3 +374,49 @@ async fn the_navigation_only_policy_ignores_subresource_requests() {
         .unwrap();
     assert_eq!(client.fetch(nav).await.pushed_paths(), ["/css/site.css"]);
 }
+
+#[test]
+fn the_pageload_bench_accepts_pushes_and_counts_none_wasted_on_the_demo() {
+    let herald = Herald::start(&config_for(
+        &demo_site(),
+        Some(&policy("page_map")),
+        DEMO_ASSETS,
+    ));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args([
+            "bench",
+            "pageload",
+            "--pages",
+            "6",
+            "--concurrency",
+            "2",
+            "--addr",
+        ])
+        .arg(herald.https.to_string())
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        report.starts_with("6 page loads of https://localhost/"),
+        "{report}"
+    );
+    // The row: pages/s | HTML p50 | critical p50 | critical p99 | pushes/page
+    // | used | wasted | errors. All five demo pushes are used by the page
+    // (the font through its stylesheet), none wasted, no errors.
+    let row: Vec<&str> = report
+        .lines()
+        .find(|l| l.starts_with("| ") && !l.starts_with("| pages/s"))
+        .unwrap_or_else(|| panic!("{report}"))
+        .split('|')
+        .map(str::trim)
+        .collect();
+    assert_eq!(row[5], "5.0", "{report}");
+    assert_ne!(row[6], "0 KiB", "{report}");
+    assert_eq!(row[7], "0 KiB", "{report}");
+    assert_eq!(row[8], "0", "{report}");
+}

@@ -3,5 +3,6 @@
 
 pub mod decide;
 pub mod hol;
+pub mod pageload;
 pub mod proxy;
 pub mod swap;
