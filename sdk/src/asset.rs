@@ -2,7 +2,13 @@
 
 use crate::{CorsMode, Delivery, Destination, Hint};
 
-/// Why an asset spec could not be parsed.
+/// Why an asset spec could not be parsed; the message names the asset and
+/// the attribute.
+///
+/// ```
+/// let e = herald_sdk::parse_asset_spec("/a.css u=9").unwrap_err();
+/// assert_eq!(e.to_string(), "asset `/a.css`: bad attribute `u=9`");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AssetSpecError(pub String);
 

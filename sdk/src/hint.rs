@@ -1,6 +1,14 @@
 //! The hint builder.
 
 /// What the page will use a resource as: the `as=` of a preload link.
+///
+/// ```
+/// use herald_sdk::{Destination, Hint};
+/// // Guessed from the extension, or set explicitly:
+/// assert_eq!(Hint::new("/app.js").destination(), Destination::Script);
+/// let feed = Hint::new("/feed").destination_is(Destination::Fetch);
+/// assert_eq!(feed.destination().as_str(), "fetch");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Destination {
     Style,
@@ -83,7 +91,14 @@ impl Destination {
     }
 }
 
-/// The CORS mode a page fetches a resource with (`crossorigin=`).
+/// The CORS mode a page fetches a resource with (`crossorigin=`). A preload
+/// is only reused by a fetch in the same mode.
+///
+/// ```
+/// use herald_sdk::{CorsMode, Hint};
+/// let api = Hint::new("/api/me").fetch().crossorigin(CorsMode::UseCredentials);
+/// assert_eq!(api.cors_mode(), Some(CorsMode::UseCredentials));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CorsMode {
     Anonymous,
@@ -91,6 +106,12 @@ pub enum CorsMode {
 }
 
 /// How a hint should be delivered.
+///
+/// ```
+/// use herald_sdk::{Delivery, Hint};
+/// assert_eq!(Hint::new("/a.css").delivery(), Delivery::Auto);
+/// assert_eq!(Hint::new("/a.css").push_only().delivery(), Delivery::PushOnly);
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Delivery {
     /// Push where the client accepts it, otherwise an early hint.

@@ -47,6 +47,14 @@ pub use request::Request;
 
 /// What a policy returns: the hints, or an error message that Herald logs
 /// (first 200 characters) before serving the request without hints.
+///
+/// ```
+/// use herald_sdk::{Decision, Hint};
+/// let hints: Decision = Ok(vec![Hint::new("/css/site.css")]);
+/// let nothing: Decision = Ok(Vec::new());
+/// let failed: Decision = Err("no page map configured".into());
+/// # let _ = (hints, nothing, failed);
+/// ```
 pub type Decision = Result<Vec<Hint>, String>;
 
 /// A push policy. Implement it on a unit struct and export it with
