@@ -118,42 +118,38 @@ pub async fn report(opts: &Options) -> anyhow::Result<String> {
     let mut limits = Limits::from_config(&config.policy);
     limits.deadline = Duration::from_secs(1);
     let engine = PolicyEngine::new(limits, None)?;
-    let mut runs: Vec<(String, Mode, Vec<Duration>)> = Vec::new();
-    runs.push((file_name(&opts.baseline), Mode::Fresh, Vec::new()));
+    // One row per (policy, mode): the baseline first, fresh.
+    let mut runs: Vec<(&PathBuf, Mode, Vec<Duration>)> =
+        vec![(&opts.baseline, Mode::Fresh, Vec::new())];
     for p in &opts.policies {
         for mode in [Mode::Fresh, Mode::Reuse, Mode::Cached] {
-            runs.push((file_name(p), mode, Vec::new()));
+            runs.push((p, mode, Vec::new()));
         }
     }
-    let paths: Vec<&PathBuf> = std::iter::once(&opts.baseline)
-        .chain(opts.policies.iter().flat_map(|p| [p, p, p]))
-        .collect();
     // Three rounds, every measurement in each: all see the same machine.
     let empty = toml::Table::new();
     for _ in 0..3 {
-        for (i, run) in runs.iter_mut().enumerate() {
+        for (i, (path, mode, times)) in runs.iter_mut().enumerate() {
             let policy_config = if i == 0 {
                 &empty
             } else {
                 &config.policy.config
             };
-            let times = measure(&engine, paths[i], policy_config, run.1, opts.calls / 3).await?;
-            run.2.extend(times);
+            let measured = measure(&engine, path, policy_config, *mode, opts.calls / 3).await?;
+            times.extend(measured);
         }
     }
-    let pct = |v: &[Duration], p: f64| v[((v.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e6;
-    for run in &mut runs {
-        run.2.sort();
-    }
+    let pct = |v: &[Duration], p: f64| super::percentile(v, p).as_secs_f64() * 1e6;
     let base = pct(&runs[0].2, 0.5);
     let mut out = String::from(
         "one task (1 core); the policies get the demo page map (5 hints)\n\n| policy | isolation | calls | p50 | p90 | p99 | p50 vs baseline |\n|---|---|---|---|---|---|---|\n",
     );
-    for (i, (name, isolation, times)) in runs.iter().enumerate() {
+    for (i, (path, isolation, times)) in runs.iter().enumerate() {
+        let name = file_name(path);
         let label = if i == 0 {
             format!("baseline: {name}")
         } else {
-            name.clone()
+            name
         };
         out.push_str(&format!(
             "| {label} | {} | {} | {:.2} us | {:.2} us | {:.2} us | {:.2} |\n",

@@ -397,12 +397,8 @@ pub async fn run(opts: &Options) -> anyhow::Result<Summary> {
     Ok(summary)
 }
 
-fn pct(mut v: Vec<Duration>, p: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort();
-    v[((v.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3
+fn ms(v: &[Duration], p: f64) -> f64 {
+    super::percentile(v, p).as_secs_f64() * 1e3
 }
 
 /// Run and print one Markdown row (with a header).
@@ -435,9 +431,9 @@ pub async fn report(opts: &Options) -> anyhow::Result<String> {
     out.push_str(&format!(
         "| {:.1} | {:.2} ms | {:.2} ms | {:.2} ms | {:.1} | {} KiB | {} KiB | {} |\n",
         n as f64 / s.wall.as_secs_f64(),
-        pct(html, 0.5),
-        pct(critical.clone(), 0.5),
-        pct(critical, 0.99),
+        ms(&html, 0.5),
+        ms(&critical, 0.5),
+        ms(&critical, 0.99),
         pushes as f64 / n.max(1) as f64,
         used / 1024,
         wasted / 1024,

@@ -54,11 +54,6 @@ async fn until_changed(
     }
 }
 
-fn percentile(mut v: Vec<Duration>, p: f64) -> Duration {
-    v.sort();
-    v[((v.len() - 1) as f64 * p).round() as usize]
-}
-
 /// Measure and print a Markdown report.
 pub async fn report(opts: &Options) -> anyhow::Result<String> {
     let dir = tempfile::tempdir()?;
@@ -135,8 +130,8 @@ cache_dir = ""
     let row = |name: &str, v: &[Duration]| {
         format!(
             "| {name} | {:.1} ms | {:.1} ms | {:.1} ms |\n",
-            ms(percentile(v.to_vec(), 0.5)),
-            ms(percentile(v.to_vec(), 0.9)),
+            ms(super::percentile(v, 0.5)),
+            ms(super::percentile(v, 0.9)),
             ms(*v.iter().max().expect("rounds > 0"))
         )
     };
