@@ -143,6 +143,21 @@ impl Request {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The paths a site recorded as cached in the cookie `name`: its value
+    /// split on `|` (the format the example policies use). Empty without it.
+    ///
+    /// ```
+    /// use herald_sdk::Request;
+    /// let req = Request::get("/").with_cookie("herald-have", "/a.css|/b.js");
+    /// assert_eq!(req.cookie_paths("herald-have"), ["/a.css", "/b.js"]);
+    /// assert!(req.cookie_paths("other").is_empty());
+    /// ```
+    pub fn cookie_paths(&self, name: &str) -> Vec<&str> {
+        self.cookie(name)
+            .map(|v| v.split('|').collect())
+            .unwrap_or_default()
+    }
+
     /// Every cookie as (name, value).
     pub fn cookies(&self) -> &[(String, String)] {
         &self.cookies

@@ -26,10 +26,7 @@ impl Policy for CacheAware {
         let cookie = config
             .first("cookie")
             .unwrap_or_else(|| DEFAULT_COOKIE.to_string());
-        let have: Vec<&str> = req
-            .cookie(&cookie)
-            .map(|v| v.split('|').collect())
-            .unwrap_or_default();
+        let have = req.cookie_paths(&cookie);
         let hints = config.hints_for(req.path())?;
         Ok(hints
             .into_iter()

@@ -28,10 +28,7 @@ impl Policy for Reference {
         let cookie = config
             .first("cookie")
             .unwrap_or_else(|| DEFAULT_COOKIE.to_string());
-        let have: Vec<&str> = req
-            .cookie(&cookie)
-            .map(|v| v.split('|').collect())
-            .unwrap_or_default();
+        let have = req.cookie_paths(&cookie);
         Ok(hints
             .into_iter()
             .filter(|h| !have.contains(&h.path()))
