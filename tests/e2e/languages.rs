@@ -44,8 +44,9 @@ enum Outcome {
     Error(String),
 }
 
-/// Run `herald policy run` on `requests` and split its report per request.
-fn run(policy: &Path, config: &str, requests: &[serde_json::Value]) -> Vec<Outcome> {
+/// Run `herald policy run` on `requests` (JSON lines) with `config` (TOML);
+/// its report.
+fn policy_run(policy: &Path, config: &str, requests: &[serde_json::Value]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("herald.toml");
     std::fs::write(&config_path, config).unwrap();
@@ -71,6 +72,12 @@ fn run(policy: &Path, config: &str, requests: &[serde_json::Value]) -> Vec<Outco
         policy.display(),
         String::from_utf8_lossy(&out.stderr)
     );
+    stdout.into_owned()
+}
+
+/// `policy_run`, split per request.
+fn run(policy: &Path, config: &str, requests: &[serde_json::Value]) -> Vec<Outcome> {
+    let stdout = policy_run(policy, config, requests);
     let mut outcomes = Vec::new();
     for line in stdout.lines() {
         if let Some(hint) = line.strip_prefix("  ") {
@@ -342,14 +349,7 @@ fn policy_new_c_project_builds_and_passes_its_samples() {
 
 #[test]
 fn the_decision_cache_answers_requests_that_agree_on_what_the_policy_declared() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("herald.toml");
-    std::fs::write(
-        &config,
-        "[policy]\nisolation = \"reuse\"\n[policy.cache]\nentries = 64\nheaders = [\"sec-fetch-dest\"]\ncookies = [\"have\"]\n[policy.config]\nmode = \"count\"\n",
-    )
-    .unwrap();
-    let requests = dir.path().join("requests.jsonl");
+    let config = "[policy]\nisolation = \"reuse\"\n[policy.cache]\nentries = 64\nheaders = [\"sec-fetch-dest\"]\ncookies = [\"have\"]\n[policy.config]\nmode = \"count\"\n";
     let rows = [
         r#"{"request": "GET /", "headers": {"sec-fetch-dest": "document"}}"#,
         // Same declared values, another user agent: the cached answer.
@@ -362,22 +362,11 @@ fn the_decision_cache_answers_requests_that_agree_on_what_the_policy_declared() 
         r#"{"request": "GET /about", "headers": {"sec-fetch-dest": "document"}}"#,
         r#"{"request": "GET /", "headers": {"sec-fetch-dest": "iframe"}}"#,
     ];
-    std::fs::write(&requests, rows.join("\n")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args(["policy", "run"])
-        .arg(policy("misbehave"))
-        .arg("--config")
-        .arg(&config)
-        .arg("--requests")
-        .arg(&requests)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let requests: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| serde_json::from_str(r).unwrap())
+        .collect();
+    let stdout = policy_run(&policy("misbehave"), config, &requests);
     let lines: Vec<&str> = stdout.lines().collect();
     let answers: Vec<(String, bool)> = lines
         .iter()
