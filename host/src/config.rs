@@ -32,6 +32,9 @@ pub struct Config {
     pub push: PushConfig,
     pub h2: H2Config,
     pub admin: AdminConfig,
+    /// `[[proxy]]`: path prefixes served by an upstream application instead
+    /// of the static root. Longest prefix wins.
+    pub proxy: Vec<ProxyRoute>,
     /// An A/B experiment: requests are split between variants (policies).
     pub experiment: Option<crate::experiment::ExperimentConfig>,
 }
@@ -156,6 +159,73 @@ impl Default for OriginConfig {
             hosts: Vec::new(),
         }
     }
+}
+
+/// The protocol Herald speaks to an upstream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1, pooled keep-alive connections.
+    #[default]
+    Http1,
+    /// Cleartext HTTP/2 with prior knowledge (h2c): one multiplexed connection.
+    H2c,
+}
+
+/// `[[proxy]]`: requests whose path starts with `prefix` go to `upstream`.
+/// A push of a path is fetched where a request for it would go, so pushed
+/// resources come from the upstream or from the static root by the same rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyRoute {
+    /// Path prefix, starting with `/`: `/app/`, or `/` for everything.
+    pub prefix: String,
+    /// `http://host:port`: where these requests go. The request's path and
+    /// query are forwarded unchanged.
+    pub upstream: String,
+    /// `http1` (default) or `h2c`.
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
+    /// Prefixes under `prefix` served from the static root after all, e.g.
+    /// `["/assets/"]` with `prefix = "/"`.
+    #[serde(default)]
+    pub except: Vec<String>,
+    /// Time to open a connection to the upstream. Default 2000 ms; past it
+    /// the client gets `504`.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Time from sending the request to the upstream's response head.
+    /// Default 30000 ms; past it the client gets `504`.
+    #[serde(default = "default_response_timeout_ms")]
+    pub response_timeout_ms: u64,
+    /// Time the upstream may leave a response body without a byte before
+    /// the response is cut off. Default 30000 ms.
+    #[serde(default = "default_response_timeout_ms")]
+    pub body_idle_timeout_ms: u64,
+    /// Idle pooled connections kept per upstream. Default 32.
+    #[serde(default = "default_pool_idle")]
+    pub pool_idle: usize,
+    /// Read the upstream's `Link: rel=preload` headers (in its `103`s and its
+    /// final response) as hints: pushed where the client accepts push and the
+    /// link has no `nopush`, early hints otherwise. Default true.
+    #[serde(default = "default_true")]
+    pub link_hints: bool,
+}
+
+fn default_connect_timeout_ms() -> u64 {
+    2000
+}
+
+fn default_response_timeout_ms() -> u64 {
+    30_000
+}
+
+fn default_pool_idle() -> usize {
+    32
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// How a policy's calls get their Wasm instance (`policy.isolation`).
@@ -318,6 +388,49 @@ pub struct PushConfig {
     /// Request headers copied from the parent into each PUSH_PROMISE when the
     /// hint does not say: the headers a response commonly varies on.
     pub copy_headers: Vec<String>,
+    /// `[push.cache_digest]`: remember across connections what each client
+    /// was sent, in a signed cookie. Off by default.
+    pub cache_digest: CacheDigestConfig,
+}
+
+/// `[push.cache_digest]`: a signed cookie recording, as a Golomb-Rice coded
+/// set of (path, ETag) hashes, every resource Herald pushed or hinted to
+/// this client (in the spirit of H2O's CASPer). Policies ask it through the
+/// `client-cache` import (`likely-cached`) and skip what the client has; a
+/// changed ETag is a different entry, so a changed asset is sent again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheDigestConfig {
+    pub enabled: bool,
+    /// The cookie's name. Default `herald-cd`.
+    pub cookie: String,
+    /// A file holding the signing secret (at least 16 bytes; e.g.
+    /// `head -c 32 /dev/urandom > digest.key`). Every instance of a fleet
+    /// needs the same one. Default: a random secret per process, so cookies
+    /// do not survive a restart.
+    pub key_file: Option<PathBuf>,
+    /// Entries kept per client, a power of two. Default 128 (a cookie of
+    /// about 230 characters when full); when full, the digest starts again
+    /// from what this response sent.
+    pub max_entries: u32,
+    /// False positives: about one lookup in 2^`fp_bits` for a full digest.
+    /// Default 7 (1 in 128), the rate H2O's CASPer uses.
+    pub fp_bits: u8,
+    /// The cookie's `Max-Age`. Default 7 days.
+    pub max_age_s: u64,
+}
+
+impl Default for CacheDigestConfig {
+    fn default() -> Self {
+        CacheDigestConfig {
+            enabled: false,
+            cookie: "herald-cd".into(),
+            key_file: None,
+            max_entries: 128,
+            fp_bits: 7,
+            max_age_s: 7 * 86_400,
+        }
+    }
 }
 
 impl Default for PushConfig {
@@ -333,6 +446,7 @@ impl Default for PushConfig {
             copy_headers: ["accept-encoding", "accept-language", "user-agent", "cookie"]
                 .map(String::from)
                 .to_vec(),
+            cache_digest: CacheDigestConfig::default(),
         }
     }
 }
@@ -419,6 +533,7 @@ impl Config {
         fix(&mut self.tls.self_signed_out);
         fix(&mut self.origin.root);
         fix(&mut self.policy.path);
+        fix(&mut self.push.cache_digest.key_file);
         if let Some(e) = &mut self.experiment {
             for v in &mut e.variants {
                 if v.policy.is_relative() {
@@ -501,6 +616,15 @@ impl Config {
                 }
             }
         }
+        for (i, route) in c.proxy.iter().enumerate() {
+            route.check().map_err(|e| err(format!("proxy[{i}].{e}")))?;
+            if c.proxy[..i].iter().any(|r| r.prefix == route.prefix) {
+                return Err(err(format!(
+                    "proxy[{i}].prefix: `{}` is already routed by an earlier [[proxy]]",
+                    route.prefix
+                )));
+            }
+        }
         if c.origin.index.is_empty() || c.origin.index.contains('/') {
             return Err(err(
                 "origin.index: must be a plain file name such as index.html",
@@ -558,6 +682,36 @@ impl Config {
             1 << 20,
         )?;
         range("push.memo_size", c.push.memo_size as u64, 1, 1 << 20)?;
+        let d = &c.push.cache_digest;
+        if !d.max_entries.is_power_of_two() || d.max_entries > 4096 {
+            return Err(err(format!(
+                "push.cache_digest.max_entries: {} must be a power of two from 1 to 4096",
+                d.max_entries
+            )));
+        }
+        range("push.cache_digest.fp_bits", d.fp_bits.into(), 1, 16)?;
+        if d.cookie.is_empty()
+            || !d
+                .cookie
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err(err(format!(
+                "push.cache_digest.cookie: `{}` is not a cookie name",
+                d.cookie
+            )));
+        }
+        if let Some(p) = &d.key_file {
+            match std::fs::metadata(p) {
+                Ok(m) if m.is_file() && m.len() >= 16 => {}
+                _ => {
+                    return Err(err(format!(
+                        "push.cache_digest.key_file: {} is not a readable file of at least 16 bytes",
+                        p.display()
+                    )));
+                }
+            }
+        }
         for name in &c.push.copy_headers {
             if http::HeaderName::from_bytes(name.as_bytes()).is_err()
                 || name.bytes().any(|b| b.is_ascii_uppercase())
@@ -622,6 +776,58 @@ impl Config {
             10,
             600_000,
         )?;
+        Ok(())
+    }
+}
+
+impl ProxyRoute {
+    /// The route's own checks; the message starts with the key.
+    fn check(&self) -> Result<(), String> {
+        let prefix_ok = |p: &str| {
+            p.starts_with('/')
+                && !p.contains("/../")
+                && !p.contains("/./")
+                && p.bytes().all(|b| b.is_ascii_graphic())
+        };
+        if !prefix_ok(&self.prefix) {
+            return Err(format!(
+                "prefix: `{}` must be a path starting with `/`",
+                self.prefix
+            ));
+        }
+        for e in &self.except {
+            if !prefix_ok(e) || !e.starts_with(&self.prefix) {
+                return Err(format!(
+                    "except: `{e}` must be a path prefix under `{}`",
+                    self.prefix
+                ));
+            }
+        }
+        let uri: http::Uri = self
+            .upstream
+            .parse()
+            .map_err(|_| format!("upstream: `{}` is not a URL", self.upstream))?;
+        if uri.scheme_str() != Some("http") || uri.host().is_none() {
+            return Err(format!(
+                "upstream: `{}` must be http://host:port (TLS to upstreams is not supported)",
+                self.upstream
+            ));
+        }
+        if uri.path_and_query().is_some_and(|pq| pq.as_str() != "/") {
+            return Err(format!(
+                "upstream: `{}` must not have a path: the request's path is forwarded as is",
+                self.upstream
+            ));
+        }
+        for (key, v) in [
+            ("connect_timeout_ms", self.connect_timeout_ms),
+            ("response_timeout_ms", self.response_timeout_ms),
+            ("body_idle_timeout_ms", self.body_idle_timeout_ms),
+        ] {
+            if !(1..=3_600_000).contains(&v) {
+                return Err(format!("{key}: {v} is out of range (1 to 3600000)"));
+            }
+        }
         Ok(())
     }
 }

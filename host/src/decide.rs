@@ -20,7 +20,27 @@ pub struct Begun {
     /// send `:authority`; each protocol says which comes first).
     pub authority: Option<String>,
     pub path_and_query: String,
-    pub response: crate::origin::Response,
+    pub target: Target,
+}
+
+/// Who answers a request.
+pub enum Target {
+    /// The static origin (or Herald itself: 421, 400...), answer ready.
+    Ready(Box<crate::origin::Response>),
+    /// An upstream (`[[proxy]]`): the caller starts the request with
+    /// [`upstream`] and decides hints meanwhile.
+    Upstream,
+}
+
+impl Target {
+    /// The status the policy is told about: a proxied page is expected to
+    /// succeed (its hints go out before the upstream has answered).
+    pub fn expected_status(&self) -> StatusCode {
+        match self {
+            Target::Ready(r) => r.status,
+            Target::Upstream => StatusCode::OK,
+        }
+    }
 }
 
 /// The start every request shares: its target, then the origin's response
@@ -48,23 +68,176 @@ pub async fn begin(
         .path_and_query()
         .map_or("/", |pq| pq.as_str())
         .to_string();
-    let response = if shared.serves(authority.as_deref().unwrap_or(""), sni) {
-        shared
-            .origin
-            .respond(
-                &parts.method,
-                parts.uri.path(),
-                &parts.headers,
-                crate::origin::Serve::Request,
-            )
-            .await
+    let target = if !shared.serves(authority.as_deref().unwrap_or(""), sni) {
+        Target::Ready(Box::new(crate::origin::misdirected()))
+    } else if shared.proxy.route(parts.uri.path()).is_some() {
+        Target::Upstream
     } else {
-        crate::origin::misdirected()
+        Target::Ready(Box::new(
+            shared
+                .origin
+                .respond(
+                    &parts.method,
+                    parts.uri.path(),
+                    &parts.headers,
+                    crate::origin::Serve::Request,
+                )
+                .await,
+        ))
     };
     Begun {
         authority,
         path_and_query,
+        target,
+    }
+}
+
+/// A request on its way upstream: the `103`s it sends first, then its
+/// response (a 502/504 of ours if it fails). Dropping it abandons the request.
+pub struct Upstreaming {
+    pub early: tokio::sync::mpsc::UnboundedReceiver<http::HeaderMap>,
+    pub response: tokio::task::JoinHandle<crate::origin::Response>,
+    /// The route reads `Link: rel=preload` as hints.
+    pub link_hints: bool,
+}
+
+impl Drop for Upstreaming {
+    fn drop(&mut self) {
+        self.response.abort();
+    }
+}
+
+/// Who asks the upstream, and for what.
+pub struct UpstreamAsk<'a> {
+    pub method: &'a http::Method,
+    pub path_and_query: &'a str,
+    pub authority: &'a str,
+    pub scheme: &'static str,
+    pub client: Option<std::net::IpAddr>,
+    pub version: http::Version,
+    pub conn: u64,
+}
+
+/// Start `ask` on the upstream that routes it, in its own task, so hints can
+/// be decided and delivered while the upstream computes.
+pub fn upstream(
+    shared: &Arc<Shared>,
+    ask: &UpstreamAsk<'_>,
+    headers: http::HeaderMap,
+    body: crate::proxy::RequestBody,
+) -> Upstreaming {
+    let (tx, early) = tokio::sync::mpsc::unbounded_channel();
+    let path = ask
+        .path_and_query
+        .split('?')
+        .next()
+        .unwrap_or("/")
+        .to_string();
+    let link_hints = shared
+        .proxy
+        .route(&path)
+        .is_some_and(|u| u.route.link_hints);
+    let shared = shared.clone();
+    let (method, pq, authority) = (
+        ask.method.clone(),
+        ask.path_and_query.to_string(),
+        ask.authority.to_string(),
+    );
+    let (scheme, client, version, conn) = (ask.scheme, ask.client, ask.version, ask.conn);
+    let response = tokio::spawn(async move {
+        let ask = UpstreamAsk {
+            method: &method,
+            path_and_query: &pq,
+            authority: &authority,
+            scheme,
+            client,
+            version,
+            conn,
+        };
+        fetch_upstream(&shared, &ask, headers, body, Some(tx)).await
+    });
+    Upstreaming {
+        early,
         response,
+        link_hints,
+    }
+}
+
+/// Ask the upstream routing `ask` and wait for its response head; a failure
+/// becomes our 502/504, logged once per burst.
+pub async fn fetch_upstream(
+    shared: &Shared,
+    ask: &UpstreamAsk<'_>,
+    headers: http::HeaderMap,
+    body: crate::proxy::RequestBody,
+    early: Option<tokio::sync::mpsc::UnboundedSender<http::HeaderMap>>,
+) -> crate::origin::Response {
+    let path = ask.path_and_query.split('?').next().unwrap_or("/");
+    let Some(upstream) = shared.proxy.route(path) else {
+        return crate::origin::simple(StatusCode::NOT_FOUND, "not found\n");
+    };
+    let fwd = crate::proxy::Forward {
+        method: ask.method,
+        path_and_query: ask.path_and_query,
+        authority: ask.authority,
+        scheme: ask.scheme,
+        client: ask.client,
+        version: ask.version,
+    };
+    match upstream.fetch(fwd, headers, body, early).await {
+        Ok(response) => response,
+        Err(e) => {
+            Metrics::inc(&shared.metrics.upstream_errors);
+            let status = e.status().as_u16();
+            if let Some(suppressed) = shared.upstream_log.admit() {
+                tracing::warn!(
+                    conn = ask.conn,
+                    upstream = %upstream.route.upstream,
+                    path = %ask.path_and_query,
+                    status,
+                    suppressed,
+                    "upstream {}: {e}; answered {status}",
+                    upstream.route.upstream
+                );
+            }
+            crate::proxy::error_response(&e)
+        }
+    }
+}
+
+/// The response a push of `path_and_query` would get: from the upstream
+/// that routes it, or from the static root (the same rule as a request).
+pub async fn fetch_for_push(
+    shared: &Shared,
+    ask: &UpstreamAsk<'_>,
+    headers: &http::HeaderMap,
+) -> crate::origin::Response {
+    let path = ask.path_and_query.split('?').next().unwrap_or("/");
+    if shared.proxy.route(path).is_some() {
+        let body = crate::proxy::empty();
+        let response = fetch_upstream(shared, ask, headers.clone(), body, None).await;
+        if response.status == StatusCode::OK
+            && let Some(etag) = response
+                .headers
+                .get(http::header::ETAG)
+                .and_then(|v| v.to_str().ok())
+        {
+            shared
+                .versions
+                .upstream_etags
+                .learn(ask.path_and_query, etag);
+        }
+        response
+    } else {
+        shared
+            .origin
+            .respond(
+                &http::Method::GET,
+                path,
+                headers,
+                crate::origin::Serve::Push,
+            )
+            .await
     }
 }
 
@@ -93,6 +266,19 @@ pub struct Decided {
     /// A `Set-Cookie` for the final response: the user's new sticky key.
     pub set_cookie: Option<http::HeaderValue>,
     pub metrics: Arc<Metrics>,
+    /// The client's cache digest (`[push.cache_digest]`): record what is
+    /// sent in it, then add its `Set-Cookie`.
+    pub digest: Option<Arc<crate::client_cache::ClientDigest>>,
+}
+
+impl Decided {
+    /// The digest cookie to set, if this response changed it.
+    pub fn digest_cookie(&self, shared: &Shared, https: bool) -> Option<http::HeaderValue> {
+        let d = &shared.config.push.cache_digest;
+        self.digest
+            .as_ref()?
+            .set_cookie(&d.cookie, d.max_age_s, https)
+    }
 }
 
 /// Call the active policy (if any) and plan its hints. The registry is read
@@ -131,12 +317,21 @@ pub async fn hints_for(shared: &Shared, ask: &Ask<'_>) -> Decided {
     let variant = version
         .as_ref()
         .map_or_else(|| "default".to_string(), |v| v.variant.clone());
-    let plan = plan_with(shared, ask, version.as_deref(), &metrics).await;
+    let digest = shared.digest_key.as_ref().map(|key| {
+        Arc::new(crate::client_cache::ClientDigest::from_request(
+            key.clone(),
+            shared.versions.clone(),
+            &shared.config.push.cache_digest.cookie,
+            &ask.parts.headers,
+        ))
+    });
+    let plan = plan_with(shared, ask, version.as_deref(), &metrics, digest.clone()).await;
     Decided {
         plan,
         variant,
         set_cookie,
         metrics,
+        digest,
     }
 }
 
@@ -145,6 +340,7 @@ async fn plan_with(
     ask: &Ask<'_>,
     version: Option<&Version>,
     metrics: &Metrics,
+    digest: Option<Arc<crate::client_cache::ClientDigest>>,
 ) -> Plan {
     Metrics::inc(&metrics.requests);
     let hints = match version.map(|v| &v.policy) {
@@ -157,7 +353,8 @@ async fn plan_with(
                 ask.can_push,
                 version.map_or("default", |v| &v.variant),
             );
-            let (result, stats) = policy.decide(&input).await;
+            let client_cache = digest.map(|d| d as Arc<dyn crate::policy::ClientCache>);
+            let (result, stats) = policy.decide_with(&input, client_cache).await;
             if stats.cached {
                 Metrics::inc(&metrics.policy_cached);
             } else {
@@ -180,6 +377,30 @@ async fn plan_with(
     if ask.status != StatusCode::OK || hints.is_empty() {
         return Plan::default();
     }
+    plan_hints(shared, ask, hints, metrics)
+}
+
+/// The plan for an upstream's `Link: rel=preload` values (of a `103` or of
+/// its final response), validated and limited like a policy's hints.
+pub fn plan_links<'a>(
+    shared: &Shared,
+    ask: &Ask<'_>,
+    links: impl IntoIterator<Item = &'a http::HeaderValue>,
+    metrics: &Metrics,
+) -> Plan {
+    let hints = planner::link::preload_hints(links, ask.authority);
+    if hints.is_empty() {
+        return Plan::default();
+    }
+    plan_hints(shared, ask, hints, metrics)
+}
+
+fn plan_hints(
+    shared: &Shared,
+    ask: &Ask<'_>,
+    hints: Vec<crate::policy::Hint>,
+    metrics: &Metrics,
+) -> Plan {
     let p = &shared.config.policy;
     let plan = planner::plan(
         hints,

@@ -152,14 +152,33 @@ async fn handle<IO: AsyncRead + AsyncWrite>(
         sni,
         followups,
     } = conn;
-    let (parts, _body) = req.into_parts();
+    let (parts, body) = req.into_parts();
     let crate::decide::Begun {
         authority,
         path_and_query,
-        response,
+        target,
     } = crate::decide::begin(&shared, &parts, true, sni.as_deref()).await;
     let authority = authority.unwrap_or_default();
     followups.requested(&path_and_query);
+    let status = target.expected_status();
+    // A proxied request leaves now; its hints go out as a 103 meanwhile.
+    let (ready, mut upstreaming) = match target {
+        crate::decide::Target::Ready(response) => (Some(*response), None),
+        crate::decide::Target::Upstream => {
+            let ask = crate::decide::UpstreamAsk {
+                method: &parts.method,
+                path_and_query: &path_and_query,
+                authority: &authority,
+                scheme,
+                client,
+                version: parts.version,
+                conn,
+            };
+            let body = crate::proxy::boxed(body);
+            let started = crate::decide::upstream(&shared, &ask, parts.headers.clone(), body);
+            (None, Some(started))
+        }
+    };
     let decided = crate::decide::hints_for(
         &shared,
         &crate::decide::Ask {
@@ -167,7 +186,7 @@ async fn handle<IO: AsyncRead + AsyncWrite>(
             scheme,
             authority: &authority,
             path_and_query: &path_and_query,
-            status: response.status,
+            status,
             can_push: false,
             conn,
             client,
@@ -180,25 +199,43 @@ async fn handle<IO: AsyncRead + AsyncWrite>(
         .iter()
         .map(|p| crate::planner::link::preload(&p.hint, false))
         .collect();
-    if !links.is_empty() && parts.version == Version::HTTP_11 {
-        let mut early = b"HTTP/1.1 103 Early Hints\r\n".to_vec();
-        for link in &links {
-            early.extend_from_slice(b"link: ");
-            early.extend_from_slice(link.as_bytes());
-            early.extend_from_slice(b"\r\n");
-        }
-        early.extend_from_slice(b"\r\n");
-        match write_all(&write, &early).await {
-            Ok(()) => {
-                Metrics::inc(&decided.metrics.early_hints_sent);
-                Metrics::add(&decided.metrics.hinted_links, links.len() as u64);
-                for item in &decided.plan.items {
-                    followups.hinted(item.hint.path_and_query.as_str(), &decided.metrics);
-                }
-            }
-            Err(e) => tracing::debug!(conn, "103 not written: {e}"),
+    // RFC 8297: no 1xx to an HTTP/1.0 client.
+    let early_ok = parts.version == Version::HTTP_11;
+    if !links.is_empty() && early_ok && write_103(&write, &links, &decided.metrics, conn).await {
+        for item in &decided.plan.items {
+            followups.hinted(item.hint.path_and_query.as_str(), &decided.metrics);
         }
     }
+    if let Some(digest) = &decided.digest {
+        for item in &decided.plan.items {
+            digest
+                .record_current(item.hint.path_and_query.as_str())
+                .await;
+        }
+    }
+    let response = match (ready, upstreaming.as_mut()) {
+        (Some(response), _) => response,
+        (None, Some(up)) => loop {
+            tokio::select! {
+                head = &mut up.response => {
+                    break head.unwrap_or_else(|_| origin::simple(
+                        http::StatusCode::BAD_GATEWAY,
+                        "bad gateway\n",
+                    ));
+                }
+                Some(hints) = up.early.recv() => {
+                    // The upstream's 103, forwarded (its links as they are).
+                    let values: Vec<HeaderValue> =
+                        hints.get_all(http::header::LINK).iter().cloned().collect();
+                    if !values.is_empty() && early_ok {
+                        write_103(&write, &values, &decided.metrics, conn).await;
+                    }
+                }
+            }
+        },
+        (None, None) => unreachable!("a target is either ready or upstream"),
+    };
+    drop(upstreaming);
     if shared.config.server.access_log {
         tracing::info!(
             conn,
@@ -219,10 +256,41 @@ async fn handle<IO: AsyncRead + AsyncWrite>(
     for link in links {
         out.headers_mut().append(http::header::LINK, link);
     }
-    if let Some(cookie) = decided.set_cookie {
+    if let Some(cookie) = decided.set_cookie.clone() {
+        out.headers_mut().append(http::header::SET_COOKIE, cookie);
+    }
+    if let Some(cookie) = decided.digest_cookie(&shared, scheme == "https") {
         out.headers_mut().append(http::header::SET_COOKIE, cookie);
     }
     out
+}
+
+/// Write a `103 Early Hints` with `links` while hyper is idle; false if the
+/// connection refused it.
+async fn write_103<IO: AsyncRead + AsyncWrite>(
+    write: &SharedWriter<IO>,
+    links: &[HeaderValue],
+    metrics: &Metrics,
+    conn: u64,
+) -> bool {
+    let mut early = b"HTTP/1.1 103 Early Hints\r\n".to_vec();
+    for link in links {
+        early.extend_from_slice(b"link: ");
+        early.extend_from_slice(link.as_bytes());
+        early.extend_from_slice(b"\r\n");
+    }
+    early.extend_from_slice(b"\r\n");
+    match write_all(write, &early).await {
+        Ok(()) => {
+            Metrics::inc(&metrics.early_hints_sent);
+            Metrics::add(&metrics.hinted_links, links.len() as u64);
+            true
+        }
+        Err(e) => {
+            tracing::debug!(conn, "103 not written: {e}");
+            false
+        }
+    }
 }
 
 type NextChunk = Pin<Box<dyn Future<Output = (io::Result<Option<Bytes>>, origin::Body)> + Send>>;
@@ -230,14 +298,15 @@ type NextChunk = Pin<Box<dyn Future<Output = (io::Result<Option<Bytes>>, origin:
 /// An origin body as a hyper body, read in 64 KiB chunks.
 pub struct OriginBody {
     body: Option<origin::Body>,
-    len: u64,
+    /// Bytes left, when known (an upstream body may not say).
+    len: Option<u64>,
     reading: Option<NextChunk>,
 }
 
 impl OriginBody {
     fn new(body: origin::Body) -> OriginBody {
         OriginBody {
-            len: body.len(),
+            len: body.known_len(),
             body: Some(body),
             reading: None,
         }
@@ -266,7 +335,9 @@ impl http_body::Body for OriginBody {
         self.reading = None;
         match chunk {
             Ok(Some(bytes)) => {
-                self.len = self.len.saturating_sub(bytes.len() as u64);
+                if let Some(len) = self.len.as_mut() {
+                    *len = len.saturating_sub(bytes.len() as u64);
+                }
                 self.body = Some(body);
                 Poll::Ready(Some(Ok(http_body::Frame::data(bytes))))
             }
@@ -276,10 +347,13 @@ impl http_body::Body for OriginBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.reading.is_none() && (self.body.is_none() || self.len == 0)
+        self.reading.is_none() && (self.body.is_none() || self.len == Some(0))
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        http_body::SizeHint::with_exact(self.len)
+        match self.len {
+            Some(len) => http_body::SizeHint::with_exact(len),
+            None => http_body::SizeHint::default(),
+        }
     }
 }

@@ -9,9 +9,11 @@
 
 pub mod admin;
 pub mod bench;
+pub mod client_cache;
 pub mod config;
 pub mod conn;
 pub mod decide;
+pub mod digest;
 pub mod experiment;
 pub mod h1;
 pub mod hash;
@@ -19,6 +21,7 @@ pub mod metrics;
 pub mod origin;
 pub mod planner;
 pub mod policy;
+pub mod proxy;
 pub mod report;
 pub mod server;
 pub mod tap;

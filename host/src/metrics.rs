@@ -24,6 +24,8 @@ pub struct Metrics {
     pub policy_busy: AtomicU64,
     pub policy_cached: AtomicU64,
     pub floods: AtomicU64,
+    /// Proxied requests answered 502/504 because the upstream failed.
+    pub upstream_errors: AtomicU64,
     pub hints: AtomicU64,
     pub invalid_hints: AtomicU64,
     pub pushes_promised: AtomicU64,
@@ -64,7 +66,7 @@ impl Metrics {
     /// `policy="x",version="y"`), one HELP/TYPE block per series name.
     pub fn render_all(sets: &[(String, std::sync::Arc<Metrics>)]) -> String {
         type Pick = fn(&Metrics) -> &AtomicU64;
-        let series: [(&str, &str, Pick); 21] = [
+        let series: [(&str, &str, Pick); 22] = [
             ("herald_requests_total", "Requests received.", |m| {
                 &m.requests
             }),
@@ -75,6 +77,11 @@ impl Metrics {
                 "herald_flood_connections_closed_total",
                 "Connections closed for flooding PING or SETTINGS frames.",
                 |m| &m.floods,
+            ),
+            (
+                "herald_upstream_errors_total",
+                "Proxied requests answered 502 or 504 because the upstream failed.",
+                |m| &m.upstream_errors,
             ),
             (
                 "herald_policy_cached_answers_total",

@@ -51,21 +51,33 @@ pub struct Response {
 pub enum Body {
     Empty,
     Bytes(Bytes),
-    File { file: tokio::fs::File, len: u64 },
+    File {
+        file: tokio::fs::File,
+        len: u64,
+    },
+    /// Streamed from an upstream; its length known only if it sent one.
+    Upstream(crate::proxy::UpstreamBody),
 }
 
 impl Body {
-    /// The body length, known up front for every origin body.
-    pub fn len(&self) -> u64 {
+    /// The body length, when known up front (always for static files).
+    pub fn known_len(&self) -> Option<u64> {
         match self {
-            Body::Empty => 0,
-            Body::Bytes(b) => b.len() as u64,
-            Body::File { len, .. } => *len,
+            Body::Empty => Some(0),
+            Body::Bytes(b) => Some(b.len() as u64),
+            Body::File { len, .. } => Some(*len),
+            Body::Upstream(u) => u.declared_len(),
         }
     }
 
+    /// The length as an estimate for budgets: 0 when unknown.
+    pub fn len(&self) -> u64 {
+        self.known_len().unwrap_or(0)
+    }
+
+    /// Known to be empty (an upstream body of unknown length is not).
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.known_len() == Some(0)
     }
 
     /// The next chunk of at most `max` bytes, or `None` at the end.
@@ -85,6 +97,7 @@ impl Body {
                 *len -= want as u64;
                 Ok(Some(Bytes::from(buf)))
             }
+            Body::Upstream(u) => u.next_chunk(max).await,
         }
     }
 }
@@ -174,6 +187,12 @@ impl StaticOrigin {
             len: meta.len(),
             modified: meta.modified().ok(),
         })
+    }
+
+    /// The ETag `path` would be served with now, if it maps to a file.
+    pub async fn etag_of(&self, path: &str) -> Option<String> {
+        let resolved = self.resolve(path).await.ok()?;
+        etag(&resolved).to_str().ok().map(str::to_string)
     }
 
     /// Produce the response for `method path` with the request's headers.

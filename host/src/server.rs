@@ -23,7 +23,7 @@ use crate::policy::{Limits, PolicyEngine};
 /// What every connection of the process shares.
 pub struct Shared {
     pub config: Config,
-    pub origin: StaticOrigin,
+    pub origin: Arc<StaticOrigin>,
     /// The live policies; `None` when no policy is configured.
     pub registry: Option<Arc<Registry>>,
     /// Counters of requests served without a policy, and of connections.
@@ -32,6 +32,14 @@ pub struct Shared {
     pub invalid_log: BurstLog,
     /// Flooding clients, logged once per burst.
     pub flood_log: BurstLog,
+    /// Upstream failures (502/504), logged once per burst.
+    pub upstream_log: BurstLog,
+    /// `[[proxy]]` routes and their pooled clients.
+    pub proxy: Arc<crate::proxy::Proxy>,
+    /// Current ETags, for the cache digest.
+    pub versions: Arc<crate::client_cache::Versions>,
+    /// `[push.cache_digest]`'s signing key, when the digest is on.
+    pub digest_key: Option<Arc<crate::digest::DigestKey>>,
     pub on_invalid: OnInvalid,
     /// `push.copy_headers`, parsed once (validated at config load).
     pub copy_headers: Vec<http::HeaderName>,
@@ -146,13 +154,39 @@ impl Shared {
                 None
             }
         };
+        let origin = Arc::new(origin);
+        let proxy = Arc::new(crate::proxy::Proxy::new(&config.proxy));
+        let d = &config.push.cache_digest;
+        let digest_key = if d.enabled {
+            let secret = match &d.key_file {
+                Some(path) => std::fs::read(path).with_context(|| {
+                    format!("push.cache_digest.key_file: cannot read {}", path.display())
+                })?,
+                None => crate::digest::DigestKey::random_secret().to_vec(),
+            };
+            Some(Arc::new(crate::digest::DigestKey::new(
+                &secret,
+                d.max_entries,
+                d.fp_bits,
+            )))
+        } else {
+            None
+        };
         Ok(Shared {
+            versions: Arc::new(crate::client_cache::Versions {
+                origin: origin.clone(),
+                proxy: proxy.clone(),
+                upstream_etags: crate::client_cache::EtagBook::new(4096),
+            }),
+            digest_key,
+            proxy,
             origin,
             registry,
             metrics: Arc::new(Metrics::default()),
             failure_log: BurstLog::new(Duration::from_secs(10)),
             invalid_log: BurstLog::new(Duration::from_secs(10)),
             flood_log: BurstLog::new(Duration::from_secs(10)),
+            upstream_log: BurstLog::new(Duration::from_secs(10)),
             on_invalid: OnInvalid::default(),
             certs: None,
             copy_headers: config
@@ -178,6 +212,7 @@ pub async fn reload(shared: &Shared, config: Config) {
         ("push", old.push == config.push),
         ("h2", old.h2 == config.h2),
         ("admin", old.admin == config.admin),
+        ("proxy", old.proxy == config.proxy),
     ] {
         if !same {
             restart.push(key);

@@ -27,6 +27,8 @@ pub struct Request {
     cookies: Vec<(String, String)>,
     push_enabled: bool,
     variant: String,
+    /// Native tests: what `likely_cached` answers yes to.
+    likely_cached: Vec<String>,
 }
 
 impl Request {
@@ -52,6 +54,7 @@ impl Request {
             cookies: Vec::new(),
             push_enabled: true,
             variant: "default".into(),
+            likely_cached: Vec::new(),
         }
     }
 
@@ -75,6 +78,37 @@ impl Request {
     pub fn with_push_enabled(mut self, enabled: bool) -> Request {
         self.push_enabled = enabled;
         self
+    }
+
+    /// Native tests: make [`Request::likely_cached`] say yes for `path`.
+    /// (Served by Herald, the answer comes from the client's digest cookie.)
+    pub fn with_likely_cached(mut self, path: &str) -> Request {
+        self.likely_cached.push(path.to_string());
+        self
+    }
+
+    /// Whether Herald sent this client `path` at its current version (ETag)
+    /// before, per the client's signed cache-digest cookie
+    /// (`[push.cache_digest]`). About 1 in 128 answers is a false "yes";
+    /// always `false` when the digest is off or the client has none. A
+    /// decision that asks this is never served from Herald's decision cache.
+    ///
+    /// ```
+    /// use herald_sdk::Request;
+    /// let req = Request::get("/").with_likely_cached("/app.css");
+    /// assert!(req.likely_cached("/app.css"));
+    /// assert!(!req.likely_cached("/app.js"));
+    /// ```
+    pub fn likely_cached(&self, path: &str) -> bool {
+        #[cfg(target_arch = "wasm32")]
+        {
+            let _ = &self.likely_cached;
+            crate::bindings::herald::policy::client_cache::likely_cached(path)
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            self.likely_cached.iter().any(|p| p == path)
+        }
     }
 
     /// Set the A/B variant name.
@@ -216,6 +250,7 @@ impl Request {
             cookies: req.cookies.into_iter().map(|c| (c.name, c.value)).collect(),
             push_enabled: req.push_enabled,
             variant: req.variant_name,
+            likely_cached: Vec::new(),
         }
     }
 }

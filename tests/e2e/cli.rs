@@ -253,7 +253,7 @@ fn policy_check_describes_a_policy_and_names_what_is_wrong_with_others() {
         "{out}"
     );
     assert!(
-        out.contains("exports: decide") && out.contains("herald:policy/config@0.1.0"),
+        out.contains("exports: decide") && out.contains("herald:policy/config@0.1.1"),
         "{out}"
     );
     assert!(out.contains("nothing granted"), "{out}");
@@ -492,4 +492,16 @@ fn an_instruction_budget_stops_a_looping_policy_deterministically() {
         ),
         "{out}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_built_against_wit_0_1_0_still_loads_and_decides() {
+    let frozen = policy("policy_0_1_0");
+    let (code, out, err) = herald(&["policy", "check", frozen.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("herald:policy/types@0.1.0"), "{out}");
+    assert!(!out.contains("client-cache"), "{out}");
+    let server = Herald::start(&config_for(&demo_site(), Some(&frozen), ""));
+    let client = Client::tls(&server, ClientOptions::default()).await;
+    assert_eq!(client.get("/").await.pushed_paths(), ["/css/site.css"]);
 }

@@ -5,6 +5,7 @@
 mod ab;
 mod browser;
 mod cli;
+mod digest;
 mod engine;
 mod failures;
 mod hostile;
@@ -12,6 +13,7 @@ mod http1;
 mod languages;
 mod nghttp;
 mod origin;
+mod proxy;
 mod push;
 mod raw;
 mod support;

@@ -59,6 +59,8 @@ pub fn policies() -> &'static Path {
                 "misbehave",
                 "-p",
                 "not-a-policy",
+                "-p",
+                "policy-0-1-0",
             ])
             .arg("--target-dir")
             .arg(&target)

@@ -152,37 +152,59 @@ pub async fn serve<IO>(
 }
 
 /// Handle one client request: policy, promises, early hints, response.
+///
+/// A proxied request leaves for its upstream first; the policy's hints are
+/// decided, promised and their bodies started while the upstream computes.
+/// The upstream's `103`s and its response head may add hints (its
+/// `Link: rel=preload`), pushed before the page's HEADERS, which go out last.
 async fn handle(
     conn: Arc<Conn>,
     request: http::Request<h2::RecvStream>,
     mut respond: SendResponse<Bytes>,
 ) {
     let shared = &conn.shared;
-    // The request body is not used by the static origin; dropping it tells h2
-    // to stop accepting it.
-    let (parts, _body) = request.into_parts();
+    let (parts, body) = request.into_parts();
     let crate::decide::Begun {
         authority,
         path_and_query,
-        response,
+        target,
     } = crate::decide::begin(shared, &parts, false, conn.sni.as_deref()).await;
     conn.followups.requested(&path_and_query);
+    let authority_str = authority.as_deref().unwrap_or("");
+    let status = target.expected_status();
+    let (ready, mut upstreaming) = match target {
+        // The static origin does not read request bodies; dropping it tells
+        // h2 to stop accepting it.
+        crate::decide::Target::Ready(response) => (Some(*response), None),
+        crate::decide::Target::Upstream => {
+            let ask = crate::decide::UpstreamAsk {
+                method: &parts.method,
+                path_and_query: &path_and_query,
+                authority: authority_str,
+                scheme: conn.scheme,
+                client: conn.client,
+                version: http::Version::HTTP_2,
+                conn: conn.id,
+            };
+            let body = crate::proxy::boxed(crate::proxy::H2RequestBody(body));
+            let started = crate::decide::upstream(shared, &ask, parts.headers.clone(), body);
+            (None, Some(started))
+        }
+    };
 
     let can_push = shared.config.push.enabled && conn.peer.push_enabled();
-    let decided = crate::decide::hints_for(
-        shared,
-        &crate::decide::Ask {
-            parts: &parts,
-            scheme: conn.scheme,
-            authority: authority.as_deref().unwrap_or(""),
-            path_and_query: &path_and_query,
-            status: response.status,
-            can_push,
-            conn: conn.id,
-            client: conn.client,
-        },
-    )
-    .await;
+    let ask = crate::decide::Ask {
+        parts: &parts,
+        scheme: conn.scheme,
+        authority: authority_str,
+        path_and_query: &path_and_query,
+        status,
+        can_push,
+        conn: conn.id,
+        client: conn.client,
+    };
+    let mut decided = crate::decide::hints_for(shared, &ask).await;
+    let plan = std::mem::take(&mut decided.plan);
 
     // The parent takes its place before its pushes: a push of the same
     // urgency that is not incremental then follows the page, not the reverse.
@@ -190,60 +212,101 @@ async fn handle(
         u32::from(respond.stream_id()),
         sched::Priority::from_header(parts.headers.get("priority")),
     );
-    let delivered = push::deliver(
+    if upstreaming.is_some() {
+        // No body until the upstream answers: the pushes go meanwhile.
+        slot.idle();
+    }
+    let mut links = Vec::new();
+    let mut pushed = 0;
+    let (n, early) = round(
         &conn,
         &mut respond,
-        decided.plan.items,
+        plan,
         authority.as_deref(),
         &parts.headers,
-        &decided.metrics,
+        &decided,
     )
     .await;
+    pushed += n;
+    links.extend(send_early_hints(
+        &conn,
+        &mut respond,
+        &early,
+        can_push,
+        &decided.metrics,
+    ));
 
-    let links: Vec<HeaderValue> = delivered
-        .early
-        .iter()
-        .map(|h| planner::link::preload(h, can_push))
-        .collect();
-    if !links.is_empty() {
-        let mut early = http::Response::builder()
-            .status(StatusCode::EARLY_HINTS)
-            .body(())
-            .expect("103 is valid");
-        for link in &links {
-            early.headers_mut().append(http::header::LINK, link.clone());
-        }
-        match respond.send_informational(early) {
-            Ok(()) => {
-                Metrics::inc(&decided.metrics.early_hints_sent);
-                Metrics::add(&decided.metrics.hinted_links, links.len() as u64);
-                for hint in &delivered.early {
-                    conn.followups
-                        .hinted(hint.path_and_query.as_str(), &decided.metrics);
+    let mut response = match (ready, upstreaming.as_mut()) {
+        (Some(response), _) => response,
+        (None, Some(up)) => loop {
+            tokio::select! {
+                head = &mut up.response => {
+                    break head.unwrap_or_else(|_| crate::origin::simple(
+                        StatusCode::BAD_GATEWAY,
+                        "bad gateway\n",
+                    ));
+                }
+                Some(hints) = up.early.recv() => {
+                    // An upstream 103: its preloads are pushed where the
+                    // client accepts push, the rest forwarded as a 103.
+                    let values: Vec<HeaderValue> =
+                        hints.get_all(http::header::LINK).iter().cloned().collect();
+                    if can_push && up.link_hints {
+                        let plan = crate::decide::plan_links(shared, &ask, &values, &decided.metrics);
+                        let (n, early) = round(&conn, &mut respond, plan, authority.as_deref(), &parts.headers, &decided).await;
+                        pushed += n;
+                        links.extend(send_early_hints(&conn, &mut respond, &early, can_push, &decided.metrics));
+                    } else if !values.is_empty() {
+                        send_103(&conn, &mut respond, &values, &decided.metrics);
+                    }
                 }
             }
-            Err(e) => tracing::debug!(conn = conn.id, "103 not sent: {e}"),
-        }
+        },
+        (None, None) => unreachable!("a target is either ready or upstream"),
+    };
+    // The upstream's final preloads: pushed before the page's HEADERS (no
+    // promise may follow them). What is not pushed is in its Link header.
+    if let Some(up) = &upstreaming
+        && up.link_hints
+        && can_push
+        && response.status == StatusCode::OK
+    {
+        let plan = crate::decide::plan_links(
+            shared,
+            &ask,
+            response.headers.get_all(http::header::LINK),
+            &decided.metrics,
+        );
+        let (n, _) = round(
+            &conn,
+            &mut respond,
+            plan,
+            authority.as_deref(),
+            &parts.headers,
+            &decided,
+        )
+        .await;
+        pushed += n;
     }
+    drop(upstreaming);
 
     // Promises are on the wire: from now on the page could send at once.
     slot.arm();
-    let (pushed, hinted) = (delivered.promised.len(), links.len());
-    for promised in delivered.promised {
-        tokio::spawn(push::serve_pushed(conn.clone(), promised));
-    }
+    let hinted = links.len();
     let status = response.status;
-
     let end = response.body.is_empty() || parts.method == Method::HEAD;
     let mut head = http::Response::builder()
         .status(response.status)
         .body(())
         .expect("status is valid");
-    *head.headers_mut() = response.headers;
+    *head.headers_mut() = std::mem::take(&mut response.headers);
     for link in links {
         head.headers_mut().append(http::header::LINK, link);
     }
-    if let Some(cookie) = decided.set_cookie {
+    if let Some(cookie) = decided.set_cookie.clone() {
+        head.headers_mut().append(http::header::SET_COOKIE, cookie);
+    }
+    if let Some(cookie) = decided.digest_cookie(shared, conn.scheme == "https") {
         head.headers_mut().append(http::header::SET_COOKIE, cookie);
     }
     let mut sent = 0;
@@ -280,5 +343,89 @@ async fn handle(
             variant = %decided.variant,
             "request"
         );
+    }
+}
+
+/// Deliver one plan's pushes for a parent (before its HEADERS) and start
+/// their bodies; returns how many were promised and what is left to hint.
+async fn round(
+    conn: &Arc<Conn>,
+    respond: &mut SendResponse<Bytes>,
+    plan: planner::Plan,
+    authority: Option<&str>,
+    parent_headers: &http::HeaderMap,
+    decided: &crate::decide::Decided,
+) -> (usize, Vec<planner::ValidHint>) {
+    let metrics = &decided.metrics;
+    let delivered = push::deliver(
+        conn,
+        respond,
+        plan.items,
+        authority,
+        parent_headers,
+        metrics,
+    )
+    .await;
+    let count = delivered.promised.len();
+    if let Some(digest) = &decided.digest {
+        for p in &delivered.promised {
+            if let Some(etag) = &p.etag {
+                digest.record(p.hint.path_and_query.as_str(), etag);
+            }
+        }
+        for hint in &delivered.early {
+            digest.record_current(hint.path_and_query.as_str()).await;
+        }
+    }
+    // Bodies start now: for a proxied page, while the upstream computes.
+    for promised in delivered.promised {
+        tokio::spawn(push::serve_pushed(conn.clone(), promised));
+    }
+    (count, delivered.early)
+}
+
+/// Send `early` as a `103 Early Hints`; the links sent, for the final response.
+fn send_early_hints(
+    conn: &Conn,
+    respond: &mut SendResponse<Bytes>,
+    early: &[planner::ValidHint],
+    can_push: bool,
+    metrics: &Arc<Metrics>,
+) -> Vec<HeaderValue> {
+    let links: Vec<HeaderValue> = early
+        .iter()
+        .map(|h| planner::link::preload(h, can_push))
+        .collect();
+    if !links.is_empty() && send_103(conn, respond, &links, metrics) {
+        for hint in early {
+            conn.followups.hinted(hint.path_and_query.as_str(), metrics);
+        }
+    }
+    links
+}
+
+fn send_103(
+    conn: &Conn,
+    respond: &mut SendResponse<Bytes>,
+    links: &[HeaderValue],
+    metrics: &Metrics,
+) -> bool {
+    let mut early = http::Response::builder()
+        .status(StatusCode::EARLY_HINTS)
+        .body(())
+        .expect("103 is valid");
+    for link in links {
+        early.headers_mut().append(http::header::LINK, link.clone());
+    }
+    match respond.send_informational(early) {
+        Ok(()) => {
+            Metrics::inc(&metrics.early_hints_sent);
+            Metrics::add(&metrics.hinted_links, links.len() as u64);
+            true
+        }
+        Err(e) => {
+            tracing::debug!(conn = conn.id, "103 not sent: {e}");
+            false
+        }
     }
 }

@@ -25,7 +25,6 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use super::Conn;
 use super::sched::{Priority, Registered};
 use crate::metrics::Metrics;
-use crate::origin::Serve;
 use crate::planner::{Planned, Route, ValidHint};
 use crate::policy::{Delivery, Destination};
 
@@ -92,6 +91,8 @@ pub struct Promised {
     pub body: crate::origin::Body,
     pub hint: ValidHint,
     pub slot: Registered,
+    /// The pushed response's ETag (for the client's cache digest).
+    pub etag: Option<String>,
 }
 
 /// The outcome of delivery for one parent.
@@ -135,24 +136,30 @@ pub async fn deliver(
     };
 
     // Only promise what the origin can serve: a promised 404 wastes a stream.
-    // The file size is the estimate the byte budgets work with.
-    let mut servable = Vec::with_capacity(candidates.len());
-    for hint in candidates {
-        // The pushed response head is prepared before the promise: h2 opens a
-        // pushed stream directly only if its HEADERS are queued before the
-        // PUSH_PROMISE is written; queued later, it waits in h2's pending-open
-        // queue, where a client's RST_STREAM makes h2 kill the connection.
+    // The file size (or the upstream's content-length) is the estimate the
+    // byte budgets work with. The pushed response head is prepared before the
+    // promise: h2 opens a pushed stream directly only if its HEADERS are
+    // queued before the PUSH_PROMISE is written; queued later, it waits in
+    // h2's pending-open queue, where a client's RST_STREAM makes h2 kill the
+    // connection. Heads from an upstream are fetched all at once.
+    let fetches = candidates.into_iter().map(|hint| {
         let headers = promise_headers(&hint, parent_headers, &conn.shared.copy_headers);
-        let response = conn
-            .shared
-            .origin
-            .respond(
-                &Method::GET,
-                hint.path_and_query.path(),
-                &headers,
-                Serve::Push,
-            )
-            .await;
+        async move {
+            let ask = crate::decide::UpstreamAsk {
+                method: &Method::GET,
+                path_and_query: hint.path_and_query.as_str(),
+                authority,
+                scheme: conn.scheme,
+                client: conn.client,
+                version: http::Version::HTTP_2,
+                conn: conn.id,
+            };
+            let response = crate::decide::fetch_for_push(&conn.shared, &ask, &headers).await;
+            (hint, headers, response)
+        }
+    });
+    let mut servable = Vec::new();
+    for (hint, headers, response) in futures_util::future::join_all(fetches).await {
         if response.status != http::StatusCode::OK {
             tracing::debug!(conn = conn.id, path = %hint.path_and_query, status = response.status.as_u16(), "hint not servable: not pushed");
             continue;
@@ -216,6 +223,11 @@ pub async fn deliver(
                 this_request_bytes += len;
                 Metrics::inc(&metrics.pushes_promised);
                 let end = response.body.is_empty();
+                let etag = response
+                    .headers
+                    .get(http::header::ETAG)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
                 let mut head = http::Response::builder()
                     .status(response.status)
                     .body(())
@@ -237,6 +249,7 @@ pub async fn deliver(
                             body: response.body,
                             hint,
                             slot,
+                            etag,
                         });
                     }
                     Err(e) => {
@@ -320,6 +333,7 @@ pub async fn serve_pushed(conn: Arc<Conn>, promised: Promised) {
         body,
         hint,
         slot,
+        etag: _,
     } = promised;
     let id = slot.stream();
     slot.arm();

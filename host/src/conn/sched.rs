@@ -153,6 +153,16 @@ impl Registered {
             e.registered = Instant::now();
         }
     }
+
+    /// The stream will not be ready for a while (a proxied page while the
+    /// upstream computes): it keeps its place but holds nobody back until
+    /// `arm`.
+    pub fn idle(&self) {
+        if let Some(e) = self.sched.lock().streams.get_mut(&self.stream) {
+            let now = Instant::now();
+            e.registered = now.checked_sub(READY_GRACE).unwrap_or(now);
+        }
+    }
 }
 
 impl Drop for Registered {

@@ -30,8 +30,9 @@ pub enum SendError {
 /// other streams (the stream's own window is shut: the client is not reading it).
 const CAPACITY_WAIT: Duration = Duration::from_millis(250);
 
-/// Send `body` on `stream`, ending the stream with the last chunk, one
-/// scheduler turn per chunk. Returns the body bytes handed to h2; on error,
+/// Send `body` on `stream`, ending the stream with the last chunk (or, for a
+/// body of unknown length, with an empty DATA frame), one scheduler turn per
+/// chunk. Returns the body bytes handed to h2; on error,
 /// also the bytes handed over before it.
 pub async fn send_body(
     stream: &mut SendStream<Bytes>,
@@ -39,15 +40,33 @@ pub async fn send_body(
     slot: &Registered,
 ) -> Result<u64, (u64, SendError)> {
     let (sched, id) = (slot.scheduler(), slot.stream());
-    let mut remaining = body.len();
+    let mut remaining = body.known_len();
+    // An upstream's next chunk may be a long time coming: such a stream
+    // leaves the ready set after each chunk (and rejoins when it asks again)
+    // instead of being granted turns it cannot use.
+    let streamed = matches!(body, Body::Upstream(_));
     let mut sent = 0u64;
     let mut pending = Bytes::new();
-    while remaining > 0 {
+    while remaining != Some(0) {
         if pending.is_empty() {
-            // Read ahead of the turn, so disk time never holds up other streams.
+            // Read ahead of the turn, so disk (or upstream) time never holds
+            // up other streams.
             pending = match body.next_chunk(QUANTUM).await {
+                Ok(Some(chunk)) if chunk.is_empty() => continue,
                 Ok(Some(chunk)) => chunk,
-                Ok(None) => break,
+                Ok(None) if remaining.is_none() => {
+                    return match stream.send_data(Bytes::new(), true) {
+                        Ok(()) => Ok(sent),
+                        Err(e) => Err((sent, SendError::H2(e))),
+                    };
+                }
+                Ok(None) => {
+                    let short = std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "body ended before its content-length",
+                    );
+                    return Err((sent, SendError::Io(short)));
+                }
                 Err(e) => return Err((sent, SendError::Io(e))),
             };
         }
@@ -102,10 +121,13 @@ pub async fn send_body(
         };
         let n = capacity.min(turn.max).min(pending.len());
         let chunk = pending.split_to(n);
-        remaining -= n as u64;
+        if let Some(r) = remaining.as_mut() {
+            *r -= (n as u64).min(*r);
+        }
         sent += n as u64;
-        match stream.send_data(chunk, remaining == 0) {
-            Ok(()) => sched.complete(id, n, remaining > 0),
+        let last = remaining == Some(0);
+        match stream.send_data(chunk, last) {
+            Ok(()) => sched.complete(id, n, !last && (!streamed || !pending.is_empty())),
             Err(e) => {
                 // h2 took none of it: nothing was handed over.
                 sched.complete(id, 0, false);

@@ -1,7 +1,7 @@
 //! `Link: <...>; rel=preload` values for early hints and final responses.
 
 use super::ValidHint;
-use crate::policy::{CorsMode, Destination};
+use crate::policy::{CorsMode, Delivery, Destination, Hint};
 
 /// The `as=` token of a destination.
 pub fn destination_name(d: Destination) -> &'static str {
@@ -47,10 +47,135 @@ pub fn preload(hint: &ValidHint, nopush: bool) -> http::HeaderValue {
     http::HeaderValue::from_str(&v).expect("validated hint path is a valid header value")
 }
 
+/// The destination an `as=` token names, if any.
+fn destination_of(token: &str) -> Option<Destination> {
+    Some(match token.to_ascii_lowercase().as_str() {
+        "style" => Destination::Style,
+        "script" => Destination::Script,
+        "font" => Destination::Font,
+        "image" => Destination::Image,
+        "fetch" => Destination::Fetch,
+        "document" => Destination::Document,
+        "audio" => Destination::Audio,
+        "video" => Destination::Video,
+        "track" => Destination::Track,
+        "worker" => Destination::Worker,
+        "manifest" => Destination::Manifest,
+        _ => return None,
+    })
+}
+
+/// Split `text` at `sep` outside `<...>` and quoted strings.
+fn split_outside(text: &str, sep: char) -> Vec<&str> {
+    let (mut parts, mut start, mut angle, mut quoted, mut escaped) =
+        (Vec::new(), 0, false, false, false);
+    for (i, c) in text.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' if !angle => quoted = !quoted,
+            '<' if !quoted => angle = true,
+            '>' if !quoted => angle = false,
+            c if c == sep && !angle && !quoted => {
+                parts.push(&text[start..i]);
+                start = i + c.len_utf8();
+            }
+            _ => {}
+        }
+    }
+    parts.push(&text[start..]);
+    parts
+}
+
+/// The hints an application's `Link: rel=preload` values ask for (RFC 8288
+/// syntax): same-origin targets only (a path, or an absolute URL on
+/// `authority`), with a known `as=`. `nopush` makes a hint early-hint only.
+/// Styles, scripts and fonts get the page's urgency (3, after the page in
+/// order); media is less urgent and incremental.
+pub fn preload_hints<'a>(
+    values: impl IntoIterator<Item = &'a http::HeaderValue>,
+    authority: &str,
+) -> Vec<Hint> {
+    let mut hints = Vec::new();
+    for value in values {
+        let Ok(text) = value.to_str() else { continue };
+        for link in split_outside(text, ',') {
+            let mut params = split_outside(link, ';').into_iter();
+            let Some(target) = params
+                .next()
+                .map(str::trim)
+                .and_then(|t| t.strip_prefix('<'))
+                .and_then(|t| t.strip_suffix('>'))
+            else {
+                continue;
+            };
+            let (mut preload, mut nopush, mut dest, mut cors) = (false, false, None, None);
+            for param in params {
+                let (key, val) = match param.split_once('=') {
+                    Some((k, v)) => (k.trim(), Some(v.trim().trim_matches('"'))),
+                    None => (param.trim(), None),
+                };
+                match key.to_ascii_lowercase().as_str() {
+                    "rel" => {
+                        preload = val.is_some_and(|v| {
+                            v.split_ascii_whitespace()
+                                .any(|r| r.eq_ignore_ascii_case("preload"))
+                        });
+                    }
+                    "as" => dest = val.and_then(destination_of),
+                    "nopush" => nopush = true,
+                    "crossorigin" => {
+                        cors = Some(match val {
+                            Some(v) if v.eq_ignore_ascii_case("use-credentials") => {
+                                CorsMode::UseCredentials
+                            }
+                            _ => CorsMode::Anonymous,
+                        });
+                    }
+                    _ => {}
+                }
+            }
+            let path = if target.starts_with('/') && !target.starts_with("//") {
+                Some(target)
+            } else {
+                ["https://", "http://"].iter().find_map(|scheme| {
+                    let rest = target.strip_prefix(scheme)?;
+                    let slash = rest.find('/')?;
+                    rest[..slash]
+                        .eq_ignore_ascii_case(authority)
+                        .then_some(&rest[slash..])
+                })
+            };
+            let (Some(path), Some(destination), true) = (path, dest, preload) else {
+                continue;
+            };
+            let media = matches!(
+                destination,
+                Destination::Image | Destination::Audio | Destination::Video | Destination::Track
+            );
+            hints.push(Hint {
+                path: path.to_string(),
+                urgency: if media { 5 } else { 3 },
+                incremental: media,
+                weight: 16,
+                destination,
+                crossorigin: cors,
+                copy_headers: None,
+                headers: vec![],
+                delivery: if nopush {
+                    Delivery::HintOnly
+                } else {
+                    Delivery::Auto
+                },
+            });
+        }
+    }
+    hints
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{Delivery, Hint};
 
     fn valid(path: &str, destination: Destination) -> ValidHint {
         super::super::validate::validate(
@@ -80,5 +205,38 @@ mod tests {
             preload(&valid("/f.woff2", Destination::Font), true),
             "</f.woff2>; rel=preload; as=font; crossorigin; nopush"
         );
+    }
+
+    #[test]
+    fn reads_an_applications_preload_links() {
+        let values = [
+            http::HeaderValue::from_static(
+                "</a.css>; rel=preload; as=style, <https://shop.test/b.js>; rel=\"preload modulepreload\"; as=script",
+            ),
+            http::HeaderValue::from_static(
+                "</f.woff2>; rel=preload; as=font; crossorigin; nopush, </img.png>; as=image; rel=preload",
+            ),
+            // Not ours or not a preload: skipped.
+            http::HeaderValue::from_static(
+                "<https://cdn.test/x.js>; rel=preload; as=script, </next>; rel=prefetch, </c.css>; rel=preload, </q;a,b.css>; rel=preload; as=style",
+            ),
+        ];
+        let hints = preload_hints(&values, "shop.test");
+        let got: Vec<(&str, Destination, Delivery, u8)> = hints
+            .iter()
+            .map(|h| (h.path.as_str(), h.destination, h.delivery, h.urgency))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("/a.css", Destination::Style, Delivery::Auto, 3),
+                ("/b.js", Destination::Script, Delivery::Auto, 3),
+                ("/f.woff2", Destination::Font, Delivery::HintOnly, 3),
+                ("/img.png", Destination::Image, Delivery::Auto, 5),
+                ("/q;a,b.css", Destination::Style, Delivery::Auto, 3),
+            ]
+        );
+        assert_eq!(hints[2].crossorigin, Some(CorsMode::Anonymous));
+        assert!(hints[3].incremental);
     }
 }

@@ -21,6 +21,7 @@ mod bindings {
         path: "../wit",
         world: "push-policy",
         exports: { default: async },
+        imports: { "herald:policy/client-cache.likely-cached": async },
     });
 }
 
@@ -147,6 +148,10 @@ impl PolicyEngine {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         bindings::herald::policy::config::add_to_linker::<
+            _,
+            wasmtime::component::HasSelf<HostState>,
+        >(&mut linker, |s| s)?;
+        bindings::herald::policy::client_cache::add_to_linker::<
             _,
             wasmtime::component::HasSelf<HostState>,
         >(&mut linker, |s| s)?;
@@ -340,6 +345,17 @@ struct HostState {
     limits: Limiter,
     data: Arc<PolicyData>,
     output: CapturedOutput,
+    /// This call's view of the client's cache (`client-cache` import).
+    client_cache: Option<Arc<dyn ClientCache>>,
+    /// The guest asked `likely-cached` during this call.
+    asked_client_cache: bool,
+}
+
+/// What the host knows of a client's cache, answered for the
+/// `client-cache` import (see `crate::digest`).
+#[async_trait::async_trait]
+pub trait ClientCache: Send + Sync {
+    async fn likely_cached(&self, path: &str) -> bool;
 }
 
 /// The memory cap, recording the peak the guest asked for.
@@ -414,6 +430,16 @@ impl bindings::herald::policy::config::Host for HostState {
 
 impl bindings::herald::policy::types::Host for HostState {}
 
+impl bindings::herald::policy::client_cache::Host for HostState {
+    async fn likely_cached(&mut self, path: String) -> bool {
+        self.asked_client_cache = true;
+        match self.client_cache.clone() {
+            Some(cache) => cache.likely_cached(&path).await,
+            None => false,
+        }
+    }
+}
+
 /// Why a call produced no hints.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PolicyFailure {
@@ -465,6 +491,9 @@ pub struct CallStats {
     pub calls_on_instance: u32,
     /// The answer came from the decision cache: no call was made.
     pub cached: bool,
+    /// The policy asked the `client-cache` import: its answer depends on
+    /// the client's digest, so it is not cached.
+    pub asked_client_cache: bool,
 }
 
 /// A compiled, type-checked policy, ready to be called concurrently.
@@ -559,6 +588,15 @@ impl Policy {
     /// Run the policy under the configured limits, on a fresh instance or a
     /// warm one (`reuse` isolation).
     pub async fn decide(&self, req: &Request) -> (Result<Vec<Hint>, PolicyFailure>, CallStats) {
+        self.decide_with(req, None).await
+    }
+
+    /// `decide`, with what the host knows of this client's cache.
+    pub async fn decide_with(
+        &self,
+        req: &Request,
+        client_cache: Option<Arc<dyn ClientCache>>,
+    ) -> (Result<Vec<Hint>, PolicyFailure>, CallStats) {
         let start = Instant::now();
         let key = self.cache.as_ref().map(|c| c.key(req));
         if let (Some(cache), Some(key)) = (&self.cache, &key)
@@ -594,7 +632,7 @@ impl Policy {
                 let grace = EPOCH_TICK * 5;
                 match tokio::time::timeout_at(
                     (deadline + grace).into(),
-                    self.call(instance, req, deadline, &mut stats),
+                    self.call(instance, req, client_cache, deadline, &mut stats),
                 )
                 .await
                 {
@@ -603,7 +641,9 @@ impl Policy {
                 }
             }
         };
-        if let (Some(cache), Some(key), Ok(hints)) = (&self.cache, key, &result) {
+        if let (Some(cache), Some(key), Ok(hints)) = (&self.cache, key, &result)
+            && !stats.asked_client_cache
+        {
             cache.insert(key, hints.clone());
         }
         stats.elapsed = start.elapsed();
@@ -646,6 +686,8 @@ impl Policy {
             },
             data: self.data.clone(),
             output,
+            client_cache: None,
+            asked_client_cache: false,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -661,6 +703,7 @@ impl Policy {
         &self,
         mut instance: Instance,
         req: &Request,
+        client_cache: Option<Arc<dyn ClientCache>>,
         deadline: Instant,
         stats: &mut CallStats,
     ) -> Result<Vec<Hint>, PolicyFailure> {
@@ -670,6 +713,8 @@ impl Policy {
             n => n,
         };
         let store = &mut instance.store;
+        store.data_mut().client_cache = client_cache;
+        store.data_mut().asked_client_cache = false;
         if counting {
             store
                 .set_fuel(budget)
@@ -701,6 +746,9 @@ impl Policy {
             stats.fuel = store.get_fuel().ok().map(|left| budget - left);
         }
         stats.peak_memory = store.data().limits.peak;
+        stats.asked_client_cache = store.data().asked_client_cache;
+        // A warm instance must not keep this client's view.
+        store.data_mut().client_cache = None;
         let (captured, discarded) = store.data().output.take();
         if !captured.is_empty() {
             tracing::debug!(

@@ -1,9 +1,12 @@
 //! (b) Page → assets, minus what this client already has.
 //!
-//! The site records what a browser has cached in a cookie (by default
-//! `herald-have`, a `|`-separated list of asset paths; the name is set with the
-//! `cookie` key). Assets listed there are not hinted again: re-pushing cached
-//! files to returning visitors is why many sites turned push off.
+//! Two sources say what the client has: Herald's own signed cache digest
+//! (`[push.cache_digest]`, asked through `Request::likely_cached`, which knows
+//! each asset's ETag, so a changed asset is sent again), and a cookie the
+//! site's pages may set themselves (by default `herald-have`, a `|`-separated
+//! list of asset paths; the name is set with the `cookie` key). Assets either
+//! lists are not hinted again: re-pushing cached files to returning visitors
+//! is why many sites turned push off.
 //!
 //! ```toml
 //! [policy.config]
@@ -30,7 +33,7 @@ impl Policy for CacheAware {
         let hints = config.hints_for(req.path())?;
         Ok(hints
             .into_iter()
-            .filter(|h| !have.contains(&h.path()))
+            .filter(|h| !have.contains(&h.path()) && !req.likely_cached(h.path()))
             .collect())
     }
 }
@@ -60,6 +63,15 @@ mod tests {
         assert_eq!(
             testing::paths::<CacheAware>(&req, &config()),
             ["/js/app.js"]
+        );
+    }
+
+    #[test]
+    fn what_heralds_digest_says_is_cached_is_skipped() {
+        let req = Request::get("/").with_likely_cached("/js/app.js");
+        assert_eq!(
+            testing::paths::<CacheAware>(&req, &config()),
+            ["/css/site.css", "/font/inter.woff2"]
         );
     }
 
