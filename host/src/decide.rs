@@ -269,6 +269,8 @@ pub struct Decided {
     /// The client's cache digest (`[push.cache_digest]`): record what is
     /// sent in it, then add its `Set-Cookie`.
     pub digest: Option<Arc<crate::client_cache::ClientDigest>>,
+    /// The policy version that answered, for its `on-response`.
+    pub version: Option<Arc<Version>>,
 }
 
 impl Decided {
@@ -332,6 +334,7 @@ pub async fn hints_for(shared: &Shared, ask: &Ask<'_>) -> Decided {
         set_cookie,
         metrics,
         digest,
+        version,
     }
 }
 
@@ -375,6 +378,68 @@ async fn plan_with(
     // Hints only for a page that is actually served: not for errors, and not
     // for a 304 (the client has the page, and most likely its assets).
     if ask.status != StatusCode::OK || hints.is_empty() {
+        return Plan::default();
+    }
+    plan_hints(shared, ask, hints, metrics)
+}
+
+/// The plan for a proxied page's response head, before its HEADERS go out:
+/// the hints its `Link: rel=preload` headers name (if the route reads them),
+/// passed through the policy's `on-response` when it has one (which may drop
+/// or add hints; if it fails, the links are used as they are).
+pub async fn response_hints(
+    shared: &Shared,
+    ask: &Ask<'_>,
+    decided: &Decided,
+    response: &crate::origin::Response,
+    read_links: bool,
+) -> Plan {
+    if response.status != StatusCode::OK {
+        return Plan::default();
+    }
+    let links = if read_links {
+        planner::link::preload_hints(response.headers.get_all(http::header::LINK), ask.authority)
+    } else {
+        Vec::new()
+    };
+    let metrics = &decided.metrics;
+    let hints = match decided.version.as_deref() {
+        Some(v) if v.policy.has_on_response() => {
+            let input = input::build(
+                ask.parts,
+                ask.scheme,
+                ask.authority,
+                ask.can_push,
+                &v.variant,
+            );
+            let head = crate::policy::UpstreamResponse {
+                status: response.status.as_u16(),
+                headers: response
+                    .headers
+                    .iter()
+                    .map(|(name, value)| crate::policy::Header {
+                        name: name.as_str().to_string(),
+                        value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                    })
+                    .collect(),
+            };
+            Metrics::inc(&metrics.policy_calls);
+            let (result, stats) = v.policy.on_response(&input, &head, links.clone()).await;
+            metrics.observe_policy_call(stats.elapsed);
+            match result {
+                Ok(hints) => {
+                    Metrics::add(&metrics.hints, hints.len() as u64);
+                    hints
+                }
+                Err(failure) => {
+                    count_failure(shared, metrics, ask, v.policy.name(), &failure);
+                    links
+                }
+            }
+        }
+        _ => links,
+    };
+    if hints.is_empty() {
         return Plan::default();
     }
     plan_hints(shared, ask, hints, metrics)

@@ -179,21 +179,18 @@ async fn handle<IO: AsyncRead + AsyncWrite>(
             (None, Some(started))
         }
     };
-    let decided = crate::decide::hints_for(
-        &shared,
-        &crate::decide::Ask {
-            parts: &parts,
-            scheme,
-            authority: &authority,
-            path_and_query: &path_and_query,
-            status,
-            can_push: false,
-            conn,
-            client,
-        },
-    )
-    .await;
-    let links: Vec<HeaderValue> = decided
+    let ask = crate::decide::Ask {
+        parts: &parts,
+        scheme,
+        authority: &authority,
+        path_and_query: &path_and_query,
+        status,
+        can_push: false,
+        conn,
+        client,
+    };
+    let decided = crate::decide::hints_for(&shared, &ask).await;
+    let mut links: Vec<HeaderValue> = decided
         .plan
         .items
         .iter()
@@ -235,6 +232,20 @@ async fn handle<IO: AsyncRead + AsyncWrite>(
         },
         (None, None) => unreachable!("a target is either ready or upstream"),
     };
+    // The policy's `on-response` may add hints: as Link headers here.
+    if let Some(up) = &upstreaming {
+        let plan =
+            crate::decide::response_hints(&shared, &ask, &decided, &response, up.link_hints).await;
+        for item in plan.items {
+            let pq = item.hint.path_and_query.as_str();
+            if !crate::planner::link::names(&response.headers, pq) {
+                links.push(crate::planner::link::preload(&item.hint, false));
+                if let Some(digest) = &decided.digest {
+                    digest.record_current(pq).await;
+                }
+            }
+        }
+    }
     drop(upstreaming);
     if shared.config.server.access_log {
         tracing::info!(

@@ -58,8 +58,15 @@ pub fn check(policy: &Path, config: &Config) -> Result<String, Vec<String>> {
         .iter()
         .filter(|i| i.starts_with("herald:"))
         .collect();
+    // `on-response` makes it a proxy-policy: called again on an upstream's
+    // response head.
+    let world = if d.exports.iter().any(|e| e == "on-response") {
+        "proxy-policy"
+    } else {
+        "push-policy"
+    };
     Ok(format!(
-        "{name}: a herald:policy/push-policy component ({} KiB, ready in {} ms: compiled, or loaded from the precompiled cache)\n  exports: {}\n  imports: {}\n  WASI: {} interface(s) linked, nothing granted (no files, environment or network){}\n",
+        "{name}: a herald:policy/{world} component ({} KiB, ready in {} ms: compiled, or loaded from the precompiled cache)\n  exports: {}\n  imports: {}\n  WASI: {} interface(s) linked, nothing granted (no files, environment or network){}\n",
         bytes.len() / 1024,
         d.compile.as_millis(),
         d.exports.join(", "),

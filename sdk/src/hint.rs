@@ -317,6 +317,41 @@ impl Hint {
     }
 
     #[cfg(target_arch = "wasm32")]
+    pub(crate) fn from_wit(h: crate::bindings::herald::policy::types::Hint) -> Hint {
+        use crate::bindings::herald::policy::types as wit;
+        Hint {
+            path: h.path,
+            urgency: h.urgency,
+            incremental: h.incremental,
+            weight: h.weight,
+            destination: match h.destination {
+                wit::Destination::Style => Destination::Style,
+                wit::Destination::Script => Destination::Script,
+                wit::Destination::Font => Destination::Font,
+                wit::Destination::Image => Destination::Image,
+                wit::Destination::Fetch => Destination::Fetch,
+                wit::Destination::Document => Destination::Document,
+                wit::Destination::Audio => Destination::Audio,
+                wit::Destination::Video => Destination::Video,
+                wit::Destination::Track => Destination::Track,
+                wit::Destination::Worker => Destination::Worker,
+                wit::Destination::Manifest => Destination::Manifest,
+            },
+            crossorigin: h.crossorigin.map(|m| match m {
+                wit::CorsMode::Anonymous => CorsMode::Anonymous,
+                wit::CorsMode::UseCredentials => CorsMode::UseCredentials,
+            }),
+            copy_headers: h.copy_headers,
+            headers: h.headers.into_iter().map(|x| (x.name, x.value)).collect(),
+            delivery: match h.delivery {
+                wit::Delivery::Auto => Delivery::Auto,
+                wit::Delivery::PushOnly => Delivery::PushOnly,
+                wit::Delivery::HintOnly => Delivery::HintOnly,
+            },
+        }
+    }
+
+    #[cfg(target_arch = "wasm32")]
     pub(crate) fn into_wit(self) -> crate::bindings::herald::policy::types::Hint {
         use crate::bindings::herald::policy::types as wit;
         wit::Hint {

@@ -95,6 +95,24 @@ pub mod bindings {
     });
 }
 
+/// The `proxy-policy` world's bindings (the types are those of [`bindings`]).
+#[cfg(target_arch = "wasm32")]
+#[doc(hidden)]
+pub mod proxy_bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "proxy-policy",
+        pub_export_macro: true,
+        export_macro_name: "__herald_export_proxy_world",
+        default_bindings_module: "herald_sdk::proxy_bindings",
+        with: {
+            "herald:policy/types@0.1.1": crate::bindings::herald::policy::types,
+            "herald:policy/config@0.1.1": crate::bindings::herald::policy::config,
+            "herald:policy/client-cache@0.1.1": crate::bindings::herald::policy::client_cache,
+        },
+    });
+}
+
 #[cfg(target_arch = "wasm32")]
 #[doc(hidden)]
 pub mod __private {
@@ -108,6 +126,20 @@ pub mod __private {
         let config = crate::Config::host();
         P::decide(&req, &config).map(|hints| hints.into_iter().map(crate::Hint::into_wit).collect())
     }
+
+    /// Runs `P::on_response` on what the host sends and converts the answer.
+    pub fn run_on_response<P: crate::ResponsePolicy>(
+        req: wit::Request,
+        response: wit::UpstreamResponse,
+        hints: Vec<wit::Hint>,
+    ) -> Result<Vec<wit::Hint>, String> {
+        let req = crate::Request::from_wit(req);
+        let response = crate::UpstreamResponse::from_wit(response);
+        let hints = hints.into_iter().map(crate::Hint::from_wit).collect();
+        let config = crate::Config::host();
+        P::on_response(&req, &response, hints, &config)
+            .map(|hints| hints.into_iter().map(crate::Hint::into_wit).collect())
+    }
 }
 
 /// Export a [`Policy`] as the component's `decide` function.
@@ -120,6 +152,11 @@ pub mod __private {
 /// impl herald_sdk::Policy for MyPolicy { /* ... */ }
 /// herald_sdk::export_policy!(MyPolicy);
 /// ```
+///
+/// A policy that also implements [`ResponsePolicy`] is exported with
+/// `export_policy!(MyPolicy, on_response)`: the component is then of the
+/// `proxy-policy` world and Herald calls it again when an upstream's
+/// response head arrives.
 #[macro_export]
 macro_rules! export_policy {
     ($policy:ty) => {
@@ -137,4 +174,120 @@ macro_rules! export_policy {
     $crate::bindings::__herald_export_world!(HeraldExport with_types_in $crate::bindings);
         };
     };
+    ($policy:ty, on_response) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct HeraldExport;
+            impl $crate::proxy_bindings::Guest for HeraldExport {
+                fn decide(
+                    req: $crate::bindings::herald::policy::types::Request,
+                ) -> ::core::result::Result<$crate::__private::WitHints, ::std::string::String>
+                {
+                    $crate::__private::run::<$policy>(req)
+                }
+                fn on_response(
+                    req: $crate::bindings::herald::policy::types::Request,
+                    response: $crate::bindings::herald::policy::types::UpstreamResponse,
+                    hints: $crate::__private::WitHints,
+                ) -> ::core::result::Result<$crate::__private::WitHints, ::std::string::String>
+                {
+                    $crate::__private::run_on_response::<$policy>(req, response, hints)
+                }
+            }
+    $crate::proxy_bindings::__herald_export_proxy_world!(HeraldExport with_types_in $crate::proxy_bindings);
+        };
+    };
+}
+
+/// The head of an upstream application's response, as `on_response` sees it.
+///
+/// ```
+/// use herald_sdk::UpstreamResponse;
+/// let head = UpstreamResponse::new(200).with_header("cache-control", "no-store");
+/// assert_eq!(head.header("cache-control"), Some("no-store"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamResponse {
+    status: u16,
+    headers: Vec<(String, String)>,
+}
+
+impl UpstreamResponse {
+    /// A response head with `status` and no headers (for native tests).
+    pub fn new(status: u16) -> UpstreamResponse {
+        UpstreamResponse {
+            status,
+            headers: Vec::new(),
+        }
+    }
+
+    /// Add a header (name lowercased, as Herald passes them).
+    pub fn with_header(mut self, name: &str, value: &str) -> UpstreamResponse {
+        self.headers
+            .push((name.to_ascii_lowercase(), value.to_string()));
+        self
+    }
+
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The first value of header `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every header as (name, value).
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.headers
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    pub(crate) fn from_wit(
+        r: crate::bindings::herald::policy::types::UpstreamResponse,
+    ) -> UpstreamResponse {
+        UpstreamResponse {
+            status: r.status,
+            headers: r.headers.into_iter().map(|h| (h.name, h.value)).collect(),
+        }
+    }
+}
+
+/// A policy that also decides on a proxied page's response head
+/// (`[[proxy]]` routes): export it with `export_policy!(P, on_response)`.
+///
+/// `hints` are those Herald read from the application's
+/// `Link: rel=preload` headers; return the hints to deliver before the page:
+/// the same, fewer, or more.
+///
+/// ```
+/// use herald_sdk::{Config, Decision, Hint, Policy, Request, ResponsePolicy, UpstreamResponse};
+///
+/// /// Pushes what the application names, never its tracking script.
+/// struct Filter;
+/// impl Policy for Filter {
+///     fn decide(_req: &Request, _config: &Config) -> Decision {
+///         Ok(vec![])
+///     }
+/// }
+/// impl ResponsePolicy for Filter {
+///     fn on_response(_req: &Request, _head: &UpstreamResponse, hints: Vec<Hint>, _config: &Config) -> Decision {
+///         Ok(hints.into_iter().filter(|h| h.path() != "/js/track.js").collect())
+///     }
+/// }
+///
+/// let hints = vec![Hint::new("/css/a.css"), Hint::new("/js/track.js")];
+/// let kept = Filter::on_response(&Request::get("/"), &UpstreamResponse::new(200), hints, &Config::empty()).unwrap();
+/// assert_eq!(kept.len(), 1);
+/// ```
+pub trait ResponsePolicy: Policy {
+    fn on_response(
+        req: &Request,
+        response: &UpstreamResponse,
+        hints: Vec<Hint>,
+        config: &Config,
+    ) -> Decision;
 }

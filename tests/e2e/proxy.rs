@@ -64,6 +64,16 @@ async fn app(req: http::Request<Incoming>) -> Result<http::Response<AppBody>, In
                 )
                 .body(full("<!doctype html><title>app</title>"))
         }
+        "/app/product" => {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            out.header("content-type", "text/html")
+                .header("x-page-kind", "product")
+                .header(
+                    "link",
+                    "</app/late.js>; rel=preload; as=script, </app/asset.js>; rel=preload; as=script",
+                )
+                .body(full("<!doctype html><title>product</title>"))
+        }
         "/app/asset.js" | "/app/late.js" => out
             .header("content-type", "text/javascript")
             .header("etag", "\"app-1\"")
@@ -455,4 +465,51 @@ fn a_bad_proxy_route_is_one_line_naming_it() {
         lines[0].contains("proxy[0].upstream: `https://app.internal` must be http://host:port"),
         "{stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_policys_on_response_drops_and_adds_hints_from_the_response_head() {
+    let app = start_app(false).await;
+    let config = format!(
+        "{}\n[[proxy]]\nprefix = \"/app/\"\nupstream = \"http://{app}\"\n",
+        config_for(
+            &demo_site(),
+            Some(&policy("app_links")),
+            r#""/app/product" = ["/css/site.css"]
+skip = ["/app/asset"]
+"kind:product" = ["/img/hero.svg u=5 i"]"#,
+        )
+    );
+    let herald = Herald::start(&config);
+    let client = Client::tls(&herald, ClientOptions::default()).await;
+    let page = client.get("/app/product").await;
+    assert_eq!(page.status, 200);
+    // decide's asset, the application's kept link, and the asset added for
+    // the page kind its response named; the skipped link is not pushed.
+    assert_eq!(
+        page.pushed_paths(),
+        ["/app/late.js", "/css/site.css", "/img/hero.svg"]
+    );
+    assert_wire_healthy(&client.seen());
+
+    // Without push, what the policy added is a Link of the final response.
+    let options = ClientOptions {
+        enable_push: false,
+        ..ClientOptions::default()
+    };
+    let client = Client::tls(&herald, options).await;
+    let page = client.get("/app/product").await;
+    let links: Vec<String> = page
+        .headers
+        .get_all("link")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert!(
+        links
+            .iter()
+            .any(|l| l.starts_with("</img/hero.svg>; rel=preload; as=image")),
+        "{links:?}"
+    );
+    assert!(herald.logs().lines().all(|l| !l.contains("policy trapped")));
 }

@@ -61,6 +61,8 @@ pub fn policies() -> &'static Path {
                 "not-a-policy",
                 "-p",
                 "policy-0-1-0",
+                "-p",
+                "app-links",
             ])
             .arg("--target-dir")
             .arg(&target)

@@ -264,29 +264,30 @@ async fn handle(
         },
         (None, None) => unreachable!("a target is either ready or upstream"),
     };
-    // The upstream's final preloads: pushed before the page's HEADERS (no
-    // promise may follow them). What is not pushed is in its Link header.
-    if let Some(up) = &upstreaming
-        && up.link_hints
-        && can_push
-        && response.status == StatusCode::OK
-    {
-        let plan = crate::decide::plan_links(
-            shared,
-            &ask,
-            response.headers.get_all(http::header::LINK),
-            &decided.metrics,
-        );
-        let (n, _) = round(
-            &conn,
-            &mut respond,
-            plan,
-            authority.as_deref(),
-            &parts.headers,
-            &decided,
-        )
-        .await;
-        pushed += n;
+    // The upstream's response head: its preloads, through the policy's
+    // `on-response` if it has one, are pushed before the page's HEADERS (no
+    // promise may follow them); what is not pushed, and not already in the
+    // application's own Link header, is added to it.
+    if let Some(up) = &upstreaming {
+        let plan =
+            crate::decide::response_hints(shared, &ask, &decided, &response, up.link_hints).await;
+        if !plan.items.is_empty() {
+            let (n, early) = round(
+                &conn,
+                &mut respond,
+                plan,
+                authority.as_deref(),
+                &parts.headers,
+                &decided,
+            )
+            .await;
+            pushed += n;
+            for hint in early {
+                if !planner::link::names(&response.headers, hint.path_and_query.as_str()) {
+                    links.push(planner::link::preload(&hint, can_push));
+                }
+            }
+        }
     }
     drop(upstreaming);
 

@@ -47,6 +47,16 @@ pub fn preload(hint: &ValidHint, nopush: bool) -> http::HeaderValue {
     http::HeaderValue::from_str(&v).expect("validated hint path is a valid header value")
 }
 
+/// Whether a `Link` header in `headers` already names `path_and_query`.
+pub fn names(headers: &http::HeaderMap, path_and_query: &str) -> bool {
+    let target = format!("<{path_and_query}>");
+    headers
+        .get_all(http::header::LINK)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains(&target))
+}
+
 /// The destination an `as=` token names, if any.
 fn destination_of(token: &str) -> Option<Destination> {
     Some(match token.to_ascii_lowercase().as_str() {

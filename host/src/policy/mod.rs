@@ -48,7 +48,7 @@ use wasmtime::{
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 pub use bindings::herald::policy::types::{
-    Cookie, CorsMode, Delivery, Destination, Header, Hint, Request,
+    Cookie, CorsMode, Delivery, Destination, Header, Hint, Request, UpstreamResponse,
 };
 
 /// How often the epoch advances: the granularity of deadlines and of yields.
@@ -227,6 +227,7 @@ impl PolicyEngine {
             isolation: Isolation::Fresh,
             warm: Mutex::new(WarmPool::default()),
             cache: cache::DecisionCache::new(&self.limits.cache),
+            on_response: component.get_export_index(None, "on-response"),
         })
     }
 }
@@ -510,6 +511,22 @@ pub struct Policy {
     warm: Mutex<WarmPool>,
     /// Answers by request key (`[policy.cache]`), for this version only.
     cache: Option<cache::DecisionCache>,
+    /// The `on-response` export (`proxy-policy` world), if the component has one.
+    on_response: Option<wasmtime::component::ComponentExportIndex>,
+}
+
+/// Which export a call runs.
+#[derive(Clone, Copy)]
+enum Call<'a> {
+    Decide(&'a Request),
+    OnResponse(&'a Request, &'a UpstreamResponse, &'a [Hint]),
+}
+
+/// An instantiated policy: the typed `decide` and the raw instance (for
+/// `on-response`).
+struct Exports {
+    policy: bindings::PushPolicy,
+    instance: wasmtime::component::Instance,
 }
 
 #[derive(Default)]
@@ -525,7 +542,7 @@ struct WarmPool {
 /// `reuse_max_calls`, trapped or timed out.
 struct Instance {
     store: Store<HostState>,
-    exports: Option<bindings::PushPolicy>,
+    exports: Option<Exports>,
     calls: u32,
     /// The call slot this instance occupies in the pooling allocator.
     _slot: tokio::sync::OwnedSemaphorePermit,
@@ -609,6 +626,47 @@ impl Policy {
             };
             return (Ok(hints), stats);
         }
+        let (result, mut stats) = self.run(Call::Decide(req), client_cache, start).await;
+        if let (Some(cache), Some(key), Ok(hints)) = (&self.cache, key, &result)
+            && !stats.asked_client_cache
+        {
+            cache.insert(key, hints.clone());
+        }
+        stats.elapsed = start.elapsed();
+        (result, stats)
+    }
+
+    /// Whether the component exports `on-response` (the `proxy-policy` world).
+    pub fn has_on_response(&self) -> bool {
+        self.on_response.is_some()
+    }
+
+    /// Call `on-response` with the upstream's response head and the hints
+    /// read from it. Without the export, `hints` come back unchanged.
+    pub async fn on_response(
+        &self,
+        req: &Request,
+        response: &UpstreamResponse,
+        hints: Vec<Hint>,
+    ) -> (Result<Vec<Hint>, PolicyFailure>, CallStats) {
+        if self.on_response.is_none() {
+            return (Ok(hints), CallStats::default());
+        }
+        let start = Instant::now();
+        let (result, mut stats) = self
+            .run(Call::OnResponse(req, response, &hints), None, start)
+            .await;
+        stats.elapsed = start.elapsed();
+        (result, stats)
+    }
+
+    /// One call under the limits, on a warm or fresh instance.
+    async fn run(
+        &self,
+        what: Call<'_>,
+        client_cache: Option<Arc<dyn ClientCache>>,
+        start: Instant,
+    ) -> (Result<Vec<Hint>, PolicyFailure>, CallStats) {
         let deadline = start + self.limits.deadline;
         let mut stats = CallStats::default();
         let instance = match self.take_warm() {
@@ -632,7 +690,7 @@ impl Policy {
                 let grace = EPOCH_TICK * 5;
                 match tokio::time::timeout_at(
                     (deadline + grace).into(),
-                    self.call(instance, req, client_cache, deadline, &mut stats),
+                    self.call(instance, what, client_cache, deadline, &mut stats),
                 )
                 .await
                 {
@@ -641,12 +699,6 @@ impl Policy {
                 }
             }
         };
-        if let (Some(cache), Some(key), Ok(hints)) = (&self.cache, key, &result)
-            && !stats.asked_client_cache
-        {
-            cache.insert(key, hints.clone());
-        }
-        stats.elapsed = start.elapsed();
         (result, stats)
     }
 
@@ -702,7 +754,7 @@ impl Policy {
     async fn call(
         &self,
         mut instance: Instance,
-        req: &Request,
+        what: Call<'_>,
         client_cache: Option<Arc<dyn ClientCache>>,
         deadline: Instant,
         stats: &mut CallStats,
@@ -732,9 +784,34 @@ impl Policy {
         let result = async {
             let exports = match instance.exports.take() {
                 Some(exports) => exports,
-                None => self.pre.instantiate_async(&mut instance.store).await?,
+                None => {
+                    let store = &mut instance.store;
+                    let raw = self.pre.instance_pre().instantiate_async(&mut *store).await?;
+                    Exports {
+                        policy: bindings::PushPolicy::new(&mut *store, &raw)?,
+                        instance: raw,
+                    }
+                }
             };
-            let result = exports.call_decide(&mut instance.store, req).await;
+            let store = &mut instance.store;
+            let result = match (what, &self.on_response) {
+                (Call::Decide(req), _) => exports.policy.call_decide(&mut *store, req).await,
+                (Call::OnResponse(req, response, hints), Some(index)) => {
+                    let f = exports
+                        .instance
+                        .get_typed_func::<(&Request, &UpstreamResponse, &[Hint]), (Result<Vec<Hint>, String>,)>(
+                            &mut *store,
+                            index,
+                        )
+                        .map_err(|e| {
+                            e.context("on-response does not have the proxy-policy signature")
+                        })?;
+                    f.call_async(&mut *store, (req, response, hints))
+                        .await
+                        .map(|(r,)| r)
+                }
+                (Call::OnResponse(_, _, hints), None) => Ok(Ok(hints.to_vec())),
+            };
             instance.exports = Some(exports);
             result
         }
