@@ -6,6 +6,8 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -108,10 +110,18 @@ async fn app(req: http::Request<Incoming>) -> Result<http::Response<AppBody>, In
 
 /// Start the test application speaking HTTP/1.1 or h2c.
 async fn start_app(h2c: bool) -> SocketAddr {
+    start_counted_app(h2c).await.0
+}
+
+/// The same, with a count of the connections Herald opened to it.
+async fn start_counted_app(h2c: bool) -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
                 let io = TokioIo::new(tcp);
                 let service = hyper::service::service_fn(app);
@@ -127,7 +137,7 @@ async fn start_app(h2c: bool) -> SocketAddr {
             });
         }
     });
-    addr
+    (addr, accepted)
 }
 
 /// An HTTP/1.1 application that answers every request with a `103` naming
@@ -254,7 +264,7 @@ async fn pushes_complete_during_the_upstreams_think_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_h2c_upstream_gets_the_body_streamed_and_forwarding_headers() {
-    let app = start_app(true).await;
+    let (app, connections) = start_counted_app(true).await;
     let herald = Herald::start(&proxied(
         &format!("[[proxy]]\nprefix = \"/app/\"\nupstream = \"http://{app}\"\nprotocol = \"h2c\""),
         "",
@@ -306,6 +316,17 @@ async fn an_h2c_upstream_gets_the_body_streamed_and_forwarding_headers() {
         h.get_all("via").iter().any(|v| v == "2 herald"),
         "the response says it passed Herald: {h:?}"
     );
+    // Ten pages at once from two client connections share one h2c
+    // connection to the upstream.
+    let other = Client::tls(&herald, ClientOptions::default()).await;
+    let pages = (0..10).map(|i| {
+        let c = if i % 2 == 0 { &client } else { &other };
+        c.get("/app/asset.js")
+    });
+    for page in futures_util::future::join_all(pages).await {
+        assert_eq!(page.status, 200);
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -374,7 +395,7 @@ async fn an_http1_client_through_an_http1_upstream_loses_hop_by_hop_headers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_failures_are_502_and_504_with_one_log_line_each() {
-    let app = start_app(false).await;
+    let (app, connections) = start_counted_app(false).await;
     let down = closed_port();
     let herald = Herald::start(&format!(
         "{}\n[admin]\nlisten = \"127.0.0.1:0\"\n\
@@ -402,8 +423,12 @@ async fn upstream_failures_are_502_and_504_with_one_log_line_each() {
     // The connection and the rest of the site are unaffected.
     let page = client.get("/css/site.css").await;
     assert_eq!(page.status, 200);
-    let page = client.get("/app/asset.js").await;
-    assert_eq!(page.status, 200);
+    // Keep-alive: requests one after another reuse the pooled connection
+    // (the one the timed-out request was on is dropped, hence at most 2).
+    for _ in 0..5 {
+        assert_eq!(client.get("/app/asset.js").await.status, 200);
+    }
+    assert!(connections.load(Ordering::SeqCst) <= 2, "{connections:?}");
     assert!(client.is_open());
     assert_wire_healthy(&client.seen());
 }
