@@ -38,6 +38,62 @@ pub struct StaticOrigin {
     root: PathBuf,
     cache_control: HeaderValue,
     index: String,
+    files: FileCache,
+}
+
+/// Small files (up to `READ_WHOLE_LIMIT`) kept in memory by request path,
+/// checked against the disk on every use with one `lstat` on the worker
+/// thread: a changed, replaced or removed file is resolved afresh. Without
+/// it every request cost five `tokio::fs` calls, each a hand-off to the
+/// blocking pool and back, which was most of a request's time under load
+/// (`BENCHMARKS.md`, throughput). Bounded; emptied when full.
+#[derive(Debug, Default)]
+struct FileCache {
+    map: std::sync::Mutex<std::collections::HashMap<String, Cached>>,
+}
+
+#[derive(Debug, Clone)]
+struct Cached {
+    resolved: Resolved,
+    body: Bytes,
+}
+
+/// Files the cache holds at most, and their bytes.
+const CACHE_FILES: usize = 4096;
+const CACHE_BYTES: u64 = 64 << 20;
+
+impl FileCache {
+    fn get(&self, path: &str) -> Option<Cached> {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = map.get(path)?;
+        // The canonical path was checked to lie under the root when it was
+        // cached; it must still be that same regular file (not a symlink).
+        let fresh = std::fs::symlink_metadata(&entry.resolved.path).is_ok_and(|m| {
+            m.is_file()
+                && m.len() == entry.resolved.len
+                && m.modified().ok() == entry.resolved.modified
+        });
+        if !fresh {
+            map.remove(path);
+            return None;
+        }
+        Some(entry.clone())
+    }
+
+    fn insert(&self, path: &str, resolved: &Resolved, body: &Bytes) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let held: u64 = map.values().map(|c| c.resolved.len).sum();
+        if map.len() >= CACHE_FILES || held + resolved.len > CACHE_BYTES {
+            map.clear();
+        }
+        map.insert(
+            path.to_string(),
+            Cached {
+                resolved: resolved.clone(),
+                body: body.clone(),
+            },
+        );
+    }
 }
 
 /// A response head plus its body source.
@@ -131,6 +187,7 @@ impl StaticOrigin {
                 )
             })?,
             index: index.to_string(),
+            files: FileCache::default(),
         })
     }
 
@@ -191,7 +248,10 @@ impl StaticOrigin {
 
     /// The ETag `path` would be served with now, if it maps to a file.
     pub async fn etag_of(&self, path: &str) -> Option<String> {
-        let resolved = self.resolve(path).await.ok()?;
+        let resolved = match self.files.get(path) {
+            Some(cached) => cached.resolved,
+            None => self.resolve(path).await.ok()?,
+        };
         etag(&resolved).to_str().ok().map(str::to_string)
     }
 
@@ -209,10 +269,14 @@ impl StaticOrigin {
                 .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             return r;
         }
-        let resolved = match self.resolve(path).await {
-            Ok(r) => r,
-            Err(ResolveError::BadPath) => return simple(StatusCode::BAD_REQUEST, "bad path\n"),
-            Err(ResolveError::NotFound) => return simple(StatusCode::NOT_FOUND, "not found\n"),
+        let cached = self.files.get(path);
+        let resolved = match &cached {
+            Some(c) => c.resolved.clone(),
+            None => match self.resolve(path).await {
+                Ok(r) => r,
+                Err(ResolveError::BadPath) => return simple(StatusCode::BAD_REQUEST, "bad path\n"),
+                Err(ResolveError::NotFound) => return simple(StatusCode::NOT_FOUND, "not found\n"),
+            },
         };
         let etag = etag(&resolved);
         let mut headers = HeaderMap::new();
@@ -242,7 +306,18 @@ impl StaticOrigin {
                 body: Body::Empty,
             };
         }
+        if let Some(c) = cached {
+            return Response {
+                status: StatusCode::OK,
+                headers,
+                body: Body::Bytes(c.body),
+            };
+        }
         let body = match open_body(&resolved).await {
+            Ok(Body::Bytes(bytes)) => {
+                self.files.insert(path, &resolved, &bytes);
+                Body::Bytes(bytes)
+            }
             Ok(body) => body,
             Err(e) => {
                 tracing::warn!(file = %resolved.path.display(), "cannot read file: {e}");

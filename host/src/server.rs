@@ -463,6 +463,10 @@ async fn accept_loop(
     while connections.join_next().await.is_some() {}
 }
 
+/// Bytes gathered before they must be written (one TLS record is at most
+/// about 16 KiB; a flush of several frames fits).
+const WRITE_COALESCE: usize = 64 * 1024;
+
 async fn connection(
     tcp: TcpStream,
     shared: Arc<Shared>,
@@ -472,6 +476,18 @@ async fn connection(
 ) {
     let client = tcp.peer_addr().ok().map(|a| a.ip());
     let timeout = Duration::from_millis(shared.config.server.handshake_timeout_ms);
+    // Writes are gathered until the protocol layer flushes: h2 writes a
+    // flush's frames in several pieces and rustls turns each into records,
+    // and without this each piece was its own `writev` (about 1.7 a request
+    // under load; `BENCHMARKS.md`, throughput). Every flush still reaches
+    // the socket at once, so nothing waits in this buffer; it is no larger
+    // than the queue TCP_NOTSENT_LOWAT allows, so it adds no head-of-line
+    // delay beyond that.
+    let capacity = match shared.config.server.tcp_notsent_lowat as usize {
+        0 => WRITE_COALESCE,
+        lowat => lowat.clamp(16 * 1024, WRITE_COALESCE),
+    };
+    let coalesced = |tcp| tokio::io::BufWriter::with_capacity(capacity, tcp);
     match acceptor {
         None => {
             // Cleartext: HTTP/2 with prior knowledge starts with the preface
@@ -485,13 +501,14 @@ async fn connection(
                 }
             };
             if h2 {
-                crate::conn::serve(tcp, shared, id, "http", client, None, rx).await
+                crate::conn::serve(coalesced(tcp), shared, id, "http", client, None, rx).await
             } else {
                 crate::h1::serve(tcp, shared, id, "http", client, None, rx).await
             }
         }
         Some(acceptor) => {
-            let mut tls = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+            let mut tls = match tokio::time::timeout(timeout, acceptor.accept(coalesced(tcp))).await
+            {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
                     tracing::info!(conn = id, "TLS handshake failed: {e}");

@@ -10,6 +10,7 @@
 //! Invariant: nothing is sent on the parent's stream after its final HEADERS
 //! except its body: no promise, no 1xx (h2 would send both; clients reject them).
 
+pub mod flush;
 pub mod push;
 pub mod sched;
 pub mod send;
@@ -66,7 +67,7 @@ pub async fn serve<IO>(
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let peer = PeerState::new(id, shared.config.server.trace_frames);
-    let io = Tap::new(io, peer.clone());
+    let io = flush::DeferredFlush::new(Tap::new(io, peer.clone()));
     let h = &shared.config.h2;
     let mut builder = h2::server::Builder::new();
     builder

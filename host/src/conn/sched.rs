@@ -15,8 +15,12 @@
 //!    sends them whole, in the order they were registered.
 //! 4. A turn never exceeds the peer's windows (read off the wire by the tap)
 //!    or one frame (16 KiB), and when the turn passes to another stream the
-//!    new holder first waits until the previous chunks are written, so h2
-//!    never holds bytes of two streams at once and cannot reorder them.
+//!    new holder first waits until at most one chunk of the previous holder
+//!    is unwritten. h2 writes one frame per stream in turn, in the order the
+//!    streams queued them: one frame queued ahead of ours is written ahead
+//!    of ours, while two could be split by ours. (Waiting for none, as this
+//!    did first, cost a write per response: 42k instead of 63k requests/s
+//!    in `BENCHMARKS.md`'s throughput run.)
 //! 5. A registered stream that is not ready yet (a push whose file is being
 //!    opened) holds back less urgent streams for at most `READY_GRACE`; after
 //!    that the scheduler is work-conserving.
@@ -264,12 +268,14 @@ impl Scheduler {
             match step {
                 Step::Granted { max, flush } => {
                     if let Some((previous, sent)) = flush {
-                        // The previous holder's chunks must be on the wire
-                        // before ours join h2's queue, or h2 would interleave
-                        // them. Bounded, in case the wire stalls.
+                        // All but the previous holder's last chunk must be on
+                        // the wire before ours joins h2's queue, or h2 would
+                        // interleave them (rule 4). Bounded, in case the
+                        // wire stalls.
+                        let enough = sent.saturating_sub(QUANTUM as u64);
                         let _ = tokio::time::timeout(
                             FLUSH_WAIT,
-                            self.peer.wait_stream_written(previous, sent),
+                            self.peer.wait_stream_written(previous, enough),
                         )
                         .await;
                     }
