@@ -487,7 +487,7 @@ async fn connection(
         0 => WRITE_COALESCE,
         lowat => lowat.clamp(16 * 1024, WRITE_COALESCE),
     };
-    let coalesced = |tcp| tokio::io::BufWriter::with_capacity(capacity, tcp);
+    let coalesced = |tcp| crate::conn::flush::WriteBuffer::new(tcp, capacity);
     match acceptor {
         None => {
             // Cleartext: HTTP/2 with prior knowledge starts with the preface
