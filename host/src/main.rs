@@ -141,6 +141,23 @@ enum BenchCommand {
         )]
         baseline: PathBuf,
     },
+    /// One request's policy path (request built, policy called, answer
+    /// planned) repeated on one thread, for an instruction count under
+    /// `valgrind --tool=callgrind` (see `scripts/callgrind`).
+    Instructions {
+        /// The policy component.
+        #[arg(
+            long,
+            default_value = "target/guests/wasm32-wasip2/guest/page_map.wasm"
+        )]
+        policy: PathBuf,
+        /// Times the path runs (after three warm-up runs).
+        #[arg(long, default_value_t = 100)]
+        calls: usize,
+        /// `fresh` or `reuse`.
+        #[arg(long, default_value = "fresh", value_parser = parse_isolation)]
+        isolation: herald::policy::Isolation,
+    },
     /// Swap latency: from a policy file landing (or an admin upload) to the
     /// new version answering.
     Swap {
@@ -280,6 +297,27 @@ fn main() -> ExitCode {
                 baseline,
             };
             run_bench(async move { herald::bench::decide::report(&opts).await })
+        }
+        Command::Bench(BenchCommand::Instructions {
+            policy,
+            calls,
+            isolation,
+        }) => {
+            let opts = herald::bench::instructions::Options {
+                policy,
+                calls,
+                isolation,
+            };
+            match herald::bench::instructions::run(&opts) {
+                Ok(planned) => {
+                    println!("{calls} calls, {planned} hints planned");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("herald bench instructions: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Bench(BenchCommand::Swap {
             rounds,
@@ -615,4 +653,12 @@ async fn run(
     });
     server.run(rx, grace).await;
     Ok(())
+}
+
+fn parse_isolation(s: &str) -> Result<herald::policy::Isolation, String> {
+    match s {
+        "fresh" => Ok(herald::policy::Isolation::Fresh),
+        "reuse" => Ok(herald::policy::Isolation::Reuse),
+        other => Err(format!("`{other}`: expected fresh or reuse")),
+    }
 }

@@ -3,6 +3,7 @@
 
 pub mod decide;
 pub mod hol;
+pub mod instructions;
 pub mod pageload;
 pub mod proxy;
 pub mod swap;

@@ -1,0 +1,93 @@
+//! `herald bench instructions`: one request's policy path (the request
+//! handed to the policy, the call, the plan of its answer), repeated
+//! `calls` times on one thread, for `valgrind --tool=callgrind`, whose
+//! instruction count is stable on a noisy machine where a timer is not.
+//! `scripts/callgrind` runs it twice and reports the difference per call.
+//!
+//! The measured work is inside [`measured`], which callgrind is told to
+//! collect alone (`--toggle-collect`): start-up, compilation and the epoch
+//! thread are left out.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::planner;
+use crate::policy::{Isolation, Limits, Policy, PolicyEngine, input};
+
+/// Options of `herald bench instructions`.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub policy: PathBuf,
+    pub calls: usize,
+    pub isolation: Isolation,
+}
+
+const DEMO_MAP: &str = r#"[policy.config]
+"/" = ["/css/site.css u=0", "/js/app.js u=1", "/fonts/dejavu-light.woff u=1", "/img/logo.svg u=4", "/img/hero.svg u=5 i"]
+"#;
+
+/// Run the policy path `calls` times; returns the hints planned in all.
+pub fn run(opts: &Options) -> anyhow::Result<usize> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let config = Config::parse("bench", DEMO_MAP)?;
+    let mut limits = Limits::from_config(&config.policy);
+    // Small enough for valgrind to map the pool; long enough that a slowed
+    // call is never cut off.
+    limits.max_concurrent_calls = 2;
+    limits.reuse_idle = 1;
+    limits.memory_bytes = 16 << 20;
+    limits.deadline = Duration::from_secs(30);
+    let engine = PolicyEngine::new(limits, None)?;
+    let policy = engine
+        .load_file(&opts.policy, &config.policy.config)?
+        .with_isolation(opts.isolation);
+    let request = http::Request::builder()
+        .method("GET")
+        .uri("https://shop.example/")
+        .header("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Chrome/130.0")
+        .header("accept", "text/html,application/xhtml+xml")
+        .header("accept-encoding", "gzip, br")
+        .header("sec-fetch-dest", "document")
+        .header("cookie", "session=abc123; herald-have=/img/logo.svg")
+        .body(())?;
+    let (parts, ()) = request.into_parts();
+    // Warm: the first calls touch lazily initialised state.
+    measured(&rt, &policy, &parts, 3);
+    Ok(measured(&rt, &policy, &parts, opts.calls))
+}
+
+/// The measured region: `calls` times, build the policy's request, call
+/// it, plan the answer.
+#[inline(never)]
+pub fn measured(
+    rt: &tokio::runtime::Runtime,
+    policy: &Policy,
+    parts: &http::request::Parts,
+    calls: usize,
+) -> usize {
+    rt.block_on(async {
+        let mut planned = 0;
+        for _ in 0..calls {
+            let input = input::build(parts, "https", "shop.example", true, "default");
+            let (result, _) = policy.decide(&input).await;
+            let hints = result.unwrap_or_default();
+            let plan = planner::plan(
+                hints,
+                &planner::Context {
+                    method: &parts.method,
+                    parent: "/",
+                    can_push: true,
+                    early_hints: true,
+                    max_hints: 64,
+                    max_hint_bytes: 4096,
+                    on_invalid: planner::OnInvalid::default(),
+                },
+            );
+            planned += plan.items.len();
+        }
+        planned
+    })
+}
