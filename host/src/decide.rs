@@ -107,22 +107,28 @@ impl Drop for Upstreaming {
     }
 }
 
-/// Who asks the upstream, and for what.
-pub struct UpstreamAsk<'a> {
-    pub method: &'a http::Method,
-    pub path_and_query: &'a str,
-    pub authority: &'a str,
-    pub scheme: &'static str,
-    pub client: Option<std::net::IpAddr>,
-    pub version: http::Version,
-    pub conn: u64,
+use crate::proxy::Forward;
+
+/// The response ready now, or the upstream request started now (the body
+/// is only made for the latter).
+pub fn start(
+    shared: &Arc<Shared>,
+    target: Target,
+    fwd: &Forward<'_>,
+    headers: &http::HeaderMap,
+    body: impl FnOnce() -> crate::proxy::RequestBody,
+) -> (Option<crate::origin::Response>, Option<Upstreaming>) {
+    match target {
+        Target::Ready(response) => (Some(*response), None),
+        Target::Upstream => (None, Some(upstream(shared, fwd, headers.clone(), body()))),
+    }
 }
 
 /// Start `ask` on the upstream that routes it, in its own task, so hints can
 /// be decided and delivered while the upstream computes.
 pub fn upstream(
     shared: &Arc<Shared>,
-    ask: &UpstreamAsk<'_>,
+    ask: &Forward<'_>,
     headers: http::HeaderMap,
     body: crate::proxy::RequestBody,
 ) -> Upstreaming {
@@ -145,7 +151,7 @@ pub fn upstream(
     );
     let (scheme, client, version, conn) = (ask.scheme, ask.client, ask.version, ask.conn);
     let response = tokio::spawn(async move {
-        let ask = UpstreamAsk {
+        let ask = Forward {
             method: &method,
             path_and_query: &pq,
             authority: &authority,
@@ -167,7 +173,7 @@ pub fn upstream(
 /// becomes our 502/504, logged once per burst.
 pub async fn fetch_upstream(
     shared: &Shared,
-    ask: &UpstreamAsk<'_>,
+    ask: &Forward<'_>,
     headers: http::HeaderMap,
     body: crate::proxy::RequestBody,
     early: Option<tokio::sync::mpsc::UnboundedSender<http::HeaderMap>>,
@@ -176,15 +182,7 @@ pub async fn fetch_upstream(
     let Some(upstream) = shared.proxy.route(path) else {
         return crate::origin::simple(StatusCode::NOT_FOUND, "not found\n");
     };
-    let fwd = crate::proxy::Forward {
-        method: ask.method,
-        path_and_query: ask.path_and_query,
-        authority: ask.authority,
-        scheme: ask.scheme,
-        client: ask.client,
-        version: ask.version,
-    };
-    match upstream.fetch(fwd, headers, body, early).await {
+    match upstream.fetch(*ask, headers, body, early).await {
         Ok(response) => response,
         Err(e) => {
             Metrics::inc(&shared.metrics.upstream_errors);
@@ -209,7 +207,7 @@ pub async fn fetch_upstream(
 /// that routes it, or from the static root (the same rule as a request).
 pub async fn fetch_for_push(
     shared: &Shared,
-    ask: &UpstreamAsk<'_>,
+    ask: &Forward<'_>,
     headers: &http::HeaderMap,
 ) -> crate::origin::Response {
     let path = ask.path_and_query.split('?').next().unwrap_or("/");

@@ -162,23 +162,19 @@ async fn handle<IO: AsyncRead + AsyncWrite>(
     followups.requested(&path_and_query);
     let status = target.expected_status();
     // A proxied request leaves now; its hints go out as a 103 meanwhile.
-    let (ready, mut upstreaming) = match target {
-        crate::decide::Target::Ready(response) => (Some(*response), None),
-        crate::decide::Target::Upstream => {
-            let ask = crate::decide::UpstreamAsk {
-                method: &parts.method,
-                path_and_query: &path_and_query,
-                authority: &authority,
-                scheme,
-                client,
-                version: parts.version,
-                conn,
-            };
-            let body = crate::proxy::boxed(body);
-            let started = crate::decide::upstream(&shared, &ask, parts.headers.clone(), body);
-            (None, Some(started))
-        }
+    let fwd = crate::proxy::Forward {
+        method: &parts.method,
+        path_and_query: &path_and_query,
+        authority: &authority,
+        scheme,
+        client,
+        version: parts.version,
+        conn,
     };
+    let (ready, mut upstreaming) =
+        crate::decide::start(&shared, target, &fwd, &parts.headers, || {
+            crate::proxy::boxed(body)
+        });
     let ask = crate::decide::Ask {
         parts: &parts,
         scheme,

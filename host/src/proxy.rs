@@ -145,6 +145,7 @@ impl std::fmt::Display for ProxyError {
 }
 
 /// The parts of the client's request that go upstream besides its headers.
+#[derive(Clone, Copy)]
 pub struct Forward<'a> {
     pub method: &'a http::Method,
     pub path_and_query: &'a str,
@@ -153,6 +154,8 @@ pub struct Forward<'a> {
     pub client: Option<std::net::IpAddr>,
     /// The client's protocol, for `via`.
     pub version: http::Version,
+    /// The client connection, for logs.
+    pub conn: u64,
 }
 
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).

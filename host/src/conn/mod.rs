@@ -173,25 +173,21 @@ async fn handle(
     conn.followups.requested(&path_and_query);
     let authority_str = authority.as_deref().unwrap_or("");
     let status = target.expected_status();
-    let (ready, mut upstreaming) = match target {
-        // The static origin does not read request bodies; dropping it tells
-        // h2 to stop accepting it.
-        crate::decide::Target::Ready(response) => (Some(*response), None),
-        crate::decide::Target::Upstream => {
-            let ask = crate::decide::UpstreamAsk {
-                method: &parts.method,
-                path_and_query: &path_and_query,
-                authority: authority_str,
-                scheme: conn.scheme,
-                client: conn.client,
-                version: http::Version::HTTP_2,
-                conn: conn.id,
-            };
-            let body = crate::proxy::boxed(crate::proxy::H2RequestBody(body));
-            let started = crate::decide::upstream(shared, &ask, parts.headers.clone(), body);
-            (None, Some(started))
-        }
+    // A proxied request leaves now (the static origin does not read request
+    // bodies; dropping it tells h2 to stop accepting it).
+    let fwd = crate::proxy::Forward {
+        method: &parts.method,
+        path_and_query: &path_and_query,
+        authority: authority_str,
+        scheme: conn.scheme,
+        client: conn.client,
+        version: http::Version::HTTP_2,
+        conn: conn.id,
     };
+    let (ready, mut upstreaming) =
+        crate::decide::start(shared, target, &fwd, &parts.headers, || {
+            crate::proxy::boxed(crate::proxy::H2RequestBody(body))
+        });
 
     let can_push = shared.config.push.enabled && conn.peer.push_enabled();
     let ask = crate::decide::Ask {

@@ -145,7 +145,7 @@ pub async fn deliver(
     let fetches = candidates.into_iter().map(|hint| {
         let headers = promise_headers(&hint, parent_headers, &conn.shared.copy_headers);
         async move {
-            let ask = crate::decide::UpstreamAsk {
+            let ask = crate::proxy::Forward {
                 method: &Method::GET,
                 path_and_query: hint.path_and_query.as_str(),
                 authority,
