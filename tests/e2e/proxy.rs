@@ -19,6 +19,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;
 
+/// `/app/hang` requests dropped before their answer (the upstream saw its
+/// client go away).
+static ABANDONED: AtomicUsize = AtomicUsize::new(0);
+
 /// How long the test application "thinks" before answering a page.
 const THINK: Duration = Duration::from_millis(200);
 const ASSET_JS: &str = "console.log('served by the application');\n";
@@ -101,6 +105,22 @@ async fn app(req: http::Request<Incoming>) -> Result<http::Response<AppBody>, In
         }
         "/app/slow" => {
             tokio::time::sleep(Duration::from_secs(5)).await;
+            out.body(full("late"))
+        }
+        "/app/hang" => {
+            // Counts the requests abandoned before their answer.
+            struct Abandoned;
+            impl Drop for Abandoned {
+                fn drop(&mut self) {
+                    if std::thread::panicking() {
+                        return;
+                    }
+                    ABANDONED.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            let guard = Abandoned;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            std::mem::forget(guard);
             out.body(full("late"))
         }
         _ => out.status(404).body(full("no such page\n")),
@@ -537,4 +557,30 @@ skip = ["/app/asset"]
         "{links:?}"
     );
     assert!(herald.logs().lines().all(|l| !l.contains("policy trapped")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_reset_during_think_time_cancels_its_upstream_request() {
+    let app = start_app(false).await;
+    let herald = Herald::start(&proxied(
+        &format!("[[proxy]]\nprefix = \"/app/\"\nupstream = \"http://{app}\""),
+        "",
+    ));
+    let client = Client::tls(&herald, ClientOptions::default()).await;
+    let before = ABANDONED.load(Ordering::SeqCst);
+    let mut send = client.sender().ready().await.unwrap();
+    let request = client.request("GET", "/app/hang").body(()).unwrap();
+    let (response, mut stream) = send.send_request(request, true).unwrap();
+    drop(response);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stream.send_reset(h2::Reason::CANCEL);
+    // The application sees its request go away well before its 5 s answer.
+    assert!(
+        eventually(Duration::from_secs(3), || ABANDONED.load(Ordering::SeqCst)
+            > before)
+        .await,
+        "the upstream request outlived the page"
+    );
+    // The connection serves on.
+    assert_eq!(client.get("/app/asset.js").await.status, 200);
 }

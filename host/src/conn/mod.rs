@@ -257,6 +257,12 @@ async fn handle(
                         send_103(&conn, &mut respond, &values, &decided.metrics);
                     }
                 }
+                // The client gave up on the page: so does the upstream
+                // request (dropping it aborts its task).
+                _ = std::future::poll_fn(|cx| respond.poll_reset(cx)) => {
+                    tracing::debug!(conn = conn.id, path = %path_and_query, "page reset while its upstream was computing");
+                    return;
+                }
             }
         },
         (None, None) => unreachable!("a target is either ready or upstream"),
