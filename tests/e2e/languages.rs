@@ -103,6 +103,9 @@ fn normalise(hint: &str) -> String {
 fn config_toml(isolation: &str, policy_config: &toml::Table) -> String {
     let mut policy = toml::Table::new();
     policy.insert("isolation".into(), isolation.into());
+    // As in `support::config_for`: a loaded machine must not turn a
+    // conformance row into a deadline test (deadlines have their own).
+    policy.insert("deadline_ms".into(), 1000.into());
     policy.insert("config".into(), toml::Value::Table(policy_config.clone()));
     let mut root = toml::Table::new();
     root.insert("policy".into(), toml::Value::Table(policy));

@@ -92,7 +92,9 @@ pub fn plan(raw: Vec<Hint>, ctx: &Context<'_>) -> Plan {
         return plan;
     }
     let parent_path = ctx.parent.split('?').next().unwrap_or("");
-    let mut seen = std::collections::HashSet::new();
+    // A linear scan: answers are short (`max_hints`), and a set of copied
+    // strings cost more than the scan (callgrind, BENCHMARKS.md).
+    let mut seen: Vec<http::uri::PathAndQuery> = Vec::new();
     for hint in valid {
         let pq = hint.path_and_query.as_str();
         if pq == ctx.parent
@@ -100,9 +102,10 @@ pub fn plan(raw: Vec<Hint>, ctx: &Context<'_>) -> Plan {
         {
             continue;
         }
-        if !seen.insert(pq.to_string()) {
+        if seen.contains(&hint.path_and_query) {
             continue;
         }
+        seen.push(hint.path_and_query.clone());
         let route = match hint.delivery {
             Delivery::Auto | Delivery::PushOnly if ctx.can_push => Route::Push,
             Delivery::PushOnly => continue,

@@ -133,38 +133,46 @@ fn printable(s: &str) -> String {
 /// `https://...`, `data:...`; no dot segments, even percent-encoded; no
 /// control characters, backslashes or fragments.
 pub fn validate_path(path: &str) -> Result<http::uri::PathAndQuery, InvalidHint> {
-    let shown = printable(path);
+    // Only an invalid path is shown (printed safely); a valid one, the
+    // common case, costs no copy.
+    let shown = || printable(path);
     if !path.starts_with('/') {
         return Err(invalid(format!(
-            "`{shown}` is not a same-origin path starting with /"
+            "`{}` is not a same-origin path starting with /",
+            shown()
         )));
     }
     if path.starts_with("//") {
-        return Err(invalid(format!("`{shown}` names another authority")));
+        return Err(invalid(format!("`{}` names another authority", shown())));
     }
     if path
         .bytes()
         .any(|b| b.is_ascii_control() || b == b' ' || b == b'\\' || b == b'#' || b >= 0x80)
     {
         return Err(invalid(format!(
-            "`{shown}` has characters not allowed in a path"
+            "`{}` has characters not allowed in a path",
+            shown()
         )));
     }
     let only_path = path.split('?').next().unwrap_or("");
-    let decoded = percent_decode_str(only_path).collect::<Vec<u8>>();
+    // Borrowed unless there is something to decode.
+    let decoded: std::borrow::Cow<'_, [u8]> = percent_decode_str(only_path).into();
     if decoded
         .iter()
         .any(|&b| b == 0 || b == b'\\' || b.is_ascii_control())
     {
-        return Err(invalid(format!("`{shown}` encodes forbidden characters")));
+        return Err(invalid(format!(
+            "`{}` encodes forbidden characters",
+            shown()
+        )));
     }
     for segment in decoded.split(|&b| b == b'/') {
         if segment == b"." || segment == b".." {
-            return Err(invalid(format!("`{shown}` has a dot segment")));
+            return Err(invalid(format!("`{}` has a dot segment", shown())));
         }
     }
     path.parse::<http::uri::PathAndQuery>()
-        .map_err(|_| invalid(format!("`{shown}` is not a valid path")))
+        .map_err(|_| invalid(format!("`{}` is not a valid path", shown())))
 }
 
 #[cfg(test)]
