@@ -49,13 +49,25 @@ pub struct StaticOrigin {
 /// (`BENCHMARKS.md`, throughput). Bounded; emptied when full.
 #[derive(Debug, Default)]
 struct FileCache {
-    map: std::sync::Mutex<std::collections::HashMap<String, Cached>>,
+    files: std::sync::Mutex<Files>,
 }
 
+#[derive(Debug, Default)]
+struct Files {
+    by_path: std::collections::HashMap<String, Cached>,
+    /// The bytes `by_path` holds, kept as entries come and go.
+    bytes: u64,
+}
+
+/// A cached file: its body and its response head, built once when cached
+/// (type, ETag, Last-Modified, Cache-Control; no Content-Length, which a
+/// 304 must not carry).
 #[derive(Debug, Clone)]
 struct Cached {
     resolved: Resolved,
     body: Bytes,
+    head: HeaderMap,
+    etag: HeaderValue,
 }
 
 /// Files the cache holds at most, and their bytes.
@@ -64,8 +76,8 @@ const CACHE_BYTES: u64 = 64 << 20;
 
 impl FileCache {
     fn get(&self, path: &str) -> Option<Cached> {
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = map.get(path)?;
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = files.by_path.get(path)?;
         // The canonical path was checked to lie under the root when it was
         // cached; it must still be that same regular file (not a symlink).
         let fresh = std::fs::symlink_metadata(&entry.resolved.path).is_ok_and(|m| {
@@ -74,25 +86,24 @@ impl FileCache {
                 && m.modified().ok() == entry.resolved.modified
         });
         if !fresh {
-            map.remove(path);
+            let len = entry.resolved.len;
+            files.by_path.remove(path);
+            files.bytes -= len;
             return None;
         }
         Some(entry.clone())
     }
 
-    fn insert(&self, path: &str, resolved: &Resolved, body: &Bytes) {
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        let held: u64 = map.values().map(|c| c.resolved.len).sum();
-        if map.len() >= CACHE_FILES || held + resolved.len > CACHE_BYTES {
-            map.clear();
+    fn insert(&self, path: &str, entry: Cached) {
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        let len = entry.resolved.len;
+        if files.by_path.len() >= CACHE_FILES || files.bytes + len > CACHE_BYTES {
+            *files = Files::default();
         }
-        map.insert(
-            path.to_string(),
-            Cached {
-                resolved: resolved.clone(),
-                body: body.clone(),
-            },
-        );
+        if let Some(old) = files.by_path.insert(path.to_string(), entry) {
+            files.bytes -= old.resolved.len;
+        }
+        files.bytes += len;
     }
 }
 
@@ -248,11 +259,28 @@ impl StaticOrigin {
 
     /// The ETag `path` would be served with now, if it maps to a file.
     pub async fn etag_of(&self, path: &str) -> Option<String> {
-        let resolved = match self.files.get(path) {
-            Some(cached) => cached.resolved,
-            None => self.resolve(path).await.ok()?,
+        let etag = match self.files.get(path) {
+            Some(cached) => cached.etag,
+            None => etag(&self.resolve(path).await.ok()?),
         };
-        etag(&resolved).to_str().ok().map(str::to_string)
+        etag.to_str().ok().map(str::to_string)
+    }
+
+    /// The response head of a file, without Content-Length, and its ETag.
+    fn head(&self, resolved: &Resolved) -> (HeaderMap, HeaderValue) {
+        let etag = etag(resolved);
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, content_type(&resolved.path));
+        headers.insert(header::ETAG, etag.clone());
+        if let Some(modified) = resolved.modified {
+            headers.insert(
+                header::LAST_MODIFIED,
+                HeaderValue::from_str(&httpdate::fmt_http_date(modified))
+                    .expect("http date is ASCII"),
+            );
+        }
+        headers.insert(header::CACHE_CONTROL, self.cache_control.clone());
+        (headers, etag)
     }
 
     /// Produce the response for `method path` with the request's headers.
@@ -269,27 +297,21 @@ impl StaticOrigin {
                 .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             return r;
         }
+        // A cached file's head was built when it was cached; otherwise
+        // resolve the path and build it now.
         let cached = self.files.get(path);
-        let resolved = match &cached {
-            Some(c) => c.resolved.clone(),
+        let (resolved, head, etag) = match &cached {
+            Some(c) => (c.resolved.clone(), c.head.clone(), c.etag.clone()),
             None => match self.resolve(path).await {
-                Ok(r) => r,
+                Ok(r) => {
+                    let (head, etag) = self.head(&r);
+                    (r, head, etag)
+                }
                 Err(ResolveError::BadPath) => return simple(StatusCode::BAD_REQUEST, "bad path\n"),
                 Err(ResolveError::NotFound) => return simple(StatusCode::NOT_FOUND, "not found\n"),
             },
         };
-        let etag = etag(&resolved);
-        let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_TYPE, content_type(&resolved.path));
-        headers.insert(header::ETAG, etag.clone());
-        if let Some(modified) = resolved.modified {
-            headers.insert(
-                header::LAST_MODIFIED,
-                HeaderValue::from_str(&httpdate::fmt_http_date(modified))
-                    .expect("http date is ASCII"),
-            );
-        }
-        headers.insert(header::CACHE_CONTROL, self.cache_control.clone());
+        let mut headers = head;
 
         if serve == Serve::Request && not_modified(req_headers, &etag, resolved.modified) {
             return Response {
@@ -315,7 +337,15 @@ impl StaticOrigin {
         }
         let body = match open_body(&resolved).await {
             Ok(Body::Bytes(bytes)) => {
-                self.files.insert(path, &resolved, &bytes);
+                let mut head = headers.clone();
+                head.remove(header::CONTENT_LENGTH);
+                let entry = Cached {
+                    resolved: resolved.clone(),
+                    body: bytes.clone(),
+                    head,
+                    etag,
+                };
+                self.files.insert(path, entry);
                 Body::Bytes(bytes)
             }
             Ok(body) => body,
