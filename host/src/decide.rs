@@ -344,41 +344,56 @@ async fn plan_with(
     digest: Option<Arc<crate::client_cache::ClientDigest>>,
 ) -> Plan {
     Metrics::inc(&metrics.requests);
-    let hints = match version.map(|v| &v.policy) {
-        Some(policy) => {
-            Metrics::inc(&metrics.policy_calls);
-            let input = input::build(
-                ask.parts,
-                ask.scheme,
-                ask.authority,
-                ask.can_push,
-                version.map_or("default", |v| &v.variant),
-            );
-            let client_cache = digest.map(|d| d as Arc<dyn crate::policy::ClientCache>);
-            let (result, stats) = policy.decide_with(&input, client_cache).await;
-            if stats.cached {
-                Metrics::inc(&metrics.policy_cached);
-            } else {
-                metrics.observe_policy_call(stats.elapsed);
-            }
-            match result {
-                Ok(hints) => hints,
-                Err(failure) => {
-                    count_failure(shared, metrics, ask, policy.name(), &failure);
-                    Vec::new()
-                }
-            }
-        }
-        None => Vec::new(),
+    let Some(version) = version else {
+        return Plan::default();
     };
-    Metrics::add(&metrics.hints, hints.len() as u64);
+    let policy = &version.policy;
+    Metrics::inc(&metrics.policy_calls);
+    let view = input::View {
+        scheme: ask.scheme,
+        authority: ask.authority,
+        push_enabled: ask.can_push,
+        variant: &version.variant,
+    };
+    let client_cache = digest.map(|d| d as Arc<dyn crate::policy::ClientCache>);
+    let (result, stats) = policy.answer(ask.parts, &view, client_cache).await;
+    if stats.cached {
+        Metrics::inc(&metrics.policy_cached);
+    } else {
+        metrics.observe_policy_call(stats.elapsed);
+    }
+    let answer = match result {
+        Ok(answer) => answer,
+        Err(failure) => {
+            count_failure(shared, metrics, ask, policy.name(), &failure);
+            return Plan::default();
+        }
+    };
+    Metrics::add(&metrics.hints, answer.hints.len() as u64);
 
     // Hints only for a page that is actually served: not for errors, and not
     // for a 304 (the client has the page, and most likely its assets).
-    if ask.status != StatusCode::OK || hints.is_empty() {
+    if ask.status != StatusCode::OK || answer.hints.is_empty() {
         return Plan::default();
     }
-    plan_hints(shared, ask, hints, metrics)
+    match Arc::try_unwrap(answer) {
+        Ok(answer) => plan_hints(shared, ask, answer.hints, metrics),
+        // A cached answer: planned (and its links formatted) once, by the
+        // first request that got it. Everything the plan depends on is in
+        // the cache key (method, path and query, push) or fixed for the
+        // process (the `[push]` and `[policy]` limits).
+        Err(cached) => {
+            let plan = cached.derived(|hints| {
+                let plan = plan_only(shared, ask, hints.to_vec());
+                for item in &plan.items {
+                    item.hint.link(ask.can_push);
+                }
+                plan
+            });
+            report_invalid(shared, ask, &plan, metrics);
+            Plan::clone(&plan)
+        }
+    }
 }
 
 /// The plan for a proxied page's response head, before its HEADERS go out:
@@ -464,8 +479,14 @@ fn plan_hints(
     hints: Vec<crate::policy::Hint>,
     metrics: &Metrics,
 ) -> Plan {
+    let plan = plan_only(shared, ask, hints);
+    report_invalid(shared, ask, &plan, metrics);
+    plan
+}
+
+fn plan_only(shared: &Shared, ask: &Ask<'_>, hints: Vec<crate::policy::Hint>) -> Plan {
     let p = &shared.config.policy;
-    let plan = planner::plan(
+    planner::plan(
         hints,
         &planner::Context {
             method: &ask.parts.method,
@@ -476,7 +497,11 @@ fn plan_hints(
             max_hint_bytes: p.max_hint_bytes,
             on_invalid: shared.on_invalid,
         },
-    );
+    )
+}
+
+/// Count and log (once per burst) what a plan dropped.
+fn report_invalid(shared: &Shared, ask: &Ask<'_>, plan: &Plan, metrics: &Metrics) {
     if !plan.invalid.is_empty() || plan.over_limit > 0 {
         Metrics::add(
             &metrics.invalid_hints,
@@ -498,7 +523,6 @@ fn plan_hints(
             );
         }
     }
-    plan
 }
 
 fn count_failure(

@@ -190,14 +190,19 @@ async fn handle<IO: AsyncRead + AsyncWrite>(
         .plan
         .items
         .iter()
-        .map(|p| crate::planner::link::preload(&p.hint, false))
+        .map(|p| p.hint.link(false))
         .collect();
     // RFC 8297: no 1xx to an HTTP/1.0 client.
     let early_ok = parts.version == Version::HTTP_11;
     if !links.is_empty() && early_ok && write_103(&write, &links, &decided.metrics, conn).await {
-        for item in &decided.plan.items {
-            followups.hinted(item.hint.path_and_query.as_str(), &decided.metrics);
-        }
+        followups.hinted(
+            decided
+                .plan
+                .items
+                .iter()
+                .map(|p| p.hint.path_and_query.as_str()),
+            &decided.metrics,
+        );
     }
     if let Some(digest) = &decided.digest {
         for item in &decided.plan.items {
@@ -235,7 +240,7 @@ async fn handle<IO: AsyncRead + AsyncWrite>(
         for item in plan.items {
             let pq = item.hint.path_and_query.as_str();
             if !crate::planner::link::names(&response.headers, pq) {
-                links.push(crate::planner::link::preload(&item.hint, false));
+                links.push(item.hint.link(false));
                 if let Some(digest) = &decided.digest {
                     digest.record_current(pq).await;
                 }

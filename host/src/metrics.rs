@@ -230,19 +230,38 @@ impl Followups {
         }
     }
 
-    fn record(&self, path: &str, metrics: &std::sync::Arc<Metrics>, pushed: bool) {
+    fn record<'a>(
+        &self,
+        paths: impl IntoIterator<Item = &'a str>,
+        metrics: &std::sync::Arc<Metrics>,
+        pushed: bool,
+    ) {
         let mut d = self.delivered.lock().unwrap_or_else(|e| e.into_inner());
-        if d.len() < self.cap || d.contains_key(path) {
-            d.insert(path.to_string(), (metrics.clone(), pushed));
+        for path in paths {
+            // A path delivered again (every page of a site hints the same
+            // assets) costs no allocation.
+            if let Some(entry) = d.get_mut(path) {
+                if !std::sync::Arc::ptr_eq(&entry.0, metrics) {
+                    entry.0 = metrics.clone();
+                }
+                entry.1 = pushed;
+            } else if d.len() < self.cap {
+                d.insert(path.to_string(), (metrics.clone(), pushed));
+            }
         }
     }
 
     pub fn pushed(&self, path: &str, metrics: &std::sync::Arc<Metrics>) {
-        self.record(path, metrics, true);
+        self.record([path], metrics, true);
     }
 
-    pub fn hinted(&self, path: &str, metrics: &std::sync::Arc<Metrics>) {
-        self.record(path, metrics, false);
+    /// Paths sent as hints (a `103` and `Link`s).
+    pub fn hinted<'a>(
+        &self,
+        paths: impl IntoIterator<Item = &'a str>,
+        metrics: &std::sync::Arc<Metrics>,
+    ) {
+        self.record(paths, metrics, false);
     }
 
     /// A request for `path` arrived on the connection.

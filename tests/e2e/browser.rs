@@ -160,12 +160,13 @@ fn chromium_receives_the_103_and_uses_every_preload_once() {
             .collect();
     assert!(!header_lists.is_empty(), "no 103 in Chromium's net log");
     // The session-level event joins repeated fields with NUL
-    // (`link: <a>...\0<b>...`); the transaction-level one lists each.
-    let lines: Vec<&str> = header_lists[0]
+    // (`link: <a>...\0<b>...`); the transaction-level one lists each; and
+    // Herald's HTTP/2 responses put all their links in one field.
+    let lines: Vec<String> = header_lists[0]
         .iter()
-        .flat_map(|l| {
-            l.strip_prefix("link: ")
-                .map_or(vec![*l], |v| v.split('\0').collect())
+        .flat_map(|l| match l.strip_prefix("link: ") {
+            Some(v) => v.split('\0').flat_map(split_links).collect(),
+            None => vec![l.to_string()],
         })
         .collect();
     assert_eq!(

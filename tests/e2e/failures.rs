@@ -211,7 +211,7 @@ async fn a_policy_cannot_reach_files_environment_or_network() {
         ["/css/site.css"],
         "the policy reached outside its sandbox"
     );
-    let links: Vec<_> = page.headers.get_all("link").iter().collect();
+    let links = page.links();
     assert!(links.is_empty(), "{links:?}");
 }
 

@@ -544,12 +544,7 @@ skip = ["/app/asset"]
     };
     let client = Client::tls(&herald, options).await;
     let page = client.get("/app/product").await;
-    let links: Vec<String> = page
-        .headers
-        .get_all("link")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .collect();
+    let links = page.links();
     assert!(
         links
             .iter()

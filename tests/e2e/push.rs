@@ -114,12 +114,8 @@ async fn enable_push_0_gets_no_promise_but_early_hints_and_links() {
     assert_eq!(page.informational.len(), 1, "one 103 Early Hints");
     let early = &page.informational[0];
     assert_eq!(early.status(), 103);
-    let links: Vec<&str> = early
-        .headers()
-        .get_all("link")
-        .iter()
-        .map(|v| v.to_str().unwrap())
-        .collect();
+    let links = page.early_links(0);
+    let links: Vec<&str> = links.iter().map(String::as_str).collect();
     assert_eq!(links.len(), 5);
     assert!(
         links.contains(&"</css/site.css>; rel=preload; as=style"),
@@ -129,8 +125,7 @@ async fn enable_push_0_gets_no_promise_but_early_hints_and_links() {
         links.contains(&"</fonts/dejavu-light.woff>; rel=preload; as=font; crossorigin"),
         "{links:?}"
     );
-    let final_links = page.headers.get_all("link").iter().count();
-    assert_eq!(final_links, 5, "the final response repeats the links");
+    assert_eq!(page.links(), links, "the final response repeats the links");
 }
 
 #[tokio::test]
@@ -295,13 +290,10 @@ async fn hint_only_and_push_only_deliveries_are_respected() {
     let pushing = Client::tls(&herald, ClientOptions::default()).await;
     let page = pushing.get("/").await;
     assert_eq!(page.pushed_paths(), ["/css/site.css", "/img/logo.svg"]);
-    let links: Vec<&str> = page.informational[0]
-        .headers()
-        .get_all("link")
-        .iter()
-        .map(|v| v.to_str().unwrap())
-        .collect();
-    assert_eq!(links, ["</js/app.js>; rel=preload; as=script; nopush"]);
+    assert_eq!(
+        page.early_links(0),
+        ["</js/app.js>; rel=preload; as=script; nopush"]
+    );
     let browser = Client::tls(
         &herald,
         ClientOptions {
@@ -311,14 +303,8 @@ async fn hint_only_and_push_only_deliveries_are_respected() {
     )
     .await;
     let page = browser.get("/").await;
-    let links: Vec<&str> = page.informational[0]
-        .headers()
-        .get_all("link")
-        .iter()
-        .map(|v| v.to_str().unwrap())
-        .collect();
     assert_eq!(
-        links,
+        page.early_links(0),
         [
             "</js/app.js>; rel=preload; as=script",
             "</img/logo.svg>; rel=preload; as=image"

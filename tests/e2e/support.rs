@@ -420,7 +420,47 @@ pub struct Page {
     pub stream: u32,
 }
 
+/// Every link of the `Link` fields in `headers`, in order, one string each:
+/// a field may carry several, comma-separated (Herald's HTTP/2 responses
+/// put all of theirs in one). Commas inside `<...>` do not split.
+pub fn links(headers: &http::HeaderMap) -> Vec<String> {
+    headers
+        .get_all("link")
+        .iter()
+        .flat_map(|v| split_links(v.to_str().expect("a Link value is text")))
+        .collect()
+}
+
+/// The links of one `Link` value.
+pub fn split_links(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let (mut depth, mut start) = (0, 0);
+    for (i, c) in text.char_indices() {
+        match c {
+            '<' => depth += 1,
+            '>' => depth -= 1,
+            ',' if depth == 0 => {
+                out.push(text[start..i].trim().to_string());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(text[start..].trim().to_string());
+    out
+}
+
 impl Page {
+    /// The links of the final response's `Link` fields.
+    pub fn links(&self) -> Vec<String> {
+        links(&self.headers)
+    }
+
+    /// The links of the `n`th informational (`103`) response.
+    pub fn early_links(&self, n: usize) -> Vec<String> {
+        links(self.informational[n].headers())
+    }
+
     pub fn pushed_paths(&self) -> Vec<String> {
         let mut p: Vec<String> = self
             .pushes

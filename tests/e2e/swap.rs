@@ -47,11 +47,7 @@ async fn links(herald: &Herald) -> Vec<String> {
     .await;
     let page = client.get("/").await;
     assert_eq!(page.status, 200);
-    page.headers
-        .get_all("link")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .collect()
+    page.links()
 }
 
 async fn wait_for_links(herald: &Herald, want: &[&str]) -> Duration {
@@ -225,21 +221,11 @@ async fn a_hundred_swaps_under_load_fail_no_request_and_never_mix_versions() {
             while !stop.load(Ordering::Relaxed) {
                 let page = client.get("/").await;
                 assert_eq!(page.status, 200, "a request failed during swaps");
-                let links: Vec<String> = page
-                    .headers
-                    .get_all("link")
-                    .iter()
-                    .map(|v| v.to_str().unwrap().to_string())
-                    .collect();
+                let links = page.links();
                 let early: Vec<String> = page
                     .informational
                     .iter()
-                    .flat_map(|i| {
-                        i.headers()
-                            .get_all("link")
-                            .iter()
-                            .map(|v| v.to_str().unwrap().to_string())
-                    })
+                    .flat_map(|i| crate::support::links(i.headers()))
                     .collect();
                 assert_eq!(
                     links, early,

@@ -287,7 +287,7 @@ async fn handle(
             pushed += n;
             for hint in early {
                 if !planner::link::names(&response.headers, hint.path_and_query.as_str()) {
-                    links.push(planner::link::preload(&hint, can_push));
+                    links.push(hint.link(can_push));
                 }
             }
         }
@@ -304,8 +304,8 @@ async fn handle(
         .body(())
         .expect("status is valid");
     *head.headers_mut() = std::mem::take(&mut response.headers);
-    for link in links {
-        head.headers_mut().append(http::header::LINK, link);
+    if let Some(links) = planner::link::join(&links) {
+        head.headers_mut().append(http::header::LINK, links);
     }
     if let Some(cookie) = decided.set_cookie.clone() {
         head.headers_mut().append(http::header::SET_COOKIE, cookie);
@@ -396,14 +396,10 @@ fn send_early_hints(
     can_push: bool,
     metrics: &Arc<Metrics>,
 ) -> Vec<HeaderValue> {
-    let links: Vec<HeaderValue> = early
-        .iter()
-        .map(|h| planner::link::preload(h, can_push))
-        .collect();
+    let links: Vec<HeaderValue> = early.iter().map(|h| h.link(can_push)).collect();
     if !links.is_empty() && send_103(conn, respond, &links, metrics) {
-        for hint in early {
-            conn.followups.hinted(hint.path_and_query.as_str(), metrics);
-        }
+        conn.followups
+            .hinted(early.iter().map(|h| h.path_and_query.as_str()), metrics);
     }
     links
 }
@@ -418,8 +414,8 @@ fn send_103(
         .status(StatusCode::EARLY_HINTS)
         .body(())
         .expect("103 is valid");
-    for link in links {
-        early.headers_mut().append(http::header::LINK, link.clone());
+    if let Some(links) = planner::link::join(links) {
+        early.headers_mut().insert(http::header::LINK, links);
     }
     match respond.send_informational(early) {
         Ok(()) => {

@@ -47,6 +47,29 @@ pub fn preload(hint: &ValidHint, nopush: bool) -> http::HeaderValue {
     http::HeaderValue::from_str(&v).expect("validated hint path is a valid header value")
 }
 
+/// `values` as one `Link` field, comma-separated (RFC 8288 §3), as the
+/// HTTP/2 paths send them: h2's HPACK encoder adds only the first value of
+/// a repeated field to its dynamic table, so five `Link` fields cost about
+/// a hundred bytes on every response, where one costs a byte once indexed.
+pub fn join(values: &[http::HeaderValue]) -> Option<http::HeaderValue> {
+    match values {
+        [] => None,
+        [one] => Some(one.clone()),
+        many => {
+            let len = many.iter().map(|v| v.len() + 2).sum::<usize>();
+            let mut joined = Vec::with_capacity(len);
+            for (i, v) in many.iter().enumerate() {
+                if i > 0 {
+                    joined.extend_from_slice(b", ");
+                }
+                joined.extend_from_slice(v.as_bytes());
+            }
+            // Each part is a valid value, and ", " is too.
+            http::HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)).ok()
+        }
+    }
+}
+
 /// Whether a `Link` header in `headers` already names `path_and_query`.
 pub fn names(headers: &http::HeaderMap, path_and_query: &str) -> bool {
     let target = format!("<{path_and_query}>");
@@ -186,6 +209,40 @@ pub fn preload_hints<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn joined_links_are_one_field_that_parses_back() {
+        let values = [
+            valid("/a.css", Destination::Style).link(false),
+            valid("/b,c.js", Destination::Script).link(true),
+        ];
+        assert_eq!(join(&[]), None);
+        assert_eq!(join(&values[..1]).unwrap(), values[0]);
+        let joined = join(&values).unwrap();
+        assert_eq!(
+            joined,
+            "</a.css>; rel=preload; as=style, </b,c.js>; rel=preload; as=script; nopush"
+        );
+        let back = preload_hints([&joined], "example.com");
+        let paths: Vec<&str> = back.iter().map(|h| h.path.as_str()).collect();
+        assert_eq!(paths, ["/a.css", "/b,c.js"]);
+        assert_eq!(back[1].delivery, Delivery::HintOnly, "nopush is kept");
+    }
+
+    #[test]
+    fn a_hint_formats_its_link_once_for_each_push_setting() {
+        let hint = valid("/f.woff", Destination::Font);
+        assert_eq!(
+            hint.link(false),
+            "</f.woff>; rel=preload; as=font; crossorigin"
+        );
+        let copy = hint.clone();
+        assert_eq!(copy.link(false), hint.link(false));
+        assert_eq!(
+            copy.link(true),
+            "</f.woff>; rel=preload; as=font; crossorigin; nopush"
+        );
+    }
 
     fn valid(path: &str, destination: Destination) -> ValidHint {
         super::super::validate::validate(

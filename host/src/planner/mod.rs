@@ -34,7 +34,7 @@ pub struct Planned {
 }
 
 /// The planner's answer for one request.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Plan {
     pub items: Vec<Planned>,
     /// Hints refused by validation, with the reason.

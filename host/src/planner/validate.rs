@@ -19,6 +19,37 @@ pub struct ValidHint {
     pub copy_headers: Option<Vec<HeaderName>>,
     pub headers: Vec<(HeaderName, http::HeaderValue)>,
     pub delivery: Delivery,
+    /// Its `Link` value, once formatted (see [`ValidHint::link`]).
+    pub link: LinkMemo,
+}
+
+/// A formatted `Link` value kept with its hint, and with the hint's clones
+/// made after it: a cached plan formats each value once, not per request.
+/// Never part of a hint's identity (equal whatever it holds).
+#[derive(Debug, Clone, Default)]
+pub struct LinkMemo(std::sync::OnceLock<(bool, http::HeaderValue)>);
+
+impl PartialEq for LinkMemo {
+    fn eq(&self, _: &LinkMemo) -> bool {
+        true
+    }
+}
+
+impl Eq for LinkMemo {}
+
+impl ValidHint {
+    /// This hint as a `Link: rel=preload` value (`nopush` for a client that
+    /// accepts push: the server chose not to push it).
+    pub fn link(&self, nopush: bool) -> http::HeaderValue {
+        if let Some((memo_nopush, value)) = self.link.0.get()
+            && *memo_nopush == nopush
+        {
+            return value.clone();
+        }
+        let value = super::link::preload(self, nopush);
+        let _ = self.link.0.set((nopush, value.clone()));
+        value
+    }
 }
 
 /// Why a hint was dropped; the message names the problem for the log.
@@ -107,6 +138,7 @@ pub fn validate(hint: Hint, max_bytes: usize) -> Result<ValidHint, InvalidHint> 
         copy_headers,
         headers,
         delivery: hint.delivery,
+        link: LinkMemo::default(),
     })
 }
 

@@ -13,8 +13,9 @@
 //! the entry forward. O(1) per operation, at most `capacity` entries, and
 //! what is still asked for survives.
 
+use std::any::Any;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use super::{Hint, Request};
 
@@ -29,6 +30,52 @@ pub struct CacheSpec {
     pub entries: usize,
 }
 
+/// A policy's answer, shared by every request that gets it from the cache.
+///
+/// It also carries what the caller derives from the hints for this key (the
+/// host's plan, with its formatted `Link` values), made on the first request
+/// and reused by the next ones: a cache hit then costs a key and a lookup,
+/// not a validation and formatting of every hint again. This module never
+/// looks inside it.
+#[derive(Default)]
+pub struct Answer {
+    pub hints: Vec<Hint>,
+    derived: OnceLock<Arc<dyn Any + Send + Sync>>,
+}
+
+impl Answer {
+    pub fn new(hints: Vec<Hint>) -> Answer {
+        Answer {
+            hints,
+            derived: OnceLock::new(),
+        }
+    }
+
+    /// What `make` derives from these hints, made once per answer. Every
+    /// caller of one answer must derive the same type (a different one gets
+    /// a fresh value, not cached).
+    pub fn derived<T: Any + Send + Sync>(&self, make: impl FnOnce(&[Hint]) -> T) -> Arc<T> {
+        if let Some(stored) = self.derived.get() {
+            return match stored.clone().downcast::<T>() {
+                Ok(value) => value,
+                Err(_) => Arc::new(make(&self.hints)),
+            };
+        }
+        let value = Arc::new(make(&self.hints));
+        // Two first requests may both make it: they made the same value.
+        let _ = self.derived.set(value.clone());
+        value
+    }
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Answer")
+            .field("hints", &self.hints)
+            .finish_non_exhaustive()
+    }
+}
+
 pub struct DecisionCache {
     spec: CacheSpec,
     maps: Mutex<Generations>,
@@ -36,9 +83,22 @@ pub struct DecisionCache {
 
 #[derive(Default)]
 struct Generations {
-    current: HashMap<Vec<u8>, Vec<Hint>>,
-    old: HashMap<Vec<u8>, Vec<Hint>>,
+    current: HashMap<Vec<u8>, Arc<Answer>>,
+    old: HashMap<Vec<u8>, Arc<Answer>>,
 }
+
+/// The fixed parts of a key: what every answer depends on.
+struct Head<'a> {
+    method: &'a str,
+    authority: &'a str,
+    path: &'a str,
+    query: Option<&'a str>,
+    push_enabled: bool,
+    variant: &'a str,
+}
+
+/// Feeds each value of a declared header or cookie to `part`, in order.
+type Values<'a> = &'a dyn Fn(&str, &mut dyn FnMut(&[u8]));
 
 impl DecisionCache {
     /// `None` when the spec turns caching off.
@@ -52,59 +112,106 @@ impl DecisionCache {
     /// The key of `req`: every part the answer may depend on, each
     /// length-prefixed so no two requests share a key by concatenation.
     pub fn key(&self, req: &Request) -> Vec<u8> {
+        let head = Head {
+            method: &req.method,
+            authority: &req.authority,
+            path: &req.path,
+            query: req.query.as_deref(),
+            push_enabled: req.push_enabled,
+            variant: &req.variant_name,
+        };
+        let headers = |name: &str, part: &mut dyn FnMut(&[u8])| {
+            for h in req.headers.iter().filter(|h| h.name == name) {
+                part(h.value.as_bytes());
+            }
+        };
+        let cookies = |name: &str, part: &mut dyn FnMut(&[u8])| {
+            for c in req.cookies.iter().filter(|c| c.name == name) {
+                part(c.value.as_bytes());
+            }
+        };
+        self.build_key(&head, &headers, &cookies)
+    }
+
+    /// The same key as [`key`](Self::key) of the request `input::build`
+    /// would make from these arguments, without building it: a hit then
+    /// copies nothing of the request.
+    pub fn key_of_parts(
+        &self,
+        parts: &http::request::Parts,
+        authority: &str,
+        push_enabled: bool,
+        variant: &str,
+    ) -> Vec<u8> {
+        let head = Head {
+            method: parts.method.as_str(),
+            authority,
+            path: parts.uri.path(),
+            query: parts.uri.query(),
+            push_enabled,
+            variant,
+        };
+        let headers = |name: &str, part: &mut dyn FnMut(&[u8])| {
+            for v in parts.headers.get_all(name) {
+                part(String::from_utf8_lossy(v.as_bytes()).as_bytes());
+            }
+        };
+        let cookies = |name: &str, part: &mut dyn FnMut(&[u8])| {
+            for (_, value) in super::input::cookies_in(&parts.headers).filter(|(n, _)| *n == name) {
+                part(value.as_bytes());
+            }
+        };
+        self.build_key(&head, &headers, &cookies)
+    }
+
+    fn build_key(&self, head: &Head<'_>, headers: Values<'_>, cookies: Values<'_>) -> Vec<u8> {
         let mut key = Vec::with_capacity(128);
         let mut part = |bytes: &[u8]| {
             key.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
             key.extend_from_slice(bytes);
         };
-        part(req.method.as_bytes());
-        part(req.authority.as_bytes());
-        part(req.path.as_bytes());
-        match &req.query {
+        part(head.method.as_bytes());
+        part(head.authority.as_bytes());
+        part(head.path.as_bytes());
+        match head.query {
             Some(q) => part(q.as_bytes()),
             None => part(b"\xff"),
         }
-        part(&[u8::from(req.push_enabled)]);
-        part(req.variant_name.as_bytes());
-        for name in &self.spec.headers {
-            let mut n = 0u8;
-            for h in req.headers.iter().filter(|h| &h.name == name) {
-                part(h.value.as_bytes());
-                n = n.saturating_add(1);
+        part(&[u8::from(head.push_enabled)]);
+        part(head.variant.as_bytes());
+        for (names, values) in [(&self.spec.headers, headers), (&self.spec.cookies, cookies)] {
+            for name in names {
+                let mut n = 0u8;
+                values(name, &mut |v| {
+                    part(v);
+                    n = n.saturating_add(1);
+                });
+                part(&[n]);
             }
-            part(&[n]);
-        }
-        for name in &self.spec.cookies {
-            let mut n = 0u8;
-            for c in req.cookies.iter().filter(|c| &c.name == name) {
-                part(c.value.as_bytes());
-                n = n.saturating_add(1);
-            }
-            part(&[n]);
         }
         key
     }
 
-    pub fn get(&self, key: &[u8]) -> Option<Vec<Hint>> {
+    pub fn get(&self, key: &[u8]) -> Option<Arc<Answer>> {
         let mut maps = self.maps.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(hints) = maps.current.get(key) {
-            return Some(hints.clone());
+        if let Some(answer) = maps.current.get(key) {
+            return Some(answer.clone());
         }
-        let hints = maps.old.remove(key)?;
-        self.put(&mut maps, key.to_vec(), hints.clone());
-        Some(hints)
+        let answer = maps.old.remove(key)?;
+        self.put(&mut maps, key.to_vec(), answer.clone());
+        Some(answer)
     }
 
-    pub fn insert(&self, key: Vec<u8>, hints: Vec<Hint>) {
+    pub fn insert(&self, key: Vec<u8>, answer: Arc<Answer>) {
         let mut maps = self.maps.lock().unwrap_or_else(|e| e.into_inner());
-        self.put(&mut maps, key, hints);
+        self.put(&mut maps, key, answer);
     }
 
-    fn put(&self, maps: &mut Generations, key: Vec<u8>, hints: Vec<Hint>) {
+    fn put(&self, maps: &mut Generations, key: Vec<u8>, answer: Arc<Answer>) {
         if maps.current.len() >= self.spec.entries.div_ceil(2) {
             maps.old = std::mem::take(&mut maps.current);
         }
-        maps.current.insert(key, hints);
+        maps.current.insert(key, answer);
     }
 }
 
@@ -139,8 +246,8 @@ mod tests {
         }
     }
 
-    fn hint(path: &str) -> Vec<Hint> {
-        vec![Hint {
+    fn hint(path: &str) -> Arc<Answer> {
+        Arc::new(Answer::new(vec![Hint {
             path: path.into(),
             urgency: 3,
             incremental: false,
@@ -150,7 +257,7 @@ mod tests {
             copy_headers: None,
             headers: Vec::new(),
             delivery: super::super::Delivery::Auto,
-        }]
+        }]))
     }
 
     fn cache(entries: usize) -> DecisionCache {
@@ -201,8 +308,48 @@ mod tests {
             let maps = c.maps.lock().unwrap();
             assert!(maps.current.len() + maps.old.len() <= 4);
         }
-        assert_eq!(c.get(b"hot").unwrap()[0].path, "/hot.css");
+        assert_eq!(c.get(b"hot").unwrap().hints[0].path, "/hot.css");
         assert!(c.get(&0u32.to_le_bytes()).is_none());
+    }
+
+    #[test]
+    fn the_key_from_http_parts_is_the_key_of_the_built_request() {
+        let c = cache(16);
+        let http = http::Request::get("https://shop.example/p?x=1")
+            .header("sec-fetch-dest", "document")
+            .header("sec-fetch-dest", "iframe")
+            .header("user-agent", "UA")
+            .header("cookie", "have=/a.css; other=1")
+            .header("cookie", "have=\"/b.css\"")
+            .body(())
+            .unwrap();
+        let (parts, ()) = http.into_parts();
+        for push in [true, false] {
+            let built = super::super::input::build(&parts, "https", "shop.example", push, "b");
+            assert_eq!(
+                c.key_of_parts(&parts, "shop.example", push, "b"),
+                c.key(&built),
+                "push {push}"
+            );
+        }
+        let (bare, ()) = http::Request::get("/").body(()).unwrap().into_parts();
+        let built = super::super::input::build(&bare, "https", "h", true, "default");
+        assert_eq!(c.key_of_parts(&bare, "h", true, "default"), c.key(&built));
+    }
+
+    #[test]
+    fn what_is_derived_from_an_answer_is_made_once() {
+        let answer = hint("/a.css");
+        let made = std::cell::Cell::new(0);
+        let make = |hints: &[Hint]| {
+            made.set(made.get() + 1);
+            hints[0].path.clone()
+        };
+        assert_eq!(*answer.derived(make), "/a.css");
+        assert_eq!(*answer.derived(make), "/a.css");
+        assert_eq!(made.get(), 1);
+        // Another type is made fresh each time, never mistaken for the first.
+        assert_eq!(*answer.derived(|h| h.len()), 1);
     }
 
     #[test]

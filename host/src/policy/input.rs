@@ -28,16 +28,42 @@ fn cookie_pairs(value: &str) -> impl Iterator<Item = (&str, &str)> {
     })
 }
 
-/// The value of the first cookie named `name` in a request's headers,
-/// without parsing the others into a list.
-pub fn find_cookie(headers: &http::HeaderMap, name: &str) -> Option<String> {
+/// Every (name, value) cookie pair of a request's headers, in order, as
+/// `parse_cookies` finds them, without copying.
+pub fn cookies_in(headers: &http::HeaderMap) -> impl Iterator<Item = (&str, &str)> {
     headers
         .get_all(http::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(cookie_pairs)
+}
+
+/// The value of the first cookie named `name` in a request's headers,
+/// without parsing the others into a list.
+pub fn find_cookie(headers: &http::HeaderMap, name: &str) -> Option<String> {
+    cookies_in(headers)
         .find(|(n, _)| *n == name)
         .map(|(_, v)| v.to_string())
+}
+
+/// What the policy is told about a request besides its HTTP parts.
+#[derive(Debug, Clone, Copy)]
+pub struct View<'a> {
+    pub scheme: &'a str,
+    pub authority: &'a str,
+    pub push_enabled: bool,
+    pub variant: &'a str,
+}
+
+/// The policy request for an HTTP request, as `view` describes it.
+pub fn build_view(parts: &http::request::Parts, view: &View<'_>) -> Request {
+    build(
+        parts,
+        view.scheme,
+        view.authority,
+        view.push_enabled,
+        view.variant,
+    )
 }
 
 /// The policy request for an HTTP request.

@@ -31,6 +31,7 @@ mod output;
 pub mod registry;
 pub mod samples;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -616,21 +617,64 @@ impl Policy {
     ) -> (Result<Vec<Hint>, PolicyFailure>, CallStats) {
         let start = Instant::now();
         let key = self.cache.as_ref().map(|c| c.key(req));
+        let (result, stats) = self
+            .answer_keyed(key, || Cow::Borrowed(req), client_cache, start)
+            .await;
+        let hints = result.map(|answer| match Arc::try_unwrap(answer) {
+            Ok(answer) => answer.hints,
+            Err(shared) => shared.hints.clone(),
+        });
+        (hints, stats)
+    }
+
+    /// The server's call: the answer for the request `parts` describe. A
+    /// cache hit is found from `parts` alone; the policy's view of the
+    /// request is built only for a call. The answer is shared with the
+    /// cache (when it holds it), with what the host derived from it.
+    pub async fn answer(
+        &self,
+        parts: &http::request::Parts,
+        view: &input::View<'_>,
+        client_cache: Option<Arc<dyn ClientCache>>,
+    ) -> (Result<Arc<cache::Answer>, PolicyFailure>, CallStats) {
+        let start = Instant::now();
+        let key = self
+            .cache
+            .as_ref()
+            .map(|c| c.key_of_parts(parts, view.authority, view.push_enabled, view.variant));
+        self.answer_keyed(
+            key,
+            || Cow::Owned(input::build_view(parts, view)),
+            client_cache,
+            start,
+        )
+        .await
+    }
+
+    async fn answer_keyed<'r>(
+        &self,
+        key: Option<Vec<u8>>,
+        req: impl FnOnce() -> Cow<'r, Request>,
+        client_cache: Option<Arc<dyn ClientCache>>,
+        start: Instant,
+    ) -> (Result<Arc<cache::Answer>, PolicyFailure>, CallStats) {
         if let (Some(cache), Some(key)) = (&self.cache, &key)
-            && let Some(hints) = cache.get(key)
+            && let Some(answer) = cache.get(key)
         {
             let stats = CallStats {
                 elapsed: start.elapsed(),
                 cached: true,
                 ..CallStats::default()
             };
-            return (Ok(hints), stats);
+            return (Ok(answer), stats);
         }
-        let (result, mut stats) = self.run(Call::Decide(req), client_cache, start).await;
-        if let (Some(cache), Some(key), Ok(hints)) = (&self.cache, key, &result)
+        let req = req();
+        let (result, mut stats) = self.run(Call::Decide(&req), client_cache, start).await;
+        let result = result.map(|hints| Arc::new(cache::Answer::new(hints)));
+        if let (Some(cache), Some(key), Ok(answer)) = (&self.cache, key, &result)
             && !stats.asked_client_cache
         {
-            cache.insert(key, hints.clone());
+            cache.insert(key, answer.clone());
         }
         stats.elapsed = start.elapsed();
         (result, stats)
