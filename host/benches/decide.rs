@@ -21,7 +21,7 @@ const DEMO: &str = r#"[policy]
 [policy.cache]
 entries = 64
 [policy.config]
-"/" = ["/css/site.css u=0", "/js/app.js u=1", "/fonts/dejavu-light.woff u=1", "/img/logo.svg u=4", "/img/hero.svg u=5 i"]
+"/" = ["/css/site.css u=0", "/js/app.js u=1", "/fonts/dejavu-light.woff u=3", "/img/logo.svg u=4", "/img/hero.svg u=5 i"]
 "#;
 
 fn page_map() -> PathBuf {

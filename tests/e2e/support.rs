@@ -109,7 +109,7 @@ pub fn language_policy(lang: &str) -> PathBuf {
 
 /// The demo's page → assets map as TOML, for `[policy.config]`.
 pub const DEMO_ASSETS: &str = r#"
-"/" = ["/css/site.css u=0", "/js/app.js u=1", "/fonts/dejavu-light.woff u=1", "/img/logo.svg u=4", "/img/hero.svg u=5 i"]
+"/" = ["/css/site.css u=0", "/js/app.js u=1", "/fonts/dejavu-light.woff u=3", "/img/logo.svg u=4", "/img/hero.svg u=5 i"]
 "#;
 
 /// The five assets the demo's `/` hints, in order.

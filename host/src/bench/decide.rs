@@ -30,7 +30,7 @@ pub struct Options {
 }
 
 const DEMO_MAP: &str = r#"[policy.config]
-"/" = ["/css/site.css u=0", "/js/app.js u=1", "/fonts/dejavu-light.woff u=1", "/img/logo.svg u=4", "/img/hero.svg u=5 i"]
+"/" = ["/css/site.css u=0", "/js/app.js u=1", "/fonts/dejavu-light.woff u=3", "/img/logo.svg u=4", "/img/hero.svg u=5 i"]
 "#;
 
 /// Wall-clock budget per (policy, isolation) and round: interpreted guests

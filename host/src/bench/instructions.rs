@@ -24,7 +24,7 @@ pub struct Options {
 }
 
 const DEMO_MAP: &str = r#"[policy.config]
-"/" = ["/css/site.css u=0", "/js/app.js u=1", "/fonts/dejavu-light.woff u=1", "/img/logo.svg u=4", "/img/hero.svg u=5 i"]
+"/" = ["/css/site.css u=0", "/js/app.js u=1", "/fonts/dejavu-light.woff u=3", "/img/logo.svg u=4", "/img/hero.svg u=5 i"]
 "#;
 
 /// Run the policy path `calls` times; returns the hints planned in all.
