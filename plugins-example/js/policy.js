@@ -126,11 +126,31 @@ function parseSpec(spec) {
   return hint;
 }
 
+// The configuration is fixed for an instance's life (a new policy version
+// gets new instances), so with `isolation = "reuse"` each configured page's
+// specs are parsed once, not on every request. Only configured pages are
+// kept: the memo is bounded by the configuration, not by what clients ask.
+const pages = new Map();
+let cookieName = null;
+
+function configuredHints(path) {
+  let hints = pages.get(path);
+  if (hints === undefined) {
+    const specs = get(path);
+    hints = specs.map(parseSpec);
+    if (specs.length > 0) pages.set(path, hints);
+  }
+  return hints;
+}
+
 export function decide(req) {
   if (!isNavigation(req)) return [];
-  const hints = get(req.path).map(parseSpec);
-  const names = get("cookie");
-  const cookie = names.length > 0 ? names[0] : DEFAULT_COOKIE;
+  const hints = configuredHints(req.path);
+  if (cookieName === null) {
+    const names = get("cookie");
+    cookieName = names.length > 0 ? names[0] : DEFAULT_COOKIE;
+  }
+  const cookie = cookieName;
   const seen = req.cookies.find((c) => c.name === cookie);
   const have = seen === undefined ? [] : seen.value.split("|");
   return hints.filter((h) => !have.includes(h.path));

@@ -127,13 +127,37 @@ def parse_spec(spec: str) -> Hint:
     return hint
 
 
+# The configuration is fixed for an instance's life (a new policy version
+# gets new instances), so with `isolation = "reuse"` each configured page's
+# specs are parsed once, not on every request. Only configured pages are
+# kept: the memo is bounded by the configuration, not by what clients ask.
+_PAGES: dict[str, list[Hint]] = {}
+_COOKIE: list[str] = []
+
+
+def configured_hints(path: str) -> list[Hint]:
+    hints = _PAGES.get(path)
+    if hints is None:
+        specs = config.get(path)
+        hints = [parse_spec(spec) for spec in specs]
+        if specs:
+            _PAGES[path] = hints
+    return hints
+
+
+def cookie_name() -> str:
+    if not _COOKIE:
+        names = config.get("cookie")
+        _COOKIE.append(names[0] if names else DEFAULT_COOKIE)
+    return _COOKIE[0]
+
+
 class WitWorld(wit_world.WitWorld):
     def decide(self, req: Request) -> list[Hint]:
         if not is_navigation(req):
             return []
-        hints = [parse_spec(spec) for spec in config.get(req.path)]
-        names = config.get("cookie")
-        cookie = names[0] if names else DEFAULT_COOKIE
+        hints = configured_hints(req.path)
+        cookie = cookie_name()
         have: list[str] = []
         for c in req.cookies:
             if c.name == cookie:
