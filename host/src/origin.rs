@@ -76,8 +76,15 @@ const CACHE_BYTES: u64 = 64 << 20;
 
 impl FileCache {
     fn get(&self, path: &str) -> Option<Cached> {
-        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = files.by_path.get(path)?;
+        // The stat runs outside the lock: other workers' hits do not wait
+        // on this one's system call.
+        let entry = self
+            .files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .by_path
+            .get(path)?
+            .clone();
         // The canonical path was checked to lie under the root when it was
         // cached; it must still be that same regular file (not a symlink).
         let fresh = std::fs::symlink_metadata(&entry.resolved.path).is_ok_and(|m| {
@@ -86,12 +93,19 @@ impl FileCache {
                 && m.modified().ok() == entry.resolved.modified
         });
         if !fresh {
-            let len = entry.resolved.len;
-            files.by_path.remove(path);
-            files.bytes -= len;
+            let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+            // Unless another request already replaced it with the new file.
+            if files
+                .by_path
+                .get(path)
+                .is_some_and(|e| e.resolved == entry.resolved)
+                && let Some(stale) = files.by_path.remove(path)
+            {
+                files.bytes -= stale.resolved.len;
+            }
             return None;
         }
-        Some(entry.clone())
+        Some(entry)
     }
 
     fn insert(&self, path: &str, entry: Cached) {
@@ -170,7 +184,7 @@ impl Body {
 }
 
 /// A resolved file: what a response or a push plan needs to know about it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {
     pub path: PathBuf,
     pub len: u64,
