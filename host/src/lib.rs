@@ -15,6 +15,7 @@ pub mod conn;
 pub mod decide;
 pub mod digest;
 pub mod experiment;
+pub mod fswatch;
 pub mod h1;
 pub mod hash;
 pub mod metrics;

@@ -41,15 +41,22 @@ pub struct StaticOrigin {
     files: FileCache,
 }
 
-/// Small files (up to `READ_WHOLE_LIMIT`) kept in memory by request path,
-/// checked against the disk on every use with one `lstat` on the worker
-/// thread: a changed, replaced or removed file is resolved afresh. Without
-/// it every request cost five `tokio::fs` calls, each a hand-off to the
-/// blocking pool and back, which was most of a request's time under load
+/// Small files (up to `READ_WHOLE_LIMIT`) kept in memory by request path.
+/// Without it every request cost five `tokio::fs` calls, each a hand-off to
+/// the blocking pool and back, which was most of a request's time under load
 /// (`BENCHMARKS.md`, throughput). Bounded; emptied when full.
+///
+/// A changed, replaced or removed file is resolved afresh. The directories
+/// from the root down to each cached file are watched (`fswatch`): a hit
+/// reads the queue of change notices without blocking, and a file changed,
+/// renamed over or deleted is dropped; a directory renamed, or a name that
+/// is not a cached file replaced (a symlink flipped), drops everything.
+/// Where watching is not possible (no inotify, or its watch limit reached),
+/// a hit checks its file with one `lstat` instead, as before.
 #[derive(Debug, Default)]
 struct FileCache {
     files: std::sync::Mutex<Files>,
+    watch: Option<crate::fswatch::DirWatch>,
 }
 
 #[derive(Debug, Default)]
@@ -57,6 +64,23 @@ struct Files {
     by_path: std::collections::HashMap<String, Cached>,
     /// The bytes `by_path` holds, kept as entries come and go.
     bytes: u64,
+}
+
+impl Files {
+    /// Drop the entries served from `file`; whether there were any.
+    fn remove_file(&mut self, file: &Path) -> bool {
+        let before = self.by_path.len();
+        let mut freed = 0;
+        self.by_path.retain(|_, c| {
+            let keep = c.resolved.path != file;
+            if !keep {
+                freed += c.resolved.len;
+            }
+            keep
+        });
+        self.bytes -= freed;
+        self.by_path.len() < before
+    }
 }
 
 /// A cached file: its body and its response head, built once when cached
@@ -68,6 +92,8 @@ struct Cached {
     body: Bytes,
     head: HeaderMap,
     etag: HeaderValue,
+    /// Its directories are watched: a hit needs no `lstat`.
+    watched: bool,
 }
 
 /// Files the cache holds at most, and their bytes.
@@ -75,9 +101,47 @@ const CACHE_FILES: usize = 4096;
 const CACHE_BYTES: u64 = 64 << 20;
 
 impl FileCache {
+    fn watching() -> FileCache {
+        let watch = match crate::fswatch::DirWatch::new() {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::info!("no file change notices ({e}): cached files are checked with lstat");
+                None
+            }
+        };
+        FileCache {
+            watch,
+            ..FileCache::default()
+        }
+    }
+
+    /// Apply the change notices queued since the last look.
+    fn apply_changes(&self) {
+        let Some(watch) = &self.watch else { return };
+        let changes = watch.changes();
+        if changes.is_empty() {
+            return;
+        }
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        for change in changes {
+            match change {
+                crate::fswatch::Change::Content(file) => {
+                    files.remove_file(&file);
+                }
+                crate::fswatch::Change::Name(file) => {
+                    if !files.remove_file(&file) {
+                        *files = Files::default();
+                    }
+                }
+                crate::fswatch::Change::Everything => *files = Files::default(),
+            }
+        }
+    }
+
     fn get(&self, path: &str) -> Option<Cached> {
-        // The stat runs outside the lock: other workers' hits do not wait
-        // on this one's system call.
+        self.apply_changes();
+        // Unwatched, the stat runs outside the lock: other workers' hits do
+        // not wait on this one's system call.
         let entry = self
             .files
             .lock()
@@ -85,14 +149,10 @@ impl FileCache {
             .by_path
             .get(path)?
             .clone();
-        // The canonical path was checked to lie under the root when it was
-        // cached; it must still be that same regular file (not a symlink).
-        let fresh = std::fs::symlink_metadata(&entry.resolved.path).is_ok_and(|m| {
-            m.is_file()
-                && m.len() == entry.resolved.len
-                && m.modified().ok() == entry.resolved.modified
-        });
-        if !fresh {
+        if entry.watched {
+            return Some(entry);
+        }
+        if !entry.resolved.still_there() {
             let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
             // Unless another request already replaced it with the new file.
             if files
@@ -108,8 +168,31 @@ impl FileCache {
         Some(entry)
     }
 
-    fn insert(&self, path: &str, entry: Cached) {
+    /// Keep `entry` for `path`. Its directories, from `root` down, are
+    /// watched first and the file checked again after: a change between
+    /// reading it and the watch starting is not missed (it is not cached).
+    fn insert(&self, root: &Path, path: &str, mut entry: Cached) {
+        let mut generation = None;
+        if let Some(watch) = &self.watch {
+            generation = Some(watch.generation());
+            let file = &entry.resolved.path;
+            entry.watched = file
+                .ancestors()
+                .skip(1)
+                .take_while(|dir| dir.starts_with(root))
+                .all(|dir| watch.watch(dir).is_ok());
+        }
         let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        // Checked under the lock: a change after this check queues a notice
+        // that the next look applies to this entry, once it is in; and the
+        // watches must still be the ones just set up (not dropped meanwhile
+        // by a look that found a directory moved).
+        if entry.watched
+            && (!entry.resolved.still_there()
+                || generation != self.watch.as_ref().map(|w| w.generation()))
+        {
+            return;
+        }
         let len = entry.resolved.len;
         if files.by_path.len() >= CACHE_FILES || files.bytes + len > CACHE_BYTES {
             *files = Files::default();
@@ -191,6 +274,15 @@ pub struct Resolved {
     pub modified: Option<SystemTime>,
 }
 
+impl Resolved {
+    /// The same regular file (not a symlink) is still at the canonical path
+    /// (checked to lie under the root when it was resolved).
+    fn still_there(&self) -> bool {
+        std::fs::symlink_metadata(&self.path)
+            .is_ok_and(|m| m.is_file() && m.len() == self.len && m.modified().ok() == self.modified)
+    }
+}
+
 /// Why a path does not map to a file.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ResolveError {
@@ -212,7 +304,7 @@ impl StaticOrigin {
                 )
             })?,
             index: index.to_string(),
-            files: FileCache::default(),
+            files: FileCache::watching(),
         })
     }
 
@@ -358,8 +450,9 @@ impl StaticOrigin {
                     body: bytes.clone(),
                     head,
                     etag,
+                    watched: false,
                 };
-                self.files.insert(path, entry);
+                self.files.insert(&self.root, path, entry);
                 Body::Bytes(bytes)
             }
             Ok(body) => body,
@@ -502,6 +595,83 @@ mod tests {
             );
         }
         o.respond(&Method::GET, path, &map, Serve::Request).await
+    }
+
+    fn text(r: &Response) -> String {
+        match &r.body {
+            Body::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+            _ => panic!("a small file is served from memory"),
+        }
+    }
+
+    /// Every way a deploy changes a file: each is served new by the next
+    /// request, with change notices and (unwatched) with `lstat`.
+    #[tokio::test]
+    async fn a_changed_file_is_served_new_by_the_next_request() {
+        for watching in [true, false] {
+            let (d, mut o) = site();
+            if !watching {
+                o.files = FileCache::default();
+            }
+            let root = d.path().join("root");
+            assert_eq!(text(&get(&o, "/css/site.css", &[]).await), "body{}");
+            let watched = o.files.files.lock().unwrap().by_path["/css/site.css"].watched;
+            assert_eq!(watched, watching, "a hit needs no lstat when watched");
+            // Rewritten in place (a new length, so `lstat` can tell too).
+            std::fs::write(root.join("css/site.css"), "body{x}").unwrap();
+            assert_eq!(
+                text(&get(&o, "/css/site.css", &[]).await),
+                "body{x}",
+                "watching: {watching}"
+            );
+            // Renamed over.
+            std::fs::write(root.join("css/new"), "p{}").unwrap();
+            std::fs::rename(root.join("css/new"), root.join("css/site.css")).unwrap();
+            assert_eq!(
+                text(&get(&o, "/css/site.css", &[]).await),
+                "p{}",
+                "watching: {watching}"
+            );
+            // Its directory swapped for another.
+            std::fs::create_dir(root.join("css2")).unwrap();
+            std::fs::write(root.join("css2/site.css"), "a{b}").unwrap();
+            std::fs::rename(root.join("css"), root.join("css-old")).unwrap();
+            std::fs::rename(root.join("css2"), root.join("css")).unwrap();
+            assert_eq!(
+                text(&get(&o, "/css/site.css", &[]).await),
+                "a{b}",
+                "watching: {watching}"
+            );
+            // Removed.
+            std::fs::remove_file(root.join("css/site.css")).unwrap();
+            assert_eq!(
+                get(&o, "/css/site.css", &[]).await.status,
+                404,
+                "watching: {watching}"
+            );
+        }
+    }
+
+    /// What only notices can see: a same-length rewrite within the file
+    /// system's timestamp granularity, and a symlink flipped to a new
+    /// release (the canonical path of the old one is still there).
+    #[tokio::test]
+    async fn notices_catch_what_lstat_cannot() {
+        let (d, o) = site();
+        let root = d.path().join("root");
+        std::fs::create_dir_all(root.join("v1")).unwrap();
+        std::fs::create_dir_all(root.join("v2")).unwrap();
+        std::fs::write(root.join("v1/app.js"), "one()").unwrap();
+        std::fs::write(root.join("v2/app.js"), "two()").unwrap();
+        std::os::unix::fs::symlink("v1", root.join("current")).unwrap();
+        assert_eq!(text(&get(&o, "/current/app.js", &[]).await), "one()");
+        std::os::unix::fs::symlink("v2", root.join("next")).unwrap();
+        std::fs::rename(root.join("next"), root.join("current")).unwrap();
+        assert_eq!(text(&get(&o, "/current/app.js", &[]).await), "two()");
+
+        assert_eq!(text(&get(&o, "/css/site.css", &[]).await), "body{}");
+        std::fs::write(root.join("css/site.css"), "BODY{}").unwrap();
+        assert_eq!(text(&get(&o, "/css/site.css", &[]).await), "BODY{}");
     }
 
     #[tokio::test]
