@@ -604,6 +604,10 @@ mod tests {
         }
     }
 
+    async fn css(o: &StaticOrigin) -> String {
+        text(&get(o, "/css/site.css", &[]).await)
+    }
+
     /// Every way a deploy changes a file: each is served new by the next
     /// request, with change notices and (unwatched) with `lstat`.
     #[tokio::test]
@@ -619,29 +623,17 @@ mod tests {
             assert_eq!(watched, watching, "a hit needs no lstat when watched");
             // Rewritten in place (a new length, so `lstat` can tell too).
             std::fs::write(root.join("css/site.css"), "body{x}").unwrap();
-            assert_eq!(
-                text(&get(&o, "/css/site.css", &[]).await),
-                "body{x}",
-                "watching: {watching}"
-            );
+            assert_eq!(css(&o).await, "body{x}", "watching: {watching}");
             // Renamed over.
             std::fs::write(root.join("css/new"), "p{}").unwrap();
             std::fs::rename(root.join("css/new"), root.join("css/site.css")).unwrap();
-            assert_eq!(
-                text(&get(&o, "/css/site.css", &[]).await),
-                "p{}",
-                "watching: {watching}"
-            );
+            assert_eq!(css(&o).await, "p{}", "watching: {watching}");
             // Its directory swapped for another.
             std::fs::create_dir(root.join("css2")).unwrap();
             std::fs::write(root.join("css2/site.css"), "a{b}").unwrap();
             std::fs::rename(root.join("css"), root.join("css-old")).unwrap();
             std::fs::rename(root.join("css2"), root.join("css")).unwrap();
-            assert_eq!(
-                text(&get(&o, "/css/site.css", &[]).await),
-                "a{b}",
-                "watching: {watching}"
-            );
+            assert_eq!(css(&o).await, "a{b}", "watching: {watching}");
             // Removed.
             std::fs::remove_file(root.join("css/site.css")).unwrap();
             assert_eq!(
