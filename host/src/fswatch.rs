@@ -7,8 +7,11 @@
 //! system call that changes the file, so a request that starts after a
 //! change always sees it: nothing here runs on a timer or another thread.
 //!
-//! Invariant: the only `unsafe` code is the three inotify calls, on a file
-//! descriptor this type owns.
+//! Directories on network file systems are not watched (another machine's
+//! changes send no notice there); the cache checks their files with `lstat`.
+//!
+//! Invariant: the only `unsafe` code is the inotify calls on a file
+//! descriptor this type owns, and a `statfs`.
 
 use std::collections::HashMap;
 use std::io;
@@ -67,6 +70,25 @@ const MASK: u32 = libc::IN_MODIFY
     | libc::IN_MOVE_SELF
     | libc::IN_ONLYDIR;
 
+/// File systems whose files other machines change without this kernel
+/// knowing (NFS, SMB/CIFS, FUSE, 9p, Ceph, AFS, Coda, OCFS2, GFS2, Lustre;
+/// `linux/magic.h`): inotify says nothing of those changes, so their
+/// directories are not watched and their files are checked with `lstat`.
+const NETWORK_FILE_SYSTEMS: &[i64] = &[
+    0x6969,
+    0x517B,
+    0xFF53_4D42,
+    0xFE53_4D42,
+    0x6573_5546,
+    0x0102_1997,
+    0x00C3_6400,
+    0x5346_414F,
+    0x7375_7245,
+    0x7461_636F,
+    0x0116_1970,
+    0x0BD0_0BD0,
+];
+
 /// The fixed part of `struct inotify_event`: wd, mask, cookie, len.
 const HEADER: usize = 16;
 
@@ -106,6 +128,20 @@ impl DirWatch {
         }
         let c_path = std::ffi::CString::new(dir.as_os_str().as_bytes())
             .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: `statfs` is plain data, for which all zeroes is valid.
+        let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid NUL-terminated path and a writable struct.
+        if unsafe { libc::statfs(c_path.as_ptr(), &mut fs) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        #[allow(clippy::unnecessary_cast, reason = "f_type's width differs by target")]
+        let f_type = fs.f_type as i64;
+        if NETWORK_FILE_SYSTEMS.contains(&f_type) {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a network file system: changes made elsewhere send no notice",
+            ));
+        }
         // SAFETY: a valid NUL-terminated path and our own descriptor.
         let wd = unsafe { libc::inotify_add_watch(state.fd.as_raw_fd(), c_path.as_ptr(), MASK) };
         if wd < 0 {

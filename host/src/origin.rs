@@ -51,8 +51,9 @@ pub struct StaticOrigin {
 /// reads the queue of change notices without blocking, and a file changed,
 /// renamed over or deleted is dropped; a directory renamed, or a name that
 /// is not a cached file replaced (a symlink flipped), drops everything.
-/// Where watching is not possible (no inotify, or its watch limit reached),
-/// a hit checks its file with one `lstat` instead, as before.
+/// Where watching is not possible (no inotify, its watch limit reached, or
+/// a network file system, whose changes made elsewhere send no notice), a
+/// hit checks its file with one `lstat` instead, as before.
 #[derive(Debug, Default)]
 struct FileCache {
     files: std::sync::Mutex<Files>,
