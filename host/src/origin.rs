@@ -13,6 +13,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -62,7 +63,7 @@ struct FileCache {
 
 #[derive(Debug, Default)]
 struct Files {
-    by_path: std::collections::HashMap<String, Cached>,
+    by_path: std::collections::HashMap<String, Arc<Cached>>,
     /// The bytes `by_path` holds, kept as entries come and go.
     bytes: u64,
 }
@@ -84,10 +85,10 @@ impl Files {
     }
 }
 
-/// A cached file: its body and its response head, built once when cached
-/// (type, ETag, Last-Modified, Cache-Control; no Content-Length, which a
-/// 304 must not carry).
-#[derive(Debug, Clone)]
+/// A cached file: its body and its `200` response head, built once when
+/// cached (see [`StaticOrigin::head`]). Shared by every hit, which copies
+/// only the head it sends.
+#[derive(Debug)]
 struct Cached {
     resolved: Resolved,
     body: Bytes,
@@ -139,7 +140,7 @@ impl FileCache {
         }
     }
 
-    fn get(&self, path: &str) -> Option<Cached> {
+    fn get(&self, path: &str) -> Option<Arc<Cached>> {
         self.apply_changes();
         // Unwatched, the stat runs outside the lock: other workers' hits do
         // not wait on this one's system call.
@@ -159,7 +160,7 @@ impl FileCache {
             if files
                 .by_path
                 .get(path)
-                .is_some_and(|e| e.resolved == entry.resolved)
+                .is_some_and(|e| Arc::ptr_eq(e, &entry))
                 && let Some(stale) = files.by_path.remove(path)
             {
                 files.bytes -= stale.resolved.len;
@@ -198,7 +199,7 @@ impl FileCache {
         if files.by_path.len() >= CACHE_FILES || files.bytes + len > CACHE_BYTES {
             *files = Files::default();
         }
-        if let Some(old) = files.by_path.insert(path.to_string(), entry) {
+        if let Some(old) = files.by_path.insert(path.to_string(), Arc::new(entry)) {
             files.bytes -= old.resolved.len;
         }
         files.bytes += len;
@@ -268,7 +269,7 @@ impl Body {
 }
 
 /// A resolved file: what a response or a push plan needs to know about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Resolved {
     pub path: PathBuf,
     pub len: u64,
@@ -367,17 +368,19 @@ impl StaticOrigin {
     /// The ETag `path` would be served with now, if it maps to a file.
     pub async fn etag_of(&self, path: &str) -> Option<String> {
         let etag = match self.files.get(path) {
-            Some(cached) => cached.etag,
+            Some(cached) => cached.etag.clone(),
             None => etag(&self.resolve(path).await.ok()?),
         };
         etag.to_str().ok().map(str::to_string)
     }
 
-    /// The response head of a file, without Content-Length, and its ETag.
+    /// The `200` response head of a file (type, length, ETag, Last-Modified,
+    /// Cache-Control), and its ETag.
     fn head(&self, resolved: &Resolved) -> (HeaderMap, HeaderValue) {
         let etag = etag(resolved);
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_TYPE, content_type(&resolved.path));
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(resolved.len));
         headers.insert(header::ETAG, etag.clone());
         if let Some(modified) = resolved.modified {
             headers.insert(
@@ -407,27 +410,36 @@ impl StaticOrigin {
         // A cached file's head was built when it was cached; otherwise
         // resolve the path and build it now.
         let cached = self.files.get(path);
+        let uncached;
         let (resolved, head, etag) = match &cached {
-            Some(c) => (c.resolved.clone(), c.head.clone(), c.etag.clone()),
-            None => match self.resolve(path).await {
-                Ok(r) => {
-                    let (head, etag) = self.head(&r);
-                    (r, head, etag)
-                }
-                Err(ResolveError::BadPath) => return simple(StatusCode::BAD_REQUEST, "bad path\n"),
-                Err(ResolveError::NotFound) => return simple(StatusCode::NOT_FOUND, "not found\n"),
-            },
+            Some(c) => (&c.resolved, &c.head, &c.etag),
+            None => {
+                let resolved = match self.resolve(path).await {
+                    Ok(r) => r,
+                    Err(ResolveError::BadPath) => {
+                        return simple(StatusCode::BAD_REQUEST, "bad path\n");
+                    }
+                    Err(ResolveError::NotFound) => {
+                        return simple(StatusCode::NOT_FOUND, "not found\n");
+                    }
+                };
+                let (head, etag) = self.head(&resolved);
+                uncached = (resolved, head, etag);
+                (&uncached.0, &uncached.1, &uncached.2)
+            }
         };
-        let mut headers = head;
 
-        if serve == Serve::Request && not_modified(req_headers, &etag, resolved.modified) {
+        if serve == Serve::Request && not_modified(req_headers, etag, resolved.modified) {
+            // A 304 carries no Content-Length (it has no body to measure).
+            let mut headers = head.clone();
+            headers.remove(header::CONTENT_LENGTH);
             return Response {
                 status: StatusCode::NOT_MODIFIED,
                 headers,
                 body: Body::Empty,
             };
         }
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(resolved.len));
+        let headers = head.clone();
         if method == Method::HEAD {
             return Response {
                 status: StatusCode::OK,
@@ -435,22 +447,20 @@ impl StaticOrigin {
                 body: Body::Empty,
             };
         }
-        if let Some(c) = cached {
+        if let Some(c) = &cached {
             return Response {
                 status: StatusCode::OK,
                 headers,
-                body: Body::Bytes(c.body),
+                body: Body::Bytes(c.body.clone()),
             };
         }
-        let body = match open_body(&resolved).await {
+        let body = match open_body(resolved).await {
             Ok(Body::Bytes(bytes)) => {
-                let mut head = headers.clone();
-                head.remove(header::CONTENT_LENGTH);
                 let entry = Cached {
                     resolved: resolved.clone(),
                     body: bytes.clone(),
-                    head,
-                    etag,
+                    head: headers.clone(),
+                    etag: etag.clone(),
                     watched: false,
                 };
                 self.files.insert(&self.root, path, entry);
@@ -686,15 +696,21 @@ mod tests {
 
     #[tokio::test]
     async fn conditional_requests_get_304_but_pushes_never_do() {
-        let (_d, o) = site();
+        let (_d, mut o) = site();
         let first = get(&o, "/css/site.css", &[]).await;
         let etag = first.headers[header::ETAG].to_str().unwrap().to_string();
-        assert_eq!(
-            get(&o, "/css/site.css", &[("if-none-match", &etag)])
-                .await
-                .status,
-            304
-        );
+        assert_eq!(first.headers[header::CONTENT_LENGTH], "6");
+        // From the cache, then with the cache emptied: neither 304 has a
+        // Content-Length.
+        for cached in [true, false] {
+            if !cached {
+                o.files = FileCache::default();
+            }
+            let not_modified = get(&o, "/css/site.css", &[("if-none-match", &etag)]).await;
+            assert_eq!(not_modified.status, 304);
+            assert_eq!(not_modified.headers[header::ETAG], etag.as_str());
+            assert!(!not_modified.headers.contains_key(header::CONTENT_LENGTH));
+        }
         assert_eq!(
             get(&o, "/css/site.css", &[("if-none-match", "\"other\", *")])
                 .await
