@@ -213,25 +213,15 @@ async fn handle(
         // No body until the upstream answers: the pushes go meanwhile.
         slot.idle();
     }
-    let mut links = Vec::new();
-    let mut pushed = 0;
-    let (n, early) = round(
-        &conn,
-        &mut respond,
-        plan,
-        authority.as_deref(),
-        &parts.headers,
-        &decided,
-    )
-    .await;
-    pushed += n;
-    links.extend(send_early_hints(
-        &conn,
-        &mut respond,
-        &early,
+    let parent = Parent {
+        conn: &conn,
+        authority: authority.as_deref(),
+        headers: &parts.headers,
+        decided: &decided,
         can_push,
-        &decided.metrics,
-    ));
+    };
+    let mut sent = Sent::default();
+    parent.push_and_hint(&mut respond, plan, &mut sent).await;
 
     let mut response = match (ready, upstreaming.as_mut()) {
         (Some(response), _) => response,
@@ -250,11 +240,9 @@ async fn handle(
                         hints.get_all(http::header::LINK).iter().cloned().collect();
                     if can_push && up.link_hints {
                         let plan = crate::decide::plan_links(shared, &ask, &values, &decided.metrics);
-                        let (n, early) = round(&conn, &mut respond, plan, authority.as_deref(), &parts.headers, &decided).await;
-                        pushed += n;
-                        links.extend(send_early_hints(&conn, &mut respond, &early, can_push, &decided.metrics));
-                    } else if !values.is_empty() {
-                        send_103(&conn, &mut respond, &values, &decided.metrics);
+                        parent.push_and_hint(&mut respond, plan, &mut sent).await;
+                    } else if let Some(field) = planner::link::join(&values) {
+                        send_103(&conn, &mut respond, field, values.len(), &decided.metrics);
                     }
                 }
                 // The client gave up on the page: so does the upstream
@@ -275,28 +263,19 @@ async fn handle(
         let plan =
             crate::decide::response_hints(shared, &ask, &decided, &response, up.link_hints).await;
         if !plan.items.is_empty() {
-            let (n, early) = round(
-                &conn,
-                &mut respond,
-                plan,
-                authority.as_deref(),
-                &parts.headers,
-                &decided,
-            )
-            .await;
-            pushed += n;
-            for hint in early {
-                if !planner::link::names(&response.headers, hint.path_and_query.as_str()) {
-                    links.push(hint.link(can_push));
-                }
-            }
+            let early = parent.round(&mut respond, plan, &mut sent).await;
+            let links: Vec<HeaderValue> = early
+                .iter()
+                .filter(|h| !planner::link::names(&response.headers, h.path_and_query.as_str()))
+                .map(|h| h.link(can_push))
+                .collect();
+            sent.add_links(&links);
         }
     }
     drop(upstreaming);
 
     // Promises are on the wire: from now on the page could send at once.
     slot.arm();
-    let hinted = links.len();
     let status = response.status;
     let end = response.body.is_empty() || parts.method == Method::HEAD;
     let mut head = http::Response::builder()
@@ -304,7 +283,7 @@ async fn handle(
         .body(())
         .expect("status is valid");
     *head.headers_mut() = std::mem::take(&mut response.headers);
-    if let Some(links) = planner::link::join(&links) {
+    if let Some(links) = planner::link::join(&sent.links) {
         head.headers_mut().append(http::header::LINK, links);
     }
     if let Some(cookie) = decided.set_cookie.clone() {
@@ -313,15 +292,15 @@ async fn handle(
     if let Some(cookie) = decided.digest_cookie(shared, conn.scheme == "https") {
         head.headers_mut().append(http::header::SET_COOKIE, cookie);
     }
-    let mut sent = 0;
+    let mut body_sent = 0;
     let mut outcome = "ok";
     match respond.send_response(head, end) {
         Ok(mut send) => {
             if !end {
                 match send::send_body(&mut send, response.body, &slot).await {
-                    Ok(n) => sent = n,
+                    Ok(n) => body_sent = n,
                     Err((n, e)) => {
-                        sent = n;
+                        body_sent = n;
                         outcome = "incomplete";
                         tracing::debug!(conn = conn.id, path = %path_and_query, "response body not completed: {e:?}");
                     }
@@ -340,9 +319,9 @@ async fn handle(
             method = %parts.method,
             path = %path_and_query,
             status = status.as_u16(),
-            bytes = sent,
-            pushed,
-            hinted,
+            bytes = body_sent,
+            pushed = sent.pushed,
+            hinted = sent.hinted,
             outcome,
             variant = %decided.variant,
             "request"
@@ -350,77 +329,111 @@ async fn handle(
     }
 }
 
-/// Deliver one plan's pushes for a parent (before its HEADERS) and start
-/// their bodies; returns how many were promised and what is left to hint.
-async fn round(
-    conn: &Arc<Conn>,
-    respond: &mut SendResponse<Bytes>,
-    plan: planner::Plan,
-    authority: Option<&str>,
-    parent_headers: &http::HeaderMap,
-    decided: &crate::decide::Decided,
-) -> (usize, Vec<planner::ValidHint>) {
-    let metrics = &decided.metrics;
-    let delivered = push::deliver(
-        conn,
-        respond,
-        plan.items,
-        authority,
-        parent_headers,
-        metrics,
-    )
-    .await;
-    let count = delivered.promised.len();
-    if let Some(digest) = &decided.digest {
-        for p in &delivered.promised {
-            if let Some(etag) = &p.etag {
-                digest.record(p.hint.path_and_query.as_str(), etag);
+/// What every round of a page's pushes and hints needs.
+struct Parent<'a> {
+    conn: &'a Arc<Conn>,
+    authority: Option<&'a str>,
+    /// The page's request headers.
+    headers: &'a http::HeaderMap,
+    decided: &'a crate::decide::Decided,
+    can_push: bool,
+}
+
+/// What a page's rounds sent before its HEADERS.
+#[derive(Default)]
+struct Sent {
+    pushed: usize,
+    hinted: usize,
+    /// `Link` fields for the final response, each joined once.
+    links: Vec<HeaderValue>,
+}
+
+impl Sent {
+    /// Keep `links` (one value per hint) for the final response; the field
+    /// they were joined into, when there are any.
+    fn add_links(&mut self, links: &[HeaderValue]) -> Option<&HeaderValue> {
+        let field = planner::link::join(links)?;
+        self.hinted += links.len();
+        self.links.push(field);
+        self.links.last()
+    }
+}
+
+impl Parent<'_> {
+    /// Deliver one plan's pushes (before the page's HEADERS) and start
+    /// their bodies; returns what is left to hint.
+    async fn round(
+        &self,
+        respond: &mut SendResponse<Bytes>,
+        plan: planner::Plan,
+        sent: &mut Sent,
+    ) -> Vec<planner::ValidHint> {
+        let conn = self.conn;
+        let delivered = push::deliver(
+            conn,
+            respond,
+            plan.items,
+            self.authority,
+            self.headers,
+            &self.decided.metrics,
+        )
+        .await;
+        sent.pushed += delivered.promised.len();
+        if let Some(digest) = &self.decided.digest {
+            for p in &delivered.promised {
+                if let Some(etag) = &p.etag {
+                    digest.record(p.hint.path_and_query.as_str(), etag);
+                }
+            }
+            for hint in &delivered.early {
+                digest.record_current(hint.path_and_query.as_str()).await;
             }
         }
-        for hint in &delivered.early {
-            digest.record_current(hint.path_and_query.as_str()).await;
+        // Bodies start now: for a proxied page, while the upstream computes.
+        for promised in delivered.promised {
+            tokio::spawn(push::serve_pushed(conn.clone(), promised));
+        }
+        delivered.early
+    }
+
+    /// A round, then what it did not push as a `103 Early Hints`, whose
+    /// `Link` field the final response repeats.
+    async fn push_and_hint(
+        &self,
+        respond: &mut SendResponse<Bytes>,
+        plan: planner::Plan,
+        sent: &mut Sent,
+    ) {
+        let early = self.round(respond, plan, sent).await;
+        let links: Vec<HeaderValue> = early.iter().map(|h| h.link(self.can_push)).collect();
+        let metrics = &self.decided.metrics;
+        if let Some(field) = sent.add_links(&links)
+            && send_103(self.conn, respond, field.clone(), links.len(), metrics)
+        {
+            self.conn
+                .followups
+                .hinted(early.iter().map(|h| h.path_and_query.as_str()), metrics);
         }
     }
-    // Bodies start now: for a proxied page, while the upstream computes.
-    for promised in delivered.promised {
-        tokio::spawn(push::serve_pushed(conn.clone(), promised));
-    }
-    (count, delivered.early)
 }
 
-/// Send `early` as a `103 Early Hints`; the links sent, for the final response.
-fn send_early_hints(
-    conn: &Conn,
-    respond: &mut SendResponse<Bytes>,
-    early: &[planner::ValidHint],
-    can_push: bool,
-    metrics: &Arc<Metrics>,
-) -> Vec<HeaderValue> {
-    let links: Vec<HeaderValue> = early.iter().map(|h| h.link(can_push)).collect();
-    if !links.is_empty() && send_103(conn, respond, &links, metrics) {
-        conn.followups
-            .hinted(early.iter().map(|h| h.path_and_query.as_str()), metrics);
-    }
-    links
-}
-
+/// Send a `103 Early Hints` with one `Link` field holding `count` links.
 fn send_103(
     conn: &Conn,
     respond: &mut SendResponse<Bytes>,
-    links: &[HeaderValue],
+    links: HeaderValue,
+    count: usize,
     metrics: &Metrics,
 ) -> bool {
     let mut early = http::Response::builder()
         .status(StatusCode::EARLY_HINTS)
         .body(())
         .expect("103 is valid");
-    if let Some(links) = planner::link::join(links) {
-        early.headers_mut().insert(http::header::LINK, links);
-    }
+    early.headers_mut().insert(http::header::LINK, links);
     match respond.send_informational(early) {
         Ok(()) => {
             Metrics::inc(&metrics.early_hints_sent);
-            Metrics::add(&metrics.hinted_links, links.len() as u64);
+            Metrics::add(&metrics.hinted_links, count as u64);
             true
         }
         Err(e) => {
