@@ -14,15 +14,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use herald::bench;
 use herald::config::Config;
 use herald::policy::{Isolation, Limits, PolicyEngine, input};
-
-const DEMO: &str = r#"[policy]
-[policy.cache]
-entries = 64
-[policy.config]
-"/" = ["/css/site.css u=0", "/js/app.js u=1", "/fonts/dejavu-light.woff u=3", "/img/logo.svg u=4", "/img/hero.svg u=5 i"]
-"#;
 
 fn page_map() -> PathBuf {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -40,7 +34,7 @@ fn decide(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let config = Config::parse("bench", DEMO).unwrap();
+    let config = Config::parse("bench", bench::DEMO_MAP).unwrap();
     let request = http::Request::builder()
         .method("GET")
         .uri("https://shop.example/")
@@ -59,9 +53,7 @@ fn decide(c: &mut Criterion) {
     ] {
         let mut limits = Limits::from_config(&config.policy);
         limits.deadline = Duration::from_secs(1);
-        if !cached {
-            limits.cache.entries = 0;
-        }
+        limits.cache.entries = if cached { 64 } else { 0 };
         let engine = PolicyEngine::new(limits, None).unwrap();
         let policy = engine
             .load_file(&page_map(), &config.policy.config)
@@ -70,7 +62,7 @@ fn decide(c: &mut Criterion) {
         group.bench_function(name, |b| {
             b.iter(|| {
                 rt.block_on(async {
-                    let req = input::build(&parts, "https", "shop.example", true, "default");
+                    let req = input::build(&parts, &bench::DEMO_VIEW);
                     let (result, _) = policy.decide(&req).await;
                     assert_eq!(result.unwrap().len(), 5);
                 })

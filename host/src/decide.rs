@@ -255,6 +255,18 @@ pub struct Ask<'a> {
     pub client: Option<std::net::IpAddr>,
 }
 
+impl<'a> Ask<'a> {
+    /// How the policy answering as `variant` sees this request.
+    fn view(&self, variant: &'a str) -> input::View<'a> {
+        input::View {
+            scheme: self.scheme,
+            authority: self.authority,
+            push_enabled: self.can_push,
+            variant,
+        }
+    }
+}
+
 /// The plan, and the counters of the policy version that made it (later
 /// steps count pushes and cancels there).
 pub struct Decided {
@@ -349,12 +361,7 @@ async fn plan_with(
     };
     let policy = &version.policy;
     Metrics::inc(&metrics.policy_calls);
-    let view = input::View {
-        scheme: ask.scheme,
-        authority: ask.authority,
-        push_enabled: ask.can_push,
-        variant: &version.variant,
-    };
+    let view = ask.view(&version.variant);
     let client_cache = digest.map(|d| d as Arc<dyn crate::policy::ClientCache>);
     let (result, stats) = policy.answer(ask.parts, &view, client_cache).await;
     if stats.cached {
@@ -418,13 +425,7 @@ pub async fn response_hints(
     let metrics = &decided.metrics;
     let hints = match decided.version.as_deref() {
         Some(v) if v.policy.has_on_response() => {
-            let input = input::build(
-                ask.parts,
-                ask.scheme,
-                ask.authority,
-                ask.can_push,
-                &v.variant,
-            );
+            let input = input::build(ask.parts, &ask.view(&v.variant));
             let head = crate::policy::UpstreamResponse {
                 status: response.status.as_u16(),
                 headers: response

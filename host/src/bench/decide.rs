@@ -29,10 +29,6 @@ pub struct Options {
     pub baseline: PathBuf,
 }
 
-const DEMO_MAP: &str = r#"[policy.config]
-"/" = ["/css/site.css u=0", "/js/app.js u=1", "/fonts/dejavu-light.woff u=3", "/img/logo.svg u=4", "/img/hero.svg u=5 i"]
-"#;
-
 /// Wall-clock budget per (policy, isolation) and round: interpreted guests
 /// in fresh isolation take milliseconds per call.
 const BUDGET: Duration = Duration::from_secs(4);
@@ -114,7 +110,7 @@ fn file_name(p: &std::path::Path) -> String {
 
 /// Measure every policy and print a Markdown report.
 pub async fn report(opts: &Options) -> anyhow::Result<String> {
-    let config = Config::parse("bench", DEMO_MAP)?;
+    let config = Config::parse("bench", super::DEMO_MAP)?;
     let mut limits = Limits::from_config(&config.policy);
     limits.deadline = Duration::from_secs(1);
     let engine = PolicyEngine::new(limits, None)?;

@@ -23,16 +23,12 @@ pub struct Options {
     pub isolation: Isolation,
 }
 
-const DEMO_MAP: &str = r#"[policy.config]
-"/" = ["/css/site.css u=0", "/js/app.js u=1", "/fonts/dejavu-light.woff u=3", "/img/logo.svg u=4", "/img/hero.svg u=5 i"]
-"#;
-
 /// Run the policy path `calls` times; returns the hints planned in all.
 pub fn run(opts: &Options) -> anyhow::Result<usize> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let config = Config::parse("bench", DEMO_MAP)?;
+    let config = Config::parse("bench", super::DEMO_MAP)?;
     let mut limits = Limits::from_config(&config.policy);
     // Small enough for valgrind to map the pool; long enough that a slowed
     // call is never cut off.
@@ -71,7 +67,7 @@ pub fn measured(
     rt.block_on(async {
         let mut planned = 0;
         for _ in 0..calls {
-            let input = input::build(parts, "https", "shop.example", true, "default");
+            let input = input::build(parts, &super::DEMO_VIEW);
             let (result, _) = policy.decide(&input).await;
             let hints = result.unwrap_or_default();
             let plan = planner::plan(

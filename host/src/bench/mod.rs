@@ -10,6 +10,23 @@ pub mod swap;
 
 use std::time::Duration;
 
+use crate::policy::input::View;
+
+/// The demo site's page map (as in `host/demo/herald.toml`): the
+/// configuration the decision benchmarks give every policy.
+pub const DEMO_MAP: &str = r#"[policy.config]
+"/" = ["/css/site.css u=0", "/js/app.js u=1", "/fonts/dejavu-light.woff u=3", "/img/logo.svg u=4", "/img/hero.svg u=5 i"]
+"#;
+
+/// How the decision benchmarks' request is seen: the demo's host over TLS,
+/// from a client that accepts push.
+pub const DEMO_VIEW: View<'static> = View {
+    scheme: "https",
+    authority: "shop.example",
+    push_enabled: true,
+    variant: "default",
+};
+
 /// The `p` quantile (0 to 1) of `v`, nearest rank; zero for an empty list.
 pub fn percentile(v: &[Duration], p: f64) -> Duration {
     let mut sorted = v.to_vec();

@@ -17,6 +17,7 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use super::input::View;
 use super::{Hint, Request};
 
 /// `[policy.cache]`.
@@ -90,11 +91,9 @@ struct Generations {
 /// The fixed parts of a key: what every answer depends on.
 struct Head<'a> {
     method: &'a str,
-    authority: &'a str,
     path: &'a str,
     query: Option<&'a str>,
-    push_enabled: bool,
-    variant: &'a str,
+    view: View<'a>,
 }
 
 /// Feeds each value of a declared header or cookie to `part`, in order.
@@ -114,11 +113,14 @@ impl DecisionCache {
     pub fn key(&self, req: &Request) -> Vec<u8> {
         let head = Head {
             method: &req.method,
-            authority: &req.authority,
             path: &req.path,
             query: req.query.as_deref(),
-            push_enabled: req.push_enabled,
-            variant: &req.variant_name,
+            view: View {
+                scheme: &req.scheme,
+                authority: &req.authority,
+                push_enabled: req.push_enabled,
+                variant: &req.variant_name,
+            },
         };
         let headers = |name: &str, part: &mut dyn FnMut(&[u8])| {
             for h in req.headers.iter().filter(|h| h.name == name) {
@@ -136,20 +138,12 @@ impl DecisionCache {
     /// The same key as [`key`](Self::key) of the request `input::build`
     /// would make from these arguments, without building it: a hit then
     /// copies nothing of the request.
-    pub fn key_of_parts(
-        &self,
-        parts: &http::request::Parts,
-        authority: &str,
-        push_enabled: bool,
-        variant: &str,
-    ) -> Vec<u8> {
+    pub fn key_of_parts(&self, parts: &http::request::Parts, view: &View<'_>) -> Vec<u8> {
         let head = Head {
             method: parts.method.as_str(),
-            authority,
             path: parts.uri.path(),
             query: parts.uri.query(),
-            push_enabled,
-            variant,
+            view: *view,
         };
         let headers = |name: &str, part: &mut dyn FnMut(&[u8])| {
             for v in parts.headers.get_all(name) {
@@ -171,14 +165,14 @@ impl DecisionCache {
             key.extend_from_slice(bytes);
         };
         part(head.method.as_bytes());
-        part(head.authority.as_bytes());
+        part(head.view.authority.as_bytes());
         part(head.path.as_bytes());
         match head.query {
             Some(q) => part(q.as_bytes()),
             None => part(b"\xff"),
         }
-        part(&[u8::from(head.push_enabled)]);
-        part(head.variant.as_bytes());
+        part(&[u8::from(head.view.push_enabled)]);
+        part(head.view.variant.as_bytes());
         for (names, values) in [(&self.spec.headers, headers), (&self.spec.cookies, cookies)] {
             for name in names {
                 let mut n = 0u8;
@@ -324,17 +318,25 @@ mod tests {
             .body(())
             .unwrap();
         let (parts, ()) = http.into_parts();
-        for push in [true, false] {
-            let built = super::super::input::build(&parts, "https", "shop.example", push, "b");
-            assert_eq!(
-                c.key_of_parts(&parts, "shop.example", push, "b"),
-                c.key(&built),
-                "push {push}"
-            );
+        for (scheme, push_enabled) in [("https", true), ("https", false)] {
+            let view = View {
+                scheme,
+                authority: "shop.example",
+                push_enabled,
+                variant: "b",
+            };
+            let built = super::super::input::build(&parts, &view);
+            assert_eq!(c.key_of_parts(&parts, &view), c.key(&built), "{view:?}");
         }
         let (bare, ()) = http::Request::get("/").body(()).unwrap().into_parts();
-        let built = super::super::input::build(&bare, "https", "h", true, "default");
-        assert_eq!(c.key_of_parts(&bare, "h", true, "default"), c.key(&built));
+        let view = View {
+            scheme: "https",
+            authority: "h",
+            push_enabled: true,
+            variant: "default",
+        };
+        let built = super::super::input::build(&bare, &view);
+        assert_eq!(c.key_of_parts(&bare, &view), c.key(&built));
     }
 
     #[test]

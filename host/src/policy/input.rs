@@ -56,24 +56,7 @@ pub struct View<'a> {
 }
 
 /// The policy request for an HTTP request, as `view` describes it.
-pub fn build_view(parts: &http::request::Parts, view: &View<'_>) -> Request {
-    build(
-        parts,
-        view.scheme,
-        view.authority,
-        view.push_enabled,
-        view.variant,
-    )
-}
-
-/// The policy request for an HTTP request.
-pub fn build(
-    parts: &http::request::Parts,
-    scheme: &str,
-    authority: &str,
-    push_enabled: bool,
-    variant: &str,
-) -> Request {
+pub fn build(parts: &http::request::Parts, view: &View<'_>) -> Request {
     let headers: Vec<Header> = parts
         .headers
         .iter()
@@ -91,14 +74,14 @@ pub fn build(
     );
     Request {
         method: parts.method.as_str().to_string(),
-        scheme: scheme.to_string(),
-        authority: authority.to_string(),
+        scheme: view.scheme.to_string(),
+        authority: view.authority.to_string(),
         path: parts.uri.path().to_string(),
         query: parts.uri.query().map(str::to_string),
         headers,
         cookies,
-        push_enabled,
-        variant_name: variant.to_string(),
+        push_enabled: view.push_enabled,
+        variant_name: view.variant.to_string(),
     }
 }
 
@@ -124,7 +107,13 @@ mod tests {
             .body(())
             .unwrap();
         let (parts, ()) = req.into_parts();
-        let r = build(&parts, "https", "example.com", true, "default");
+        let view = View {
+            scheme: "https",
+            authority: "example.com",
+            push_enabled: true,
+            variant: "default",
+        };
+        let r = build(&parts, &view);
         assert_eq!(r.path, "/shop");
         assert_eq!(r.query.as_deref(), Some("page=2"));
         assert_eq!(r.cookies[0].name, "k");

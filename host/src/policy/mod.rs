@@ -645,13 +645,10 @@ impl Policy {
         client_cache: Option<Arc<dyn ClientCache>>,
     ) -> (Result<Arc<cache::Answer>, PolicyFailure>, CallStats) {
         let start = Instant::now();
-        let key = self
-            .cache
-            .as_ref()
-            .map(|c| c.key_of_parts(parts, view.authority, view.push_enabled, view.variant));
+        let key = self.cache.as_ref().map(|c| c.key_of_parts(parts, view));
         self.answer_keyed(
             key,
-            || Cow::Owned(input::build_view(parts, view)),
+            || Cow::Owned(input::build(parts, view)),
             client_cache,
             start,
         )

@@ -98,13 +98,13 @@ impl Sample {
             .body(())
             .map_err(|e| format!("`{}`: {e}", self.request))?
             .into_parts();
-        Ok(input::build(
-            &parts,
-            "https",
-            "localhost",
-            self.push,
-            self.variant.as_deref().unwrap_or("default"),
-        ))
+        let view = input::View {
+            scheme: "https",
+            authority: "localhost",
+            push_enabled: self.push,
+            variant: self.variant.as_deref().unwrap_or("default"),
+        };
+        Ok(input::build(&parts, &view))
     }
 }
 
