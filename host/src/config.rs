@@ -240,9 +240,9 @@ pub enum Isolation {
 }
 
 /// `[policy.cache]`: a policy whose answer depends only on the method,
-/// authority, path, query, push support, A/B variant and the headers and
-/// cookies listed here (and on its configuration, fixed per version) may have
-/// its answers cached: a request with the same values gets the same hints
+/// scheme, authority, path, query, push support, A/B variant and the headers
+/// and cookies listed here (and on its configuration, fixed per version) may
+/// have its answers cached: a request with the same values gets the same hints
 /// without a call. Each policy version has its own cache, so a swap starts
 /// afresh; failures are never cached. List too little and clients get answers
 /// meant for others: declare everything the policy reads.

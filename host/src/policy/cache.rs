@@ -1,10 +1,10 @@
 //! A cache of policy answers, for policies whose answer depends on known
 //! parts of the request only (`[policy.cache]`).
 //!
-//! The key is what the answer may depend on: method, authority, path, query,
-//! whether the client accepts push, the A/B variant, and the values of the
-//! declared headers and cookies (every value, in order; absent is distinct
-//! from empty). The policy's configuration is fixed per version and each
+//! The key is what the answer may depend on: method, scheme, authority,
+//! path, query, whether the client accepts push, the A/B variant, and the
+//! values of the declared headers and cookies (every value, in order; absent
+//! is distinct from empty). The policy's configuration is fixed per version and each
 //! version has its own cache, so a swap starts empty. Only answers are
 //! cached, never failures: a trap or a timeout is retried on the next request.
 //!
@@ -165,6 +165,7 @@ impl DecisionCache {
             key.extend_from_slice(bytes);
         };
         part(head.method.as_bytes());
+        part(head.view.scheme.as_bytes());
         part(head.view.authority.as_bytes());
         part(head.path.as_bytes());
         match head.query {
@@ -283,6 +284,10 @@ mod tests {
                 &[("sec-fetch-dest", "document")],
                 &[("have", "/a.css")],
             ),
+            Request {
+                scheme: "http".into(),
+                ..request("/", &[("sec-fetch-dest", "document")], &[])
+            },
         ] {
             assert_ne!(c.key(&different), base, "{different:?}");
         }
@@ -318,7 +323,7 @@ mod tests {
             .body(())
             .unwrap();
         let (parts, ()) = http.into_parts();
-        for (scheme, push_enabled) in [("https", true), ("https", false)] {
+        for (scheme, push_enabled) in [("https", true), ("https", false), ("http", true)] {
             let view = View {
                 scheme,
                 authority: "shop.example",
