@@ -48,6 +48,8 @@ pub struct DirWatch {
 
 struct State {
     fd: OwnedFd,
+    /// Where notices are read to: made once, not zeroed per look.
+    buf: Box<[u8]>,
     by_wd: HashMap<i32, PathBuf>,
     by_path: HashMap<PathBuf, i32>,
 }
@@ -107,6 +109,7 @@ impl DirWatch {
         Ok(DirWatch {
             state: Mutex::new(State {
                 fd: open()?,
+                buf: vec![0; 4096].into_boxed_slice(),
                 by_wd: HashMap::new(),
                 by_path: HashMap::new(),
             }),
@@ -154,15 +157,13 @@ impl DirWatch {
 
     /// The changes noticed since the last call; empty at once when none.
     pub fn changes(&self) -> Vec<Change> {
-        #[repr(C, align(8))]
-        struct Buf([u8; 4096]);
-        let mut buf = Buf([0; 4096]);
         let mut out = Vec::new();
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let state = &mut *state;
         loop {
+            let buf = &mut state.buf;
             // SAFETY: `buf` is writable for its whole length.
-            let n =
-                unsafe { libc::read(state.fd.as_raw_fd(), buf.0.as_mut_ptr().cast(), buf.0.len()) };
+            let n = unsafe { libc::read(state.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
             if n <= 0 {
                 // EAGAIN: nothing (more) queued. Any other error would mean
                 // lost notices: trust nothing.
@@ -171,7 +172,7 @@ impl DirWatch {
                 }
                 break;
             }
-            parse(&state, &buf.0[..n as usize], &mut out);
+            parse(&state.by_wd, &state.buf[..n as usize], &mut out);
         }
         if out.contains(&Change::Everything) {
             // Start over: the watched paths may no longer be the watched
@@ -189,7 +190,7 @@ impl DirWatch {
     }
 }
 
-fn parse(state: &State, mut bytes: &[u8], out: &mut Vec<Change>) {
+fn parse(by_wd: &HashMap<i32, PathBuf>, mut bytes: &[u8], out: &mut Vec<Change>) {
     while bytes.len() >= HEADER {
         let word = |i: usize| u32::from_ne_bytes(bytes[i..i + 4].try_into().expect("4 bytes"));
         let (wd, mask, len) = (word(0) as i32, word(4), word(12) as usize);
@@ -203,7 +204,7 @@ fn parse(state: &State, mut bytes: &[u8], out: &mut Vec<Change>) {
             | libc::IN_IGNORED
             | libc::IN_UNMOUNT
             | libc::IN_ISDIR;
-        let change = match state.by_wd.get(&wd) {
+        let change = match by_wd.get(&wd) {
             Some(dir) if mask & whole_dir == 0 && !name.is_empty() => {
                 let path = dir.join(std::ffi::OsStr::from_bytes(name));
                 if mask & (libc::IN_MOVED_FROM | libc::IN_MOVED_TO | libc::IN_DELETE) != 0 {
