@@ -36,7 +36,17 @@ pub struct Link {
 }
 
 /// Start a proxy to `upstream`; returns the address clients connect to.
+/// It needs tokio's multi-thread runtime (see `sleep_precisely`): on
+/// another it refuses to start, rather than panic on its first packet.
 pub async fn start(upstream: SocketAddr, link: Link) -> std::io::Result<SocketAddr> {
+    if tokio::runtime::Handle::current().runtime_flavor()
+        != tokio::runtime::RuntimeFlavor::MultiThread
+    {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "the delaying proxy needs tokio's multi-thread runtime",
+        ));
+    }
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
@@ -173,4 +183,21 @@ pub async fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
     let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     Ok(tcp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn refuses_to_start_on_a_current_thread_runtime() {
+        let link = Link {
+            rtt: Duration::from_millis(10),
+            down_bytes_per_sec: 0,
+        };
+        let refused = start("127.0.0.1:9".parse().unwrap(), link).await;
+        let e = refused.expect_err("sleep_precisely would panic there");
+        assert_eq!(e.kind(), std::io::ErrorKind::Unsupported);
+        assert!(e.to_string().contains("multi-thread runtime"), "{e}");
+    }
 }
