@@ -611,21 +611,14 @@ impl Policy {
     }
 
     /// Run the policy under the configured limits, on a fresh instance or a
-    /// warm one (`reuse` isolation).
+    /// warm one (`reuse` isolation), or answer from the decision cache. For
+    /// tools and benchmarks, which hold a built request and know no client;
+    /// the server calls [`answer`](Self::answer).
     pub async fn decide(&self, req: &Request) -> (Result<Vec<Hint>, PolicyFailure>, CallStats) {
-        self.decide_with(req, None).await
-    }
-
-    /// `decide`, with what the host knows of this client's cache.
-    pub async fn decide_with(
-        &self,
-        req: &Request,
-        client_cache: Option<Arc<dyn ClientCache>>,
-    ) -> (Result<Vec<Hint>, PolicyFailure>, CallStats) {
         let start = Instant::now();
         let key = self.cache.as_ref().map(|c| c.key(req));
         let (result, stats) = self
-            .answer_keyed(key, || Cow::Borrowed(req), client_cache, start)
+            .answer_keyed(key, || Cow::Borrowed(req), None, start)
             .await;
         let hints = result.map(|answer| match Arc::try_unwrap(answer) {
             Ok(answer) => answer.hints,
