@@ -666,7 +666,11 @@ impl Policy {
             return (Ok(answer), stats);
         }
         let req = req();
-        let (result, mut stats) = self.run(Call::Decide(&req), client_cache, start).await;
+        // Boxed, as every call: Wasmtime's call future is about 2 KB, which
+        // would otherwise be part of every request handler's future (moved
+        // on each spawn) though a cache hit never makes it.
+        let call = self.run(Call::Decide(&req), client_cache, start);
+        let (result, mut stats) = Box::pin(call).await;
         let result = result.map(|hints| Arc::new(cache::Answer::new(hints)));
         if let (Some(cache), Some(key), Ok(answer)) = (&self.cache, key, &result)
             && !stats.asked_client_cache
@@ -694,9 +698,8 @@ impl Policy {
             return (Ok(hints), CallStats::default());
         }
         let start = Instant::now();
-        let (result, mut stats) = self
-            .run(Call::OnResponse(req, response, &hints), None, start)
-            .await;
+        let call = self.run(Call::OnResponse(req, response, &hints), None, start);
+        let (result, mut stats) = Box::pin(call).await;
         stats.elapsed = start.elapsed();
         (result, stats)
     }
