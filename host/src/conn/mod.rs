@@ -367,7 +367,7 @@ impl Parent<'_> {
         respond: &mut SendResponse<Bytes>,
         plan: planner::Plan,
         sent: &mut Sent,
-    ) -> Vec<planner::ValidHint> {
+    ) -> Vec<Arc<planner::ValidHint>> {
         let conn = self.conn;
         let delivered = push::deliver(
             conn,

@@ -89,7 +89,7 @@ pub struct Promised {
     /// The pushed stream, its response HEADERS already queued.
     pub send: h2::SendStream<Bytes>,
     pub body: crate::origin::Body,
-    pub hint: ValidHint,
+    pub hint: Arc<ValidHint>,
     pub slot: Registered,
     /// The pushed response's ETag (for the client's cache digest).
     pub etag: Option<String>,
@@ -100,7 +100,7 @@ pub struct Promised {
 pub struct Delivered {
     pub promised: Vec<Promised>,
     /// Hints to send as early hints (planned so, or fallen back from push).
-    pub early: Vec<ValidHint>,
+    pub early: Vec<Arc<ValidHint>>,
 }
 
 /// Issue the promises of `plan` for the parent behind `respond`. Must run
@@ -124,7 +124,7 @@ pub async fn deliver(
     if candidates.is_empty() {
         return out;
     }
-    let fallback = |out: &mut Delivered, hint: ValidHint| {
+    let fallback = |out: &mut Delivered, hint: Arc<ValidHint>| {
         if hint.delivery == Delivery::Auto && conn.shared.config.push.early_hints {
             out.early.push(hint);
         }

@@ -26,10 +26,12 @@ pub enum Route {
     EarlyHint,
 }
 
-/// A hint with its route.
+/// A hint with its route. The hint is shared: a cached plan is handed to
+/// every request that gets its answer (`decide.rs`), and each takes its
+/// hints without copying them.
 #[derive(Debug, Clone)]
 pub struct Planned {
-    pub hint: ValidHint,
+    pub hint: std::sync::Arc<ValidHint>,
     pub route: Route,
 }
 
@@ -112,7 +114,10 @@ pub fn plan(raw: Vec<Hint>, ctx: &Context<'_>) -> Plan {
             Delivery::Auto | Delivery::HintOnly if ctx.early_hints => Route::EarlyHint,
             _ => continue,
         };
-        plan.items.push(Planned { hint, route });
+        plan.items.push(Planned {
+            hint: std::sync::Arc::new(hint),
+            route,
+        });
     }
     plan
 }
