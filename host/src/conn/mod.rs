@@ -207,7 +207,7 @@ async fn handle(
     // urgency that is not incremental then follows the page, not the reverse.
     let slot = conn.sched.register(
         u32::from(respond.stream_id()),
-        sched::Priority::from_header(parts.headers.get("priority")),
+        sched::Priority::from_header(parts.headers.get(sched::PRIORITY)),
     );
     if upstreaming.is_some() {
         // No body until the upstream answers: the pushes go meanwhile.

@@ -36,6 +36,10 @@ use tokio::sync::Notify;
 
 use crate::tap::PeerState;
 
+/// RFC 9218's request header, parsed once (a `&str` name is parsed on every
+/// lookup).
+pub const PRIORITY: http::HeaderName = http::HeaderName::from_static("priority");
+
 /// The largest chunk one turn may send: one default-size DATA frame.
 pub const QUANTUM: usize = 16 * 1024;
 

@@ -79,6 +79,9 @@ impl std::fmt::Debug for Answer {
 
 pub struct DecisionCache {
     spec: CacheSpec,
+    /// `spec.headers`, parsed at load: a lookup by `&str` would parse the
+    /// name on every request.
+    header_names: Vec<Option<http::HeaderName>>,
     maps: Mutex<Generations>,
 }
 
@@ -97,13 +100,20 @@ struct Head<'a> {
 }
 
 /// Feeds each value of a declared header or cookie to `part`, in order.
-type Values<'a> = &'a dyn Fn(&str, &mut dyn FnMut(&[u8]));
+/// Gets the declared name's index and the name itself.
+type Values<'a> = &'a dyn Fn(usize, &str, &mut dyn FnMut(&[u8]));
 
 impl DecisionCache {
     /// `None` when the spec turns caching off.
     pub fn new(spec: &CacheSpec) -> Option<DecisionCache> {
         (spec.entries > 0).then(|| DecisionCache {
             spec: spec.clone(),
+            // A name no request header can have matches nothing.
+            header_names: spec
+                .headers
+                .iter()
+                .map(|n| http::HeaderName::from_bytes(n.as_bytes()).ok())
+                .collect(),
             maps: Mutex::default(),
         })
     }
@@ -122,12 +132,12 @@ impl DecisionCache {
                 variant: &req.variant_name,
             },
         };
-        let headers = |name: &str, part: &mut dyn FnMut(&[u8])| {
+        let headers = |_, name: &str, part: &mut dyn FnMut(&[u8])| {
             for h in req.headers.iter().filter(|h| h.name == name) {
                 part(h.value.as_bytes());
             }
         };
-        let cookies = |name: &str, part: &mut dyn FnMut(&[u8])| {
+        let cookies = |_, name: &str, part: &mut dyn FnMut(&[u8])| {
             for c in req.cookies.iter().filter(|c| c.name == name) {
                 part(c.value.as_bytes());
             }
@@ -145,12 +155,15 @@ impl DecisionCache {
             query: parts.uri.query(),
             view: *view,
         };
-        let headers = |name: &str, part: &mut dyn FnMut(&[u8])| {
+        let headers = |i: usize, _: &str, part: &mut dyn FnMut(&[u8])| {
+            let Some(name) = &self.header_names[i] else {
+                return;
+            };
             for v in parts.headers.get_all(name) {
                 part(String::from_utf8_lossy(v.as_bytes()).as_bytes());
             }
         };
-        let cookies = |name: &str, part: &mut dyn FnMut(&[u8])| {
+        let cookies = |_, name: &str, part: &mut dyn FnMut(&[u8])| {
             for (_, value) in super::input::cookies_in(&parts.headers).filter(|(n, _)| *n == name) {
                 part(value.as_bytes());
             }
@@ -175,9 +188,9 @@ impl DecisionCache {
         part(&[u8::from(head.view.push_enabled)]);
         part(head.view.variant.as_bytes());
         for (names, values) in [(&self.spec.headers, headers), (&self.spec.cookies, cookies)] {
-            for name in names {
+            for (i, name) in names.iter().enumerate() {
                 let mut n = 0u8;
-                values(name, &mut |v| {
+                values(i, name, &mut |v| {
                     part(v);
                     n = n.saturating_add(1);
                 });
