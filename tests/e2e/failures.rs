@@ -59,6 +59,9 @@ async fn a_trapping_policy_serves_the_page_without_push() {
 async fn an_endless_loop_is_stopped_at_the_deadline() {
     let herald = misbehave();
     let client = Client::tls(&herald, ClientOptions::default()).await;
+    // The epoch clock that enforces deadlines rests after 100 ms without a
+    // call: the looping call must wake it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     survives(&herald, &client, "loop").await;
     assert!(
         eventually(Duration::from_secs(2), || herald

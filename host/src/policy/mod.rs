@@ -26,6 +26,7 @@ mod bindings {
 }
 
 pub mod cache;
+mod clock;
 pub mod input;
 mod output;
 pub mod registry;
@@ -34,7 +35,6 @@ pub mod samples;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -100,7 +100,8 @@ pub struct PolicyEngine {
     engine: Engine,
     linker: Linker<HostState>,
     limits: Limits,
-    stop: Arc<AtomicBool>,
+    /// Shared with every policy loaded here (whose calls keep it ticking).
+    clock: Arc<clock::EpochClock>,
     /// Where compiled components are kept between runs (`policy.cache_dir`).
     cache_dir: Option<PathBuf>,
     /// Call slots shared by every policy of this engine: the pooling
@@ -111,7 +112,7 @@ pub struct PolicyEngine {
 
 impl Drop for PolicyEngine {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.clock.stop();
     }
 }
 
@@ -157,17 +158,10 @@ impl PolicyEngine {
             wasmtime::component::HasSelf<HostState>,
         >(&mut linker, |s| s)?;
 
-        let stop = Arc::new(AtomicBool::new(false));
         let ticker = engine.clone();
-        let stop_ticker = stop.clone();
-        std::thread::Builder::new()
-            .name("herald-epoch".into())
-            .spawn(move || {
-                while !stop_ticker.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    ticker.increment_epoch();
-                }
-            })?;
+        let clock = Arc::new(clock::EpochClock::start(EPOCH_TICK, move || {
+            ticker.increment_epoch()
+        })?);
         if let Some(dir) = &cache_dir
             && let Err(e) = std::fs::create_dir_all(dir)
         {
@@ -180,7 +174,7 @@ impl PolicyEngine {
             engine,
             linker,
             limits,
-            stop,
+            clock,
             cache_dir,
             slots: Arc::new(tokio::sync::Semaphore::new(calls as usize)),
         })
@@ -229,6 +223,7 @@ impl PolicyEngine {
             engine: self.engine.clone(),
             limits: self.limits.clone(),
             slots: self.slots.clone(),
+            clock: self.clock.clone(),
             isolation: Isolation::Fresh,
             warm: Mutex::new(WarmPool::default()),
             cache: cache::DecisionCache::new(&self.limits.cache),
@@ -514,6 +509,7 @@ pub struct Policy {
     engine: Engine,
     limits: Limits,
     slots: Arc<tokio::sync::Semaphore>,
+    clock: Arc<clock::EpochClock>,
     isolation: Isolation,
     /// `reuse` isolation: instances waiting for their next call.
     warm: Mutex<WarmPool>,
@@ -713,6 +709,8 @@ impl Policy {
     ) -> (Result<Vec<Hint>, PolicyFailure>, CallStats) {
         let deadline = start + self.limits.deadline;
         let mut stats = CallStats::default();
+        // Guest code runs only under this guard: its deadline needs the clock.
+        let _ticking = self.clock.running();
         let instance = match self.take_warm() {
             Some(warm) => Ok(warm),
             None => {
