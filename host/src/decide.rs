@@ -271,8 +271,6 @@ impl<'a> Ask<'a> {
 /// steps count pushes and cancels there).
 pub struct Decided {
     pub plan: Plan,
-    /// The A/B variant that answered (`default` outside experiments).
-    pub variant: String,
     /// A `Set-Cookie` for the final response: the user's new sticky key.
     pub set_cookie: Option<http::HeaderValue>,
     pub metrics: Arc<Metrics>,
@@ -284,6 +282,11 @@ pub struct Decided {
 }
 
 impl Decided {
+    /// The A/B variant that answered (`default` outside experiments).
+    pub fn variant(&self) -> &str {
+        self.version.as_ref().map_or("default", |v| &v.variant)
+    }
+
     /// The digest cookie to set, if this response changed it.
     pub fn digest_cookie(&self, shared: &Shared, https: bool) -> Option<http::HeaderValue> {
         let d = &shared.config.push.cache_digest;
@@ -326,9 +329,6 @@ pub async fn hints_for(shared: &Shared, ask: &Ask<'_>) -> Decided {
     let metrics = version
         .as_ref()
         .map_or_else(|| shared.metrics.clone(), |v| v.metrics.clone());
-    let variant = version
-        .as_ref()
-        .map_or_else(|| "default".to_string(), |v| v.variant.clone());
     let digest = shared.digest_key.as_ref().map(|key| {
         Arc::new(crate::client_cache::ClientDigest::from_request(
             key.clone(),
@@ -340,7 +340,6 @@ pub async fn hints_for(shared: &Shared, ask: &Ask<'_>) -> Decided {
     let plan = plan_with(shared, ask, version.as_deref(), &metrics, digest.clone()).await;
     Decided {
         plan,
-        variant,
         set_cookie,
         metrics,
         digest,

@@ -258,7 +258,7 @@ async fn handle<IO: AsyncRead + AsyncWrite>(
             pushed = 0,
             hinted = links.len(),
             proto = "http/1.1",
-            variant = %decided.variant,
+            variant = %decided.variant(),
             "request"
         );
     }

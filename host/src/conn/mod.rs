@@ -323,7 +323,7 @@ async fn handle(
             pushed = sent.pushed,
             hinted = sent.hinted,
             outcome,
-            variant = %decided.variant,
+            variant = %decided.variant(),
             "request"
         );
     }
