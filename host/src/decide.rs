@@ -270,7 +270,8 @@ impl<'a> Ask<'a> {
 /// The plan, and the counters of the policy version that made it (later
 /// steps count pushes and cancels there).
 pub struct Decided {
-    pub plan: Plan,
+    /// Shared with the decision cache when the answer came from it.
+    pub plan: Arc<Plan>,
     /// A `Set-Cookie` for the final response: the user's new sticky key.
     pub set_cookie: Option<http::HeaderValue>,
     pub metrics: Arc<Metrics>,
@@ -347,16 +348,22 @@ pub async fn hints_for(shared: &Shared, ask: &Ask<'_>) -> Decided {
     }
 }
 
+/// The plan of no hints, shared (an `Arc::default()` would allocate).
+fn no_plan() -> Arc<Plan> {
+    static NONE: std::sync::LazyLock<Arc<Plan>> = std::sync::LazyLock::new(Arc::default);
+    NONE.clone()
+}
+
 async fn plan_with(
     shared: &Shared,
     ask: &Ask<'_>,
     version: Option<&Version>,
     metrics: &Metrics,
     digest: Option<Arc<crate::client_cache::ClientDigest>>,
-) -> Plan {
+) -> Arc<Plan> {
     Metrics::inc(&metrics.requests);
     let Some(version) = version else {
-        return Plan::default();
+        return no_plan();
     };
     let policy = &version.policy;
     Metrics::inc(&metrics.policy_calls);
@@ -372,7 +379,7 @@ async fn plan_with(
         Ok(answer) => answer,
         Err(failure) => {
             count_failure(shared, metrics, ask, policy.name(), &failure);
-            return Plan::default();
+            return no_plan();
         }
     };
     Metrics::add(&metrics.hints, answer.hints.len() as u64);
@@ -380,10 +387,10 @@ async fn plan_with(
     // Hints only for a page that is actually served: not for errors, and not
     // for a 304 (the client has the page, and most likely its assets).
     if ask.status != StatusCode::OK || answer.hints.is_empty() {
-        return Plan::default();
+        return no_plan();
     }
     match Arc::try_unwrap(answer) {
-        Ok(answer) => plan_hints(shared, ask, answer.hints, metrics),
+        Ok(answer) => Arc::new(plan_hints(shared, ask, answer.hints, metrics)),
         // A cached answer: planned (and its links formatted) once, by the
         // first request that got it. Everything the plan depends on is in
         // the cache key (method, path and query, push) or fixed for the
@@ -394,10 +401,11 @@ async fn plan_with(
                 for item in &plan.items {
                     item.hint.link(ask.can_push);
                 }
+                plan.early_links(ask.can_push);
                 plan
             });
             report_invalid(shared, ask, &plan, metrics);
-            Plan::clone(&plan)
+            plan
         }
     }
 }

@@ -200,8 +200,7 @@ async fn handle(
         conn: conn.id,
         client: conn.client,
     };
-    let mut decided = crate::decide::hints_for(shared, &ask).await;
-    let plan = std::mem::take(&mut decided.plan);
+    let decided = crate::decide::hints_for(shared, &ask).await;
 
     // The parent takes its place before its pushes: a push of the same
     // urgency that is not incremental then follows the page, not the reverse.
@@ -221,7 +220,9 @@ async fn handle(
         can_push,
     };
     let mut sent = Sent::default();
-    parent.push_and_hint(&mut respond, plan, &mut sent).await;
+    parent
+        .push_and_hint(&mut respond, &decided.plan, &mut sent)
+        .await;
 
     let mut response = match (ready, upstreaming.as_mut()) {
         (Some(response), _) => response,
@@ -240,7 +241,7 @@ async fn handle(
                         hints.get_all(http::header::LINK).iter().cloned().collect();
                     if can_push && up.link_hints {
                         let plan = crate::decide::plan_links(shared, &ask, &values, &decided.metrics);
-                        parent.push_and_hint(&mut respond, plan, &mut sent).await;
+                        parent.push_and_hint(&mut respond, &plan, &mut sent).await;
                     } else if let Some(field) = planner::link::join(&values) {
                         send_103(&conn, &mut respond, field, values.len(), &decided.metrics);
                     }
@@ -263,13 +264,15 @@ async fn handle(
         let plan =
             crate::decide::response_hints(shared, &ask, &decided, &response, up.link_hints).await;
         if !plan.items.is_empty() {
-            let early = parent.round(&mut respond, plan, &mut sent).await;
-            let links: Vec<HeaderValue> = early
+            let early = parent.round(&mut respond, &plan, &mut sent).await;
+            let fresh: Vec<&planner::ValidHint> = early
                 .iter()
+                .map(|h| &**h)
                 .filter(|h| !planner::link::names(&response.headers, h.path_and_query.as_str()))
-                .map(|h| h.link(can_push))
                 .collect();
-            sent.add_links(&links);
+            if let Some(field) = planner::link::field(fresh.iter().copied(), can_push) {
+                sent.add_links(field, fresh.len());
+            }
         }
     }
     drop(upstreaming);
@@ -283,7 +286,7 @@ async fn handle(
         .body(())
         .expect("status is valid");
     *head.headers_mut() = std::mem::take(&mut response.headers);
-    if let Some(links) = planner::link::join(&sent.links) {
+    if let Some(links) = sent.links {
         head.headers_mut().append(http::header::LINK, links);
     }
     if let Some(cookie) = decided.set_cookie.clone() {
@@ -344,18 +347,18 @@ struct Parent<'a> {
 struct Sent {
     pushed: usize,
     hinted: usize,
-    /// `Link` fields for the final response, each joined once.
-    links: Vec<HeaderValue>,
+    /// The final response's `Link` field: every round's, joined.
+    links: Option<HeaderValue>,
 }
 
 impl Sent {
-    /// Keep `links` (one value per hint) for the final response; the field
-    /// they were joined into, when there are any.
-    fn add_links(&mut self, links: &[HeaderValue]) -> Option<&HeaderValue> {
-        let field = planner::link::join(links)?;
-        self.hinted += links.len();
-        self.links.push(field);
-        self.links.last()
+    /// Keep a round's `Link` field, of `count` links, for the final response.
+    fn add_links(&mut self, field: HeaderValue, count: usize) {
+        self.hinted += count;
+        self.links = match self.links.take() {
+            None => Some(field),
+            Some(before) => planner::link::join([before, field]),
+        };
     }
 }
 
@@ -365,14 +368,14 @@ impl Parent<'_> {
     async fn round(
         &self,
         respond: &mut SendResponse<Bytes>,
-        plan: planner::Plan,
+        plan: &planner::Plan,
         sent: &mut Sent,
     ) -> Vec<Arc<planner::ValidHint>> {
         let conn = self.conn;
         let delivered = push::deliver(
             conn,
             respond,
-            plan.items,
+            &plan.items,
             self.authority,
             self.headers,
             &self.decided.metrics,
@@ -401,15 +404,21 @@ impl Parent<'_> {
     async fn push_and_hint(
         &self,
         respond: &mut SendResponse<Bytes>,
-        plan: planner::Plan,
+        plan: &planner::Plan,
         sent: &mut Sent,
     ) {
         let early = self.round(respond, plan, sent).await;
-        let links: Vec<HeaderValue> = early.iter().map(|h| h.link(self.can_push)).collect();
+        // Nothing was to be pushed: the plan's own field (a cached plan's is
+        // made once); otherwise the field of what is left.
+        let Some(field) = plan
+            .early_links(self.can_push)
+            .or_else(|| planner::link::field(early.iter().map(|h| &**h), self.can_push))
+        else {
+            return;
+        };
+        sent.add_links(field.clone(), early.len());
         let metrics = &self.decided.metrics;
-        if let Some(field) = sent.add_links(&links)
-            && send_103(self.conn, respond, field.clone(), links.len(), metrics)
-        {
+        if send_103(self.conn, respond, field, early.len(), metrics) {
             self.conn
                 .followups
                 .hinted(early.iter().map(|h| h.path_and_query.as_str()), metrics);

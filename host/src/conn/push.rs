@@ -108,17 +108,20 @@ pub struct Delivered {
 pub async fn deliver(
     conn: &Arc<Conn>,
     respond: &mut SendResponse<Bytes>,
-    items: Vec<Planned>,
+    items: &[Planned],
     authority: Option<&str>,
     parent_headers: &HeaderMap,
     metrics: &Arc<Metrics>,
 ) -> Delivered {
-    let mut out = Delivered::default();
+    let mut out = Delivered {
+        early: Vec::with_capacity(items.len()),
+        ..Delivered::default()
+    };
     let mut candidates = Vec::new();
     for item in items {
         match item.route {
-            Route::EarlyHint => out.early.push(item.hint),
-            Route::Push => candidates.push(item.hint),
+            Route::EarlyHint => out.early.push(item.hint.clone()),
+            Route::Push => candidates.push(item.hint.clone()),
         }
     }
     if candidates.is_empty() {

@@ -51,23 +51,32 @@ pub fn preload(hint: &ValidHint, nopush: bool) -> http::HeaderValue {
 /// HTTP/2 paths send them: h2's HPACK encoder adds only the first value of
 /// a repeated field to its dynamic table, so five `Link` fields cost about
 /// a hundred bytes on every response, where one costs a byte once indexed.
-pub fn join(values: &[http::HeaderValue]) -> Option<http::HeaderValue> {
-    match values {
-        [] => None,
-        [one] => Some(one.clone()),
-        many => {
-            let len = many.iter().map(|v| v.len() + 2).sum::<usize>();
-            let mut joined = Vec::with_capacity(len);
-            for (i, v) in many.iter().enumerate() {
-                if i > 0 {
-                    joined.extend_from_slice(b", ");
-                }
-                joined.extend_from_slice(v.as_bytes());
-            }
-            // Each part is a valid value, and ", " is too.
-            http::HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)).ok()
+pub fn join<V: std::borrow::Borrow<http::HeaderValue>>(
+    values: impl IntoIterator<Item = V>,
+) -> Option<http::HeaderValue> {
+    let mut values = values.into_iter();
+    let first = values.next()?;
+    let Some(second) = values.next() else {
+        return Some(first.borrow().clone());
+    };
+    let mut joined = Vec::with_capacity(512);
+    for (i, v) in [first, second].into_iter().chain(values).enumerate() {
+        if i > 0 {
+            joined.extend_from_slice(b", ");
         }
+        joined.extend_from_slice(v.borrow().as_bytes());
     }
+    // Each part is a valid value, and ", " is too.
+    http::HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)).ok()
+}
+
+/// `hints` as one `Link` field (see [`join`]), each value formatted once
+/// per hint.
+pub fn field<'a>(
+    hints: impl IntoIterator<Item = &'a ValidHint>,
+    nopush: bool,
+) -> Option<http::HeaderValue> {
+    join(hints.into_iter().map(|h| h.link(nopush)))
 }
 
 /// Whether a `Link` header in `headers` already names `path_and_query`.

@@ -36,13 +36,32 @@ pub struct Planned {
 }
 
 /// The planner's answer for one request.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct Plan {
     pub items: Vec<Planned>,
     /// Hints refused by validation, with the reason.
     pub invalid: Vec<InvalidHint>,
     /// Hints beyond `max_hints`, dropped unread.
     pub over_limit: usize,
+    /// [`Plan::early_links`], once made.
+    early_links: validate::LinkMemo,
+}
+
+impl Plan {
+    /// Every item as one `Link` field, when every item is routed as an early
+    /// hint (nothing to push, so delivery sends them all, in this order).
+    /// Made once per plan: a cached plan's field serves every request that
+    /// gets it.
+    pub fn early_links(&self, nopush: bool) -> Option<http::HeaderValue> {
+        if self.items.is_empty() || self.items.iter().any(|i| i.route != Route::EarlyHint) {
+            return None;
+        }
+        let make = || {
+            link::field(self.items.iter().map(|i| &*i.hint), nopush)
+                .expect("a plan with items has links")
+        };
+        Some(self.early_links.get_or(nopush, make))
+    }
 }
 
 /// What to do with an answer that contains an invalid hint.
@@ -187,6 +206,32 @@ mod tests {
                 ("/c.js".into(), Route::EarlyHint)
             ]
         );
+    }
+
+    #[test]
+    fn a_plan_of_early_hints_only_has_one_link_field() {
+        let get = http::Method::GET;
+        let raw = || {
+            vec![
+                hint("/a.js", Delivery::Auto),
+                hint("/c.js", Delivery::HintOnly),
+            ]
+        };
+        let hints_only = plan(raw(), &ctx(&get, false));
+        let field = hints_only.early_links(false).unwrap();
+        assert_eq!(
+            field,
+            "</a.js>; rel=preload; as=script, </c.js>; rel=preload; as=script"
+        );
+        assert_eq!(hints_only.early_links(false).unwrap(), field, "kept");
+        assert_eq!(
+            hints_only.early_links(true).unwrap(),
+            "</a.js>; rel=preload; as=script; nopush, </c.js>; rel=preload; as=script; nopush",
+            "made again for the other push setting"
+        );
+        // Something to push: delivery decides what is left to hint.
+        assert_eq!(plan(raw(), &ctx(&get, true)).early_links(true), None);
+        assert_eq!(Plan::default().early_links(false), None);
     }
 
     #[test]

@@ -23,11 +23,30 @@ pub struct ValidHint {
     pub link: LinkMemo,
 }
 
-/// A formatted `Link` value kept with its hint, and with the hint's clones
-/// made after it: a cached plan formats each value once, not per request.
-/// Never part of a hint's identity (equal whatever it holds).
+/// A formatted `Link` value kept with what it was made from (a hint, a
+/// plan): a cached plan formats its values once, not per request. Never
+/// part of that thing's identity (equal whatever it holds).
 #[derive(Debug, Clone, Default)]
 pub struct LinkMemo(std::sync::OnceLock<(bool, http::HeaderValue)>);
+
+impl LinkMemo {
+    /// The value for `nopush`: kept, or made by `make` (and kept if none
+    /// was yet).
+    pub fn get_or(
+        &self,
+        nopush: bool,
+        make: impl FnOnce() -> http::HeaderValue,
+    ) -> http::HeaderValue {
+        if let Some((memo_nopush, value)) = self.0.get()
+            && *memo_nopush == nopush
+        {
+            return value.clone();
+        }
+        let value = make();
+        let _ = self.0.set((nopush, value.clone()));
+        value
+    }
+}
 
 impl PartialEq for LinkMemo {
     fn eq(&self, _: &LinkMemo) -> bool {
@@ -41,14 +60,8 @@ impl ValidHint {
     /// This hint as a `Link: rel=preload` value (`nopush` for a client that
     /// accepts push: the server chose not to push it).
     pub fn link(&self, nopush: bool) -> http::HeaderValue {
-        if let Some((memo_nopush, value)) = self.link.0.get()
-            && *memo_nopush == nopush
-        {
-            return value.clone();
-        }
-        let value = super::link::preload(self, nopush);
-        let _ = self.link.0.set((nopush, value.clone()));
-        value
+        self.link
+            .get_or(nopush, || super::link::preload(self, nopush))
     }
 }
 
