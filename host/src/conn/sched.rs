@@ -28,7 +28,6 @@
 //! Invariant: the only code that calls `send_data` on a connection is
 //! `send::send_body`, and it does so only while holding a turn.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -115,7 +114,7 @@ pub struct Scheduler {
 }
 
 struct State {
-    streams: HashMap<u32, Entry>,
+    streams: crate::tap::StreamMap<Entry>,
     next_seq: u64,
     holder: Option<u32>,
     /// The stream that sent last and its bytes handed to h2 so far: the next
@@ -203,7 +202,7 @@ impl Scheduler {
     pub fn new(peer: Arc<PeerState>) -> Scheduler {
         Scheduler {
             state: Mutex::new(State {
-                streams: HashMap::new(),
+                streams: Default::default(),
                 next_seq: 0,
                 holder: None,
                 last_sent: None,
