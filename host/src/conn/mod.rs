@@ -122,8 +122,8 @@ pub async fn serve<IO>(
         match next {
             Some(Ok((request, respond))) => {
                 let conn = conn.clone();
-                // Boxed: the handler's future (3 KB) is then made in place
-                // and the task holds a pointer, not copied into the task.
+                // Boxed: the handler's future (3 KB) is copied once into
+                // its box; the task then moves only a pointer.
                 tokio::spawn(Box::pin(handle(conn, request, respond)));
             }
             Some(Err(_)) if conn.peer.flooded() => {

@@ -83,25 +83,28 @@ pub async fn send_body(
             }
         };
         stream.reserve_capacity(turn.max.min(pending.len()));
-        let capacity = tokio::time::timeout(
-            CAPACITY_WAIT,
-            poll_fn(|cx| {
-                if let Poll::Ready(r) = stream.poll_reset(cx) {
-                    return Poll::Ready(Err(match r {
-                        Ok(reason) => SendError::Reset(reason),
-                        Err(e) => SendError::H2(e),
-                    }));
-                }
-                match stream.poll_capacity(cx) {
-                    Poll::Ready(Some(Ok(n))) => Poll::Ready(Ok(n)),
-                    Poll::Ready(Some(Err(e))) => Poll::Ready(Err(SendError::H2(e))),
-                    // The stream can no longer send: it was reset or closed.
-                    Poll::Ready(None) => Poll::Ready(Err(SendError::Reset(h2::Reason::CANCEL))),
-                    Poll::Pending => Poll::Pending,
-                }
-            }),
-        )
-        .await;
+        let mut wait = std::pin::pin!(poll_fn(|cx| {
+            if let Poll::Ready(r) = stream.poll_reset(cx) {
+                return Poll::Ready(Err(match r {
+                    Ok(reason) => SendError::Reset(reason),
+                    Err(e) => SendError::H2(e),
+                }));
+            }
+            match stream.poll_capacity(cx) {
+                Poll::Ready(Some(Ok(n))) => Poll::Ready(Ok(n)),
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Err(SendError::H2(e))),
+                // The stream can no longer send: it was reset or closed.
+                Poll::Ready(None) => Poll::Ready(Err(SendError::Reset(h2::Reason::CANCEL))),
+                Poll::Pending => Poll::Pending,
+            }
+        }));
+        // Capacity is usually assigned as it is reserved: only a wait that
+        // does not end at once arms the timer (registering one wakes the
+        // event loop, a system call per request under h2load).
+        let capacity = match poll_fn(|cx| Poll::Ready(wait.as_mut().poll(cx))).await {
+            Poll::Ready(r) => Ok(r),
+            Poll::Pending => tokio::time::timeout(CAPACITY_WAIT, wait).await,
+        };
         let capacity = match capacity {
             Ok(Ok(n)) => n,
             Ok(Err(e)) => {
