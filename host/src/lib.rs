@@ -18,6 +18,7 @@ pub mod experiment;
 pub mod fswatch;
 pub mod h1;
 pub mod hash;
+pub mod http2;
 pub mod metrics;
 pub mod origin;
 pub mod planner;

@@ -1,0 +1,455 @@
+//! Encoding our header blocks: responses, 1xx, and the requests of
+//! PUSH_PROMISE frames.
+//!
+//! Every field the peer may reuse goes into the dynamic table once and is
+//! sent as a one- or two-byte index after that, so a page's repeated
+//! `content-type`, `link` or `:authority` costs almost nothing on the second
+//! response of a connection. Fields are found in the table through a hash of
+//! name and value, not a scan. Values are Huffman-coded when that is shorter.
+
+use std::hash::{BuildHasher, Hasher};
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::{DEFAULT_TABLE_SIZE, Name, Table, encode_int, huffman};
+
+/// One connection's HPACK encoder.
+#[derive(Debug)]
+pub struct Encoder {
+    table: Table,
+    /// hash(name, value) → the absolute number of the newest entry with it.
+    /// Entries may be stale (evicted, or a collision): checked on use.
+    index: std::collections::HashMap<u64, u64, foldhash::fast::FixedState>,
+    hasher: foldhash::fast::FixedState,
+    /// A size change the peer's SETTINGS_HEADER_TABLE_SIZE forced since the
+    /// last block: the smallest size in between, and the final one (§4.2).
+    pending: Option<(usize, usize)>,
+}
+
+/// How a literal field is sent (§6.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Indexing {
+    Yes,
+    No,
+    Never,
+}
+
+impl Default for Encoder {
+    fn default() -> Self {
+        Encoder::new()
+    }
+}
+
+/// Headers HTTP/2 forbids (RFC 9113 §8.2.2): never encoded.
+pub fn is_connection_specific(name: &HeaderName) -> bool {
+    use http::header::{CONNECTION, TRANSFER_ENCODING, UPGRADE};
+    name == CONNECTION
+        || name == TRANSFER_ENCODING
+        || name == UPGRADE
+        || name.as_str() == "keep-alive"
+        || name.as_str() == "proxy-connection"
+}
+
+impl Encoder {
+    pub fn new() -> Encoder {
+        Encoder {
+            table: Table::new(DEFAULT_TABLE_SIZE),
+            index: Default::default(),
+            hasher: foldhash::fast::FixedState::with_seed(0x6865_7261_6c64),
+            pending: None,
+        }
+    }
+
+    /// The peer's SETTINGS_HEADER_TABLE_SIZE: we use at most that, and never
+    /// more than the default.
+    pub fn set_peer_limit(&mut self, limit: usize) {
+        let size = limit.min(DEFAULT_TABLE_SIZE);
+        if size == self.table.max && self.pending.is_none() {
+            return;
+        }
+        let smallest = self.pending.map_or(size, |(s, _)| s.min(size));
+        self.pending = Some((smallest, size));
+        self.table.set_max(smallest);
+    }
+
+    /// Start a block: announce any size change first.
+    fn begin(&mut self, out: &mut Vec<u8>) {
+        if let Some((smallest, last)) = self.pending.take() {
+            if smallest != last {
+                encode_int(smallest, 5, 0x20, out);
+            }
+            encode_int(last, 5, 0x20, out);
+            self.table.set_max(last);
+        }
+    }
+
+    /// A response (or 1xx) header block.
+    pub fn response(&mut self, status: u16, headers: &HeaderMap, out: &mut Vec<u8>) {
+        self.begin(out);
+        match status {
+            200 => out.push(0x80 | 8),
+            204 => out.push(0x80 | 9),
+            206 => out.push(0x80 | 10),
+            304 => out.push(0x80 | 11),
+            400 => out.push(0x80 | 12),
+            404 => out.push(0x80 | 13),
+            500 => out.push(0x80 | 14),
+            _ => {
+                let code = itoa3(status);
+                self.field(&Name::Status, &code, Indexing::Yes, out);
+            }
+        }
+        self.headers(headers, out);
+    }
+
+    /// The request of a PUSH_PROMISE: always a GET.
+    pub fn push_request(
+        &mut self,
+        scheme: &str,
+        authority: &str,
+        path: &str,
+        headers: &HeaderMap,
+        out: &mut Vec<u8>,
+    ) {
+        self.begin(out);
+        out.push(0x80 | 2); // :method GET
+        match scheme {
+            "https" => out.push(0x80 | 7),
+            "http" => out.push(0x80 | 6),
+            other => self.field(&Name::Scheme, other.as_bytes(), Indexing::Yes, out),
+        }
+        self.field(&Name::Authority, authority.as_bytes(), Indexing::Yes, out);
+        // Each path is pushed once per connection: not worth a table entry.
+        self.field(&Name::Path, path.as_bytes(), Indexing::No, out);
+        self.headers(headers, out);
+    }
+
+    fn headers(&mut self, headers: &HeaderMap, out: &mut Vec<u8>) {
+        for (name, value) in headers {
+            if is_connection_specific(name) {
+                continue;
+            }
+            let indexing = if value.is_sensitive()
+                || *name == http::header::SET_COOKIE
+                || *name == http::header::AUTHORIZATION
+                || *name == http::header::PROXY_AUTHORIZATION
+            {
+                Indexing::Never
+            } else {
+                Indexing::Yes
+            };
+            self.header(name, value, indexing, out);
+        }
+    }
+
+    fn header(&mut self, name: &HeaderName, value: &HeaderValue, how: Indexing, out: &mut Vec<u8>) {
+        // The common case first, without building a `Name`.
+        let key = self.key(name.as_str().as_bytes(), value.as_bytes());
+        if how != Indexing::Never
+            && let Some(index) = self.find(key, name.as_str().as_bytes(), value.as_bytes())
+        {
+            encode_int(index, 7, 0x80, out);
+            return;
+        }
+        self.literal(
+            Name::Header(name.clone()),
+            static_name_index(name),
+            value.as_bytes(),
+            how,
+            key,
+            out,
+        );
+    }
+
+    fn field(&mut self, name: &Name, value: &[u8], how: Indexing, out: &mut Vec<u8>) {
+        let key = self.key(name.as_bytes(), value);
+        if how != Indexing::Never
+            && let Some(index) = self.find(key, name.as_bytes(), value)
+        {
+            encode_int(index, 7, 0x80, out);
+            return;
+        }
+        let name_index = match name {
+            Name::Authority => Some(1),
+            Name::Method => Some(2),
+            Name::Path => Some(4),
+            Name::Scheme => Some(6),
+            Name::Status => Some(8),
+            Name::Header(h) => static_name_index(h),
+            _ => None,
+        };
+        self.literal(name.clone(), name_index, value, how, key, out);
+    }
+
+    fn literal(
+        &mut self,
+        name: Name,
+        name_index: Option<usize>,
+        value: &[u8],
+        how: Indexing,
+        key: u64,
+        out: &mut Vec<u8>,
+    ) {
+        // A field over half the table would only push everything else out.
+        let how = if how == Indexing::Yes && name.len() + value.len() + 32 > self.table.max / 2 {
+            Indexing::No
+        } else {
+            how
+        };
+        let (prefix, first) = match how {
+            Indexing::Yes => (6, 0x40),
+            Indexing::No => (4, 0x00),
+            Indexing::Never => (4, 0x10),
+        };
+        match name_index {
+            Some(i) => encode_int(i, prefix, first, out),
+            None => {
+                out.push(first);
+                string(name.as_bytes(), out);
+            }
+        }
+        string(value, out);
+        if how == Indexing::Yes {
+            self.table
+                .insert(name, bytes::Bytes::copy_from_slice(value));
+            if self.table.entries.front().is_some() {
+                self.index.insert(key, self.table.inserted);
+            }
+            if self.index.len() > 2 * self.table.entries.len() + 64 {
+                self.reindex();
+            }
+        }
+    }
+
+    fn key(&self, name: &[u8], value: &[u8]) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        h.write(name);
+        h.write_u8(0xff);
+        h.write(value);
+        h.finish()
+    }
+
+    /// The index of an entry with exactly this name and value.
+    fn find(&self, key: u64, name: &[u8], value: &[u8]) -> Option<usize> {
+        let absolute = *self.index.get(&key)?;
+        let index = self.table.index_of(absolute)?;
+        let (n, v) = self.table.get(index)?;
+        (n.as_bytes() == name && v.as_ref() == value).then_some(index)
+    }
+
+    /// Drop stale entries from the hash index.
+    fn reindex(&mut self) {
+        self.index.clear();
+        let newest = self.table.inserted;
+        for (age, e) in self.table.entries.iter().enumerate().rev() {
+            let key = {
+                let mut h = self.hasher.build_hasher();
+                h.write(e.name.as_bytes());
+                h.write_u8(0xff);
+                h.write(&e.value);
+                h.finish()
+            };
+            self.index.insert(key, newest - age as u64);
+        }
+    }
+}
+
+/// A string literal, Huffman-coded when that is shorter.
+fn string(raw: &[u8], out: &mut Vec<u8>) {
+    let coded = huffman::encoded_len(raw);
+    if coded < raw.len() {
+        encode_int(coded, 7, 0x80, out);
+        huffman::encode(raw, out);
+    } else {
+        encode_int(raw.len(), 7, 0, out);
+        out.extend_from_slice(raw);
+    }
+}
+
+/// Three decimal digits (a status code is 100-999).
+fn itoa3(n: u16) -> [u8; 3] {
+    [
+        b'0' + (n / 100 % 10) as u8,
+        b'0' + (n / 10 % 10) as u8,
+        b'0' + (n % 10) as u8,
+    ]
+}
+
+/// The static table index of a name (Appendix A), for a literal with an
+/// indexed name.
+fn static_name_index(name: &HeaderName) -> Option<usize> {
+    Some(match name.as_str() {
+        "accept-charset" => 15,
+        "accept-encoding" => 16,
+        "accept-language" => 17,
+        "accept-ranges" => 18,
+        "accept" => 19,
+        "access-control-allow-origin" => 20,
+        "age" => 21,
+        "allow" => 22,
+        "authorization" => 23,
+        "cache-control" => 24,
+        "content-disposition" => 25,
+        "content-encoding" => 26,
+        "content-language" => 27,
+        "content-length" => 28,
+        "content-location" => 29,
+        "content-range" => 30,
+        "content-type" => 31,
+        "cookie" => 32,
+        "date" => 33,
+        "etag" => 34,
+        "expect" => 35,
+        "expires" => 36,
+        "from" => 37,
+        "host" => 38,
+        "if-match" => 39,
+        "if-modified-since" => 40,
+        "if-none-match" => 41,
+        "if-range" => 42,
+        "if-unmodified-since" => 43,
+        "last-modified" => 44,
+        "link" => 45,
+        "location" => 46,
+        "max-forwards" => 47,
+        "proxy-authenticate" => 48,
+        "proxy-authorization" => 49,
+        "range" => 50,
+        "referer" => 51,
+        "refresh" => 52,
+        "retry-after" => 53,
+        "server" => 54,
+        "set-cookie" => 55,
+        "strict-transport-security" => 56,
+        "transfer-encoding" => 57,
+        "user-agent" => 58,
+        "vary" => 59,
+        "via" => 60,
+        "www-authenticate" => 61,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Decoder;
+    use super::*;
+
+    fn decode_all(d: &mut Decoder, block: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out = Vec::new();
+        d.decode(block, usize::MAX, |n, v| {
+            out.push((n.as_bytes().to_vec(), v.to_vec()))
+        })
+        .unwrap();
+        out
+    }
+
+    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (n, v) in pairs {
+            m.append(*n, HeaderValue::from_static(v));
+        }
+        m
+    }
+
+    #[test]
+    fn responses_round_trip_and_repeats_cost_an_index_each() {
+        let mut e = Encoder::new();
+        let mut d = Decoder::new();
+        let headers = map(&[
+            ("content-type", "text/html; charset=utf-8"),
+            ("content-length", "789"),
+            ("link", "</css/site.css>; rel=preload; as=style"),
+            ("x-custom", "a"),
+            ("x-custom", "b"),
+        ]);
+        let mut first = Vec::new();
+        e.response(200, &headers, &mut first);
+        let fields = decode_all(&mut d, &first);
+        assert_eq!(fields[0], (b":status".to_vec(), b"200".to_vec()));
+        assert_eq!(fields.len(), 6);
+        assert_eq!(fields[5], (b"x-custom".to_vec(), b"b".to_vec()));
+        let mut second = Vec::new();
+        e.response(200, &headers, &mut second);
+        assert_eq!(second.len(), 6, "one byte per field: {second:x?}");
+        assert_eq!(decode_all(&mut d, &second), fields);
+        // An uncommon status, twice.
+        let mut third = Vec::new();
+        e.response(103, &HeaderMap::new(), &mut third);
+        e.response(103, &HeaderMap::new(), &mut third);
+        let mut got = Vec::new();
+        d.decode(&third, usize::MAX, |n, v| got.push((n, v)))
+            .unwrap();
+        assert_eq!(got.len(), 2);
+        assert!(
+            got.iter()
+                .all(|(n, v)| *n == Name::Status && v.as_ref() == b"103")
+        );
+    }
+
+    #[test]
+    fn sensitive_and_connection_specific_fields() {
+        let mut e = Encoder::new();
+        let mut d = Decoder::new();
+        let mut headers = map(&[("set-cookie", "k=v"), ("connection", "close")]);
+        let mut secret = HeaderValue::from_static("hunter2");
+        secret.set_sensitive(true);
+        headers.insert("x-token", secret);
+        let mut block = Vec::new();
+        e.response(200, &headers, &mut block);
+        e.response(200, &headers, &mut block);
+        let fields = decode_all(&mut d, &block);
+        let names: Vec<&[u8]> = fields.iter().map(|(n, _)| n.as_slice()).collect();
+        assert_eq!(
+            names,
+            [
+                &b":status"[..],
+                b"set-cookie",
+                b"x-token",
+                b":status",
+                b"set-cookie",
+                b"x-token"
+            ]
+        );
+        assert!(e.table.entries.is_empty(), "nothing sensitive was indexed");
+    }
+
+    #[test]
+    fn a_smaller_peer_table_is_announced_and_obeyed() {
+        let mut e = Encoder::new();
+        let mut d = Decoder::new();
+        let headers = map(&[("x-a", "1")]);
+        let mut block = Vec::new();
+        e.response(200, &headers, &mut block);
+        decode_all(&mut d, &block);
+        // The peer shrinks its table to 0, then allows 100: the next block
+        // starts with both updates, and the old entry is gone.
+        e.set_peer_limit(0);
+        e.set_peer_limit(100);
+        let mut block = Vec::new();
+        e.push_request("https", "example.com", "/a.css", &headers, &mut block);
+        assert_eq!(&block[..2], &[0x20, 0x3f], "{block:x?}");
+        let fields = decode_all(&mut d, &block);
+        assert_eq!(fields[0], (b":method".to_vec(), b"GET".to_vec()));
+        assert_eq!(fields[2], (b":authority".to_vec(), b"example.com".to_vec()));
+        assert_eq!(fields[3], (b":path".to_vec(), b"/a.css".to_vec()));
+        assert!(e.table.size <= 100);
+    }
+
+    #[test]
+    fn many_distinct_fields_evict_and_stay_decodable() {
+        let mut e = Encoder::new();
+        let mut d = Decoder::new();
+        for i in 0..2000 {
+            let mut h = HeaderMap::new();
+            h.insert("etag", HeaderValue::from_str(&format!("\"{i}\"")).unwrap());
+            h.insert("content-length", HeaderValue::from(i % 7));
+            let mut block = Vec::new();
+            e.response(200, &h, &mut block);
+            let fields = decode_all(&mut d, &block);
+            assert_eq!(fields[1].1, format!("\"{i}\"").into_bytes());
+        }
+        assert!(e.index.len() <= 2 * e.table.entries.len() + 65);
+        assert!(e.table.size <= DEFAULT_TABLE_SIZE);
+    }
+}
