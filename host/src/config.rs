@@ -469,15 +469,15 @@ pub struct H2Config {
     pub max_header_list_size: u32,
     /// SETTINGS_MAX_FRAME_SIZE for frames we receive. Default 16384 (the minimum).
     pub max_frame_size: u32,
-    /// Bytes h2 may buffer per stream before we stop producing. Kept small
-    /// (64 KiB) so the host, not h2's queue, decides what goes next.
+    /// DATA bytes the connection frames ahead of the socket. Kept small
+    /// (16 KiB) so the scheduler decides what leaves next as late as
+    /// possible, not a queue. Default 16384.
     pub max_send_buffer_size: usize,
-    /// Streams reset by the client kept in memory to absorb late frames. Default 50.
-    pub max_concurrent_reset_streams: usize,
-    /// How long such a stream is kept. Default 1000 ms.
-    pub reset_stream_duration_ms: u64,
-    /// Streams reset before we accepted them; past this the connection is
-    /// closed (rapid reset, CVE-2023-44487). Default 20.
+    /// Client resets of streams Herald had not answered yet, in a burst
+    /// (refilled at the same number per second); past this the connection
+    /// is closed with ENHANCE_YOUR_CALM (rapid reset, CVE-2023-44487).
+    /// Resets of streams already answered (a cancelled download, a push
+    /// the client has) do not count. Default 100.
     pub max_pending_accept_reset_streams: usize,
     /// Streams we reset for protocol errors before we give up on a client.
     /// Default 256.
@@ -492,10 +492,8 @@ impl Default for H2Config {
             max_concurrent_streams: 128,
             max_header_list_size: 64 * 1024,
             max_frame_size: 16_384,
-            max_send_buffer_size: 64 * 1024,
-            max_concurrent_reset_streams: 50,
-            reset_stream_duration_ms: 1000,
-            max_pending_accept_reset_streams: 20,
+            max_send_buffer_size: 16 * 1024,
+            max_pending_accept_reset_streams: 100,
             max_local_error_reset_streams: 256,
         }
     }

@@ -2,10 +2,11 @@
 //! sandboxed WebAssembly policies.
 //!
 //! The path of a request, one module per step: [`server`] accepts and
-//! completes TLS; [`conn`] drives h2 through a frame [`tap`]; [`origin`]
-//! prepares the response; [`policy`] runs the Wasm policy; [`planner`]
-//! validates and routes its hints; `conn::push` issues promises through the
-//! connection's single push gate; [`metrics`] counts what happened.
+//! completes TLS; [`conn`] runs each request on the connection's
+//! [`http2`] engine; [`origin`] prepares the response; [`policy`] runs the
+//! Wasm policy; [`planner`] validates and routes its hints; `conn::push`
+//! promises them through the engine, whose scheduler sends every body by
+//! urgency and weight; [`metrics`] counts what happened.
 
 pub mod admin;
 pub mod bench;
@@ -26,7 +27,6 @@ pub mod policy;
 pub mod proxy;
 pub mod report;
 pub mod server;
-pub mod tap;
 pub mod template;
 pub mod tls;
 pub mod tools;

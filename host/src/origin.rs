@@ -268,6 +268,63 @@ impl Body {
     }
 }
 
+/// A file body as the HTTP/2 engine pulls it: one read per chunk, on the
+/// blocking pool (tokio's file), started when the scheduler could send more.
+pub struct FileSource {
+    file: tokio::fs::File,
+    left: u64,
+    buf: bytes::BytesMut,
+}
+
+impl FileSource {
+    pub fn new(file: tokio::fs::File, len: u64) -> FileSource {
+        FileSource {
+            file,
+            left: len,
+            buf: bytes::BytesMut::new(),
+        }
+    }
+}
+
+impl crate::http2::Source for FileSource {
+    fn poll_chunk(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        max: usize,
+    ) -> std::task::Poll<Option<io::Result<Bytes>>> {
+        use std::task::Poll;
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        let want = self.left.min(max as u64) as usize;
+        self.buf.reserve(want);
+        let spare = &mut self.buf.spare_capacity_mut()[..want];
+        let mut read = tokio::io::ReadBuf::uninit(spare);
+        if let Err(e) = std::task::ready!(tokio::io::AsyncRead::poll_read(
+            std::pin::Pin::new(&mut self.file),
+            cx,
+            &mut read
+        )) {
+            return Poll::Ready(Some(Err(e)));
+        }
+        let n = read.filled().len();
+        if n == 0 {
+            return Poll::Ready(Some(Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file shorter than when it was opened",
+            ))));
+        }
+        // SAFETY: `poll_read` initialised the first `n` bytes of the spare capacity.
+        unsafe { self.buf.set_len(n) };
+        self.left -= n as u64;
+        Poll::Ready(Some(Ok(self.buf.split().freeze())))
+    }
+
+    fn is_local(&self) -> bool {
+        true
+    }
+}
+
 /// A resolved file: what a response or a push plan needs to know about it.
 #[derive(Debug, Clone)]
 pub struct Resolved {

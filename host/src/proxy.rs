@@ -305,6 +305,7 @@ impl Upstream {
                 len,
                 idle: Duration::from_millis(self.route.body_idle_timeout_ms),
                 pending: Bytes::new(),
+                idle_timer: None,
             })
         };
         Ok(Response {
@@ -349,6 +350,8 @@ pub struct UpstreamBody {
     len: Option<u64>,
     idle: Duration,
     pending: Bytes,
+    /// While the engine waits for the next frame: the idle timeout.
+    idle_timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl UpstreamBody {
@@ -382,34 +385,45 @@ impl UpstreamBody {
     }
 }
 
-/// An HTTP/2 request body as an `http_body::Body`, releasing flow-control
-/// capacity as the upstream consumes it (so a slow upstream slows the client).
-pub struct H2RequestBody(pub h2::RecvStream);
-
-impl http_body::Body for H2RequestBody {
-    type Data = Bytes;
-    type Error = h2::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
+impl crate::http2::Source for UpstreamBody {
+    fn poll_chunk(
+        &mut self,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, h2::Error>>> {
-        match std::task::ready!(self.0.poll_data(cx)) {
-            Some(Ok(data)) => {
-                let _ = self.0.flow_control().release_capacity(data.len());
-                Poll::Ready(Some(Ok(http_body::Frame::data(data))))
+        max: usize,
+    ) -> Poll<Option<std::io::Result<Bytes>>> {
+        loop {
+            if !self.pending.is_empty() {
+                self.idle_timer = None;
+                let n = max.min(self.pending.len());
+                return Poll::Ready(Some(Ok(self.pending.split_to(n))));
             }
-            Some(Err(e)) => Poll::Ready(Some(Err(e))),
-            None => match std::task::ready!(self.0.poll_trailers(cx)) {
-                Ok(Some(t)) => Poll::Ready(Some(Ok(http_body::Frame::trailers(t)))),
-                Ok(None) => Poll::Ready(None),
-                Err(e) => Poll::Ready(Some(Err(e))),
-            },
+            match http_body::Body::poll_frame(Pin::new(&mut self.body), cx) {
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Ready(Some(Err(e))) => {
+                    return Poll::Ready(Some(Err(std::io::Error::other(e))));
+                }
+                // Trailers are not forwarded.
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.pending = data;
+                    }
+                    self.idle_timer = None;
+                }
+                Poll::Pending => {
+                    let idle = self.idle;
+                    let timer = self
+                        .idle_timer
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                    if timer.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Some(Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "upstream body idle timeout",
+                        ))));
+                    }
+                    return Poll::Pending;
+                }
+            }
         }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.0.is_end_stream()
     }
 }
 

@@ -235,7 +235,7 @@ fn sigterm_lets_in_flight_pushes_finish_then_exits() {
     let frames = client.seen();
     let goaway = frames
         .iter()
-        .find(|f| f.kind == herald::tap::frame_type::GOAWAY)
+        .find(|f| f.kind == herald::http2::frame::frame_type::GOAWAY)
         .expect("a GOAWAY");
     assert_eq!(goaway.error, Some(0), "graceful: NO_ERROR");
     let status = herald

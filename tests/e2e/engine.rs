@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald::tap::frame_type;
+use herald::http2::frame::frame_type;
 
 use crate::raw::{REFUSED_STREAM, RawClient};
 use crate::support::*;

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use herald::tap::frame_type;
+use herald::http2::frame::frame_type;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::raw::{RawClient, frame, hpack_literal};

@@ -1,7 +1,7 @@
 //! Pushes: what is promised, how, and when not.
 
 use crate::support::*;
-use herald::tap::frame_type;
+use herald::http2::frame::frame_type;
 
 fn demo_config() -> String {
     config_for(&demo_site(), Some(&policy("page_map")), DEMO_ASSETS)

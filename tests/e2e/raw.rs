@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use herald::tap::{FrameDecoder, frame_type};
+use herald::http2::frame::{FrameDecoder, frame_type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

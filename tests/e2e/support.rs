@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use herald::tap::{FrameDecoder, frame_type};
+use herald::http2::frame::{FrameDecoder, frame_type};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// The workspace root.
@@ -314,7 +314,7 @@ pub struct Seen {
 }
 
 impl Seen {
-    pub fn of(f: &herald::tap::Frame<'_>) -> Seen {
+    pub fn of(f: &herald::http2::frame::Frame<'_>) -> Seen {
         Seen {
             kind: f.head.kind,
             len: f.head.len,

@@ -1,34 +1,31 @@
-//! One HTTP/2 connection: the h2 driver, and the handler each request runs.
+//! One HTTP/2 connection: Herald's own engine (`crate::http2`) and the
+//! handler each request runs.
 //!
 //! The path of a request: the origin prepares the parent's response (status
 //! and headers known, body not yet read); the policy is called; the planner
-//! turns its answer into pushes and early hints; `push::deliver` issues the
-//! promises through the connection's push gate; a `103 Early Hints` carries the
-//! rest; then the parent's HEADERS and body go out, and each promise is
-//! answered by its own task.
+//! turns its answer into pushes and early hints; `push::deliver` promises
+//! them through the engine, which queues each promise and its response
+//! HEADERS in order and schedules its body; a `103 Early Hints` carries the
+//! rest; then the parent's HEADERS, and its body through the same scheduler.
 //!
 //! Invariant: nothing is sent on the parent's stream after its final HEADERS
-//! except its body: no promise, no 1xx (h2 would send both; clients reject them).
+//! except its body: no promise, no 1xx (the engine refuses both).
 
 pub mod flush;
 pub mod push;
-pub mod sched;
-pub mod send;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
-use h2::server::SendResponse;
-use http::{HeaderValue, Method, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
+use crate::http2::{self, Payload, Priority, Responder};
 use crate::metrics::Metrics;
 use crate::planner;
 use crate::server::Shared;
-use crate::tap::{PeerState, Tap};
 
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -46,12 +43,25 @@ pub struct Conn {
     /// The server name of the TLS handshake (SNI), if any.
     pub sni: Option<Arc<str>>,
     pub shared: Arc<Shared>,
-    pub peer: Arc<PeerState>,
-    pub push_book: tokio::sync::Mutex<push::PushBook>,
-    /// Decides whose DATA goes next.
-    pub sched: Arc<sched::Scheduler>,
+    /// Push budgets and the memo of pushed paths.
+    pub push_book: std::sync::Mutex<push::PushBook>,
     /// What was pushed or hinted, to count what the client then requested.
     pub followups: crate::metrics::Followups,
+}
+
+/// The engine's settings from `[h2]`.
+pub fn settings(config: &crate::config::Config) -> http2::Settings {
+    let h = &config.h2;
+    http2::Settings {
+        max_concurrent_streams: h.max_concurrent_streams,
+        initial_window_size: h.initial_window_size,
+        connection_window_size: h.initial_connection_window_size,
+        max_frame_size: h.max_frame_size,
+        max_header_list_size: h.max_header_list_size,
+        max_reset_burst: h.max_pending_accept_reset_streams as u32,
+        max_local_error_resets: h.max_local_error_reset_streams as u32,
+        out_target: h.max_send_buffer_size,
+    }
 }
 
 /// Serve HTTP/2 on an established byte stream (TLS with ALPN h2, or h2c).
@@ -66,90 +76,78 @@ pub async fn serve<IO>(
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let peer = PeerState::new(id, shared.config.server.trace_frames);
-    let io = flush::DeferredFlush::new(Tap::new(io, peer.clone()));
-    let h = &shared.config.h2;
-    let mut builder = h2::server::Builder::new();
-    builder
-        .initial_window_size(h.initial_window_size)
-        .initial_connection_window_size(h.initial_connection_window_size)
-        .max_concurrent_streams(h.max_concurrent_streams)
-        .max_header_list_size(h.max_header_list_size)
-        .max_frame_size(h.max_frame_size)
-        .max_send_buffer_size(h.max_send_buffer_size)
-        .max_concurrent_reset_streams(h.max_concurrent_reset_streams)
-        .reset_stream_duration(Duration::from_millis(h.reset_stream_duration_ms))
-        .max_pending_accept_reset_streams(h.max_pending_accept_reset_streams)
-        .max_local_error_reset_streams(Some(h.max_local_error_reset_streams));
     let handshake = Duration::from_millis(shared.config.server.handshake_timeout_ms);
-    let mut connection =
-        match tokio::time::timeout(handshake, builder.handshake::<_, Bytes>(io)).await {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => {
-                tracing::info!(conn = id, "HTTP/2 handshake failed: {e}");
-                return;
-            }
-            Err(_) => {
-                tracing::info!(
-                    conn = id,
-                    "HTTP/2 preface not received within {} ms",
-                    handshake.as_millis()
-                );
-                return;
-            }
-        };
+    let options = http2::Options {
+        handshake_timeout: handshake,
+        trace: shared.config.server.trace_frames.then_some(id),
+    };
     let conn = Arc::new(Conn {
         id,
         scheme,
         client,
         sni,
-        peer: peer.clone(),
-        push_book: tokio::sync::Mutex::new(push::PushBook::new(shared.config.push.memo_size)),
-        sched: Arc::new(sched::Scheduler::new(peer.clone())),
+        push_book: std::sync::Mutex::new(push::PushBook::new(shared.config.push.memo_size)),
         followups: crate::metrics::Followups::new(shared.config.push.memo_size),
-        shared,
+        shared: shared.clone(),
     });
-    let mut draining = false;
-    loop {
-        let next = tokio::select! {
-            next = connection.accept() => next,
-            _ = shutdown.changed(), if !draining => {
-                draining = true;
-                connection.graceful_shutdown();
-                continue;
+    let stop = async move {
+        let _ = shutdown.wait_for(|&s| s).await;
+    };
+    let ended = http2::serve(
+        io,
+        settings(&shared.config),
+        options,
+        stop,
+        move |request, respond| Box::pin(handle(conn.clone(), request, respond)),
+    )
+    .await;
+    match ended {
+        http2::Ended::Closed => tracing::debug!(conn = id, "connection closed"),
+        http2::Ended::Io(e) => tracing::debug!(conn = id, "connection ended: {e}"),
+        http2::Ended::HandshakeTimeout => tracing::info!(
+            conn = id,
+            "HTTP/2 preface not received within {} ms",
+            handshake.as_millis()
+        ),
+        http2::Ended::Error(e) if e.flood => {
+            Metrics::inc(&shared.metrics.floods);
+            if let Some(suppressed) = shared.flood_log.admit() {
+                tracing::warn!(
+                    conn = id,
+                    client = ?client,
+                    suppressed,
+                    "client flooded PING/SETTINGS frames; connection closed"
+                );
             }
-        };
-        match next {
-            Some(Ok((request, respond))) => {
-                let conn = conn.clone();
-                // Boxed: the handler's future (3 KB) is copied once into
-                // its box; the task then moves only a pointer.
-                tokio::spawn(Box::pin(handle(conn, request, respond)));
+        }
+        http2::Ended::Error(e) => tracing::info!(
+            conn = id,
+            client = ?client,
+            "connection error: {} ({}); GOAWAY sent",
+            e.message,
+            e.reason
+        ),
+    }
+}
+
+/// A response body as the engine takes it.
+pub fn payload(body: crate::origin::Body) -> Payload {
+    use crate::origin::Body;
+    match body {
+        Body::Empty => Payload::Empty,
+        Body::Bytes(b) => Payload::Bytes(b),
+        Body::File { file, len } => Payload::Stream {
+            source: Box::new(crate::origin::FileSource::new(file, len)),
+            len: Some(len),
+        },
+        Body::Upstream(u) => {
+            let len = u.declared_len();
+            Payload::Stream {
+                source: Box::new(u),
+                len,
             }
-            Some(Err(_)) if conn.peer.flooded() => {
-                Metrics::inc(&conn.shared.metrics.floods);
-                if let Some(suppressed) = conn.shared.flood_log.admit() {
-                    tracing::warn!(
-                        conn = id,
-                        client = ?client,
-                        suppressed,
-                        "client flooded PING/SETTINGS frames; connection closed"
-                    );
-                }
-                break;
-            }
-            Some(Err(e)) => {
-                if e.is_go_away() || e.is_io() {
-                    tracing::debug!(conn = id, "connection ended: {e}");
-                } else {
-                    tracing::info!(conn = id, "connection error: {e}");
-                }
-                break;
-            }
-            None => break,
         }
     }
-    tracing::debug!(conn = id, "connection closed");
 }
 
 /// Handle one client request: policy, promises, early hints, response.
@@ -158,13 +156,9 @@ pub async fn serve<IO>(
 /// decided, promised and their bodies started while the upstream computes.
 /// The upstream's `103`s and its response head may add hints (its
 /// `Link: rel=preload`), pushed before the page's HEADERS, which go out last.
-async fn handle(
-    conn: Arc<Conn>,
-    request: http::Request<h2::RecvStream>,
-    mut respond: SendResponse<Bytes>,
-) {
+async fn handle(conn: Arc<Conn>, request: http2::Request, mut respond: Responder) {
     let shared = &conn.shared;
-    let (parts, body) = request.into_parts();
+    let http2::Request { parts, body } = request;
     let crate::decide::Begun {
         authority,
         path_and_query,
@@ -174,7 +168,7 @@ async fn handle(
     let authority_str = authority.as_deref().unwrap_or("");
     let status = target.expected_status();
     // A proxied request leaves now (the static origin does not read request
-    // bodies; dropping it tells h2 to stop accepting it).
+    // bodies; dropping it tells the engine to discard what comes).
     let fwd = crate::proxy::Forward {
         method: &parts.method,
         path_and_query: &path_and_query,
@@ -186,10 +180,10 @@ async fn handle(
     };
     let (ready, mut upstreaming) =
         crate::decide::start(shared, target, &fwd, &parts.headers, || {
-            crate::proxy::boxed(crate::proxy::H2RequestBody(body))
+            crate::proxy::boxed(body)
         });
 
-    let can_push = shared.config.push.enabled && conn.peer.push_enabled();
+    let can_push = shared.config.push.enabled && respond.push_enabled();
     let ask = crate::decide::Ask {
         parts: &parts,
         scheme: conn.scheme,
@@ -204,13 +198,12 @@ async fn handle(
 
     // The parent takes its place before its pushes: a push of the same
     // urgency that is not incremental then follows the page, not the reverse.
-    let slot = conn.sched.register(
-        u32::from(respond.stream_id()),
-        sched::Priority::from_header(parts.headers.get(sched::PRIORITY)),
-    );
+    respond.schedule(Priority::from_header(
+        parts.headers.get(http2::sched::PRIORITY),
+    ));
     if upstreaming.is_some() {
         // No body until the upstream answers: the pushes go meanwhile.
-        slot.idle();
+        respond.idle();
     }
     let parent = Parent {
         conn: &conn,
@@ -277,56 +270,73 @@ async fn handle(
     }
     drop(upstreaming);
 
-    // Promises are on the wire: from now on the page could send at once.
-    slot.arm();
     let status = response.status;
-    let end = response.body.is_empty() || parts.method == Method::HEAD;
-    let mut head = http::Response::builder()
-        .status(response.status)
-        .body(())
-        .expect("status is valid");
-    *head.headers_mut() = std::mem::take(&mut response.headers);
-    if let Some(links) = sent.links {
-        head.headers_mut().append(http::header::LINK, links);
+    let mut headers = std::mem::take(&mut response.headers);
+    if let Some(links) = sent.links.take() {
+        headers.append(http::header::LINK, links);
     }
     if let Some(cookie) = decided.set_cookie.clone() {
-        head.headers_mut().append(http::header::SET_COOKIE, cookie);
+        headers.append(http::header::SET_COOKIE, cookie);
     }
     if let Some(cookie) = decided.digest_cookie(shared, conn.scheme == "https") {
-        head.headers_mut().append(http::header::SET_COOKIE, cookie);
+        headers.append(http::header::SET_COOKIE, cookie);
     }
-    let mut body_sent = 0;
-    let mut outcome = "ok";
-    match respond.send_response(head, end) {
-        Ok(mut send) => {
-            if !end {
-                match send::send_body(&mut send, response.body, &slot).await {
-                    Ok(n) => body_sent = n,
-                    Err((n, e)) => {
-                        body_sent = n;
-                        outcome = "incomplete";
-                        tracing::debug!(conn = conn.id, path = %path_and_query, "response body not completed: {e:?}");
-                    }
-                }
-            }
-        }
-        Err(e) => {
-            outcome = "not-sent";
-            tracing::debug!(conn = conn.id, path = %path_and_query, "response not sent: {e}");
-        }
+    let body = if parts.method == Method::HEAD {
+        Payload::Empty
+    } else {
+        payload(response.body)
+    };
+    let stream = respond.stream_id();
+    let log = shared.config.server.access_log.then(|| AccessLog {
+        conn: conn.id,
+        stream,
+        method: parts.method.clone(),
+        path: path_and_query.clone(),
+        status: status.as_u16(),
+        pushed: sent.pushed,
+        hinted: sent.hinted,
+        variant: decided.variant().to_string(),
+    });
+    let done: Option<http2::Done> = log.map(|log| -> http2::Done {
+        Box::new(move |finished: http2::Finished| {
+            let outcome = match finished.outcome {
+                http2::Outcome::Complete => "ok",
+                http2::Outcome::NotSent => "not-sent",
+                _ => "incomplete",
+            };
+            log.write(finished.bytes, outcome);
+        })
+    });
+    if let Err(e) = respond.respond(status, &headers, body, done) {
+        tracing::debug!(conn = conn.id, path = %path_and_query, "response not sent: {e:?}");
     }
-    if shared.config.server.access_log {
+}
+
+/// The access log line of one request, written when its response is over.
+struct AccessLog {
+    conn: u64,
+    stream: u32,
+    method: Method,
+    path: String,
+    status: u16,
+    pushed: usize,
+    hinted: usize,
+    variant: String,
+}
+
+impl AccessLog {
+    fn write(&self, bytes: u64, outcome: &str) {
         tracing::info!(
-            conn = conn.id,
-            stream = slot.stream(),
-            method = %parts.method,
-            path = %path_and_query,
-            status = status.as_u16(),
-            bytes = body_sent,
-            pushed = sent.pushed,
-            hinted = sent.hinted,
+            conn = self.conn,
+            stream = self.stream,
+            method = %self.method,
+            path = %self.path,
+            status = self.status,
+            bytes,
+            pushed = self.pushed,
+            hinted = self.hinted,
             outcome,
-            variant = %decided.variant(),
+            variant = %self.variant,
             "request"
         );
     }
@@ -337,7 +347,7 @@ struct Parent<'a> {
     conn: &'a Arc<Conn>,
     authority: Option<&'a str>,
     /// The page's request headers.
-    headers: &'a http::HeaderMap,
+    headers: &'a HeaderMap,
     decided: &'a crate::decide::Decided,
     can_push: bool,
 }
@@ -363,11 +373,11 @@ impl Sent {
 }
 
 impl Parent<'_> {
-    /// Deliver one plan's pushes (before the page's HEADERS) and start
-    /// their bodies; returns what is left to hint.
+    /// Promise one plan's pushes (before the page's HEADERS); their bodies
+    /// go as the scheduler allows. Returns what is left to hint.
     async fn round(
         &self,
-        respond: &mut SendResponse<Bytes>,
+        respond: &mut Responder,
         plan: &planner::Plan,
         sent: &mut Sent,
     ) -> Vec<Arc<planner::ValidHint>> {
@@ -392,21 +402,12 @@ impl Parent<'_> {
                 digest.record_current(hint.path_and_query.as_str()).await;
             }
         }
-        // Bodies start now: for a proxied page, while the upstream computes.
-        for promised in delivered.promised {
-            tokio::spawn(push::serve_pushed(conn.clone(), promised));
-        }
         delivered.early
     }
 
     /// A round, then what it did not push as a `103 Early Hints`, whose
     /// `Link` field the final response repeats.
-    async fn push_and_hint(
-        &self,
-        respond: &mut SendResponse<Bytes>,
-        plan: &planner::Plan,
-        sent: &mut Sent,
-    ) {
+    async fn push_and_hint(&self, respond: &mut Responder, plan: &planner::Plan, sent: &mut Sent) {
         let early = self.round(respond, plan, sent).await;
         // Nothing was to be pushed: the plan's own field (a cached plan's is
         // made once); otherwise the field of what is left.
@@ -429,24 +430,21 @@ impl Parent<'_> {
 /// Send a `103 Early Hints` with one `Link` field holding `count` links.
 fn send_103(
     conn: &Conn,
-    respond: &mut SendResponse<Bytes>,
+    respond: &mut Responder,
     links: HeaderValue,
     count: usize,
     metrics: &Metrics,
 ) -> bool {
-    let mut early = http::Response::builder()
-        .status(StatusCode::EARLY_HINTS)
-        .body(())
-        .expect("103 is valid");
-    early.headers_mut().insert(http::header::LINK, links);
-    match respond.send_informational(early) {
+    let mut headers = HeaderMap::with_capacity(1);
+    headers.insert(http::header::LINK, links);
+    match respond.informational(StatusCode::EARLY_HINTS, &headers) {
         Ok(()) => {
             Metrics::inc(&metrics.early_hints_sent);
             Metrics::add(&metrics.hinted_links, count as u64);
             true
         }
         Err(e) => {
-            tracing::debug!(conn = conn.id, "103 not sent: {e}");
+            tracing::debug!(conn = conn.id, "103 not sent: {e:?}");
             false
         }
     }

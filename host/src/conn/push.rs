@@ -1,40 +1,36 @@
-//! Delivering pushes: the one place per connection that issues PUSH_PROMISEs.
+//! Delivering pushes: a page's promises, through the engine.
 //!
-//! h2 sends the frames of different streams in turn, so promises issued by two
-//! parents at once can reach the wire out of order (2, 6, 4, 8), and the client
-//! then kills the connection. Here a parent takes the connection's push gate,
-//! issues all of its promises, and keeps the gate until the frame tap has seen
-//! the last of them written. Promised ids therefore reach the wire in the order
-//! h2 allocated them. If the wire does not take the promises within
-//! `server.promise_flush_timeout_ms` (a client that stopped reading), the gate
-//! is poisoned: nobody promises on that connection again.
-//!
-//! The gate also owns the per-connection budgets and the memo of pushed paths,
-//! and never lets promised-or-open pushes exceed what the client's
-//! MAX_CONCURRENT_STREAMS allows (h2 would queue them, and a reset of a queued
-//! push kills the connection).
+//! The engine makes each PUSH_PROMISE, and the pushed response's HEADERS
+//! right behind it, in the connection's one ordered output, so promised ids
+//! reach the wire in increasing order however many pages push at once, and
+//! never exceed the client's MAX_CONCURRENT_STREAMS. What is left here is
+//! the host's policy: only what the origin can serve is promised, within
+//! the per-request and per-connection budgets, never twice on a connection
+//! (the memo), with the request headers the response may vary on. If the
+//! connection's writes have not moved for `server.promise_flush_timeout_ms`
+//! (a client that stopped reading), the book is poisoned: nobody promises on
+//! that connection again.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use h2::server::SendResponse;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 use super::Conn;
-use super::sched::{Priority, Registered};
+use crate::http2::{self, Priority, PushError, PushRequest, Responder};
 use crate::metrics::Metrics;
 use crate::planner::{Planned, Route, ValidHint};
 use crate::policy::{Delivery, Destination};
 
-/// Per-connection push state, guarded by the push gate.
+/// Per-connection push state: budgets spent, the memo, and whether pushes
+/// stopped for good.
 #[derive(Debug)]
 pub struct PushBook {
     memo: Memo,
     pushed: usize,
     pushed_bytes: u64,
-    /// Set when promises did not reach the wire in time; no more pushes then.
+    /// Set when the connection's writes stalled; no more pushes then.
     poisoned: bool,
 }
 
@@ -82,15 +78,9 @@ impl Memo {
     }
 }
 
-/// A promise issued, waiting for its response.
+/// A promise made.
 pub struct Promised {
-    /// Counters of the policy version that asked for this push.
-    pub metrics: Arc<Metrics>,
-    /// The pushed stream, its response HEADERS already queued.
-    pub send: h2::SendStream<Bytes>,
-    pub body: crate::origin::Body,
     pub hint: Arc<ValidHint>,
-    pub slot: Registered,
     /// The pushed response's ETag (for the client's cache digest).
     pub etag: Option<String>,
 }
@@ -103,11 +93,11 @@ pub struct Delivered {
     pub early: Vec<Arc<ValidHint>>,
 }
 
-/// Issue the promises of `plan` for the parent behind `respond`. Must run
-/// before the parent's response HEADERS.
+/// Promise the pushes of `items` on the page behind `respond`. Must run
+/// before the page's response HEADERS.
 pub async fn deliver(
     conn: &Arc<Conn>,
-    respond: &mut SendResponse<Bytes>,
+    respond: &mut Responder,
     items: &[Planned],
     authority: Option<&str>,
     parent_headers: &HeaderMap,
@@ -140,11 +130,7 @@ pub async fn deliver(
 
     // Only promise what the origin can serve: a promised 404 wastes a stream.
     // The file size (or the upstream's content-length) is the estimate the
-    // byte budgets work with. The pushed response head is prepared before the
-    // promise: h2 opens a pushed stream directly only if its HEADERS are
-    // queued before the PUSH_PROMISE is written; queued later, it waits in
-    // h2's pending-open queue, where a client's RST_STREAM makes h2 kill the
-    // connection. Heads from an upstream are fetched all at once.
+    // byte budgets work with. Heads from an upstream are fetched all at once.
     let fetches = candidates.into_iter().map(|hint| {
         let headers = promise_headers(&hint, parent_headers, &conn.shared.copy_headers);
         async move {
@@ -170,11 +156,9 @@ pub async fn deliver(
         servable.push((hint, headers, response));
     }
 
-    let flush_timeout = Duration::from_millis(conn.shared.config.server.promise_flush_timeout_ms);
-    // No timeout on taking the gate: every holder leaves within the flush
-    // timeout, and one that times out poisons the gate, so the rest pass at once.
-    let mut book = conn.push_book.lock().await;
-    if book.poisoned || !conn.peer.push_enabled() {
+    let patience = Duration::from_millis(conn.shared.config.server.promise_flush_timeout_ms);
+    let mut book = conn.push_book.lock().unwrap_or_else(|e| e.into_inner());
+    if book.poisoned || !respond.push_enabled() {
         servable
             .into_iter()
             .for_each(|(h, _, _)| fallback(&mut out, h));
@@ -182,42 +166,53 @@ pub async fn deliver(
     }
 
     let cfg = &conn.shared.config.push;
-    let scheme = conn.scheme;
-    let mut last_id = None;
     let mut this_request = 0usize;
     let mut this_request_bytes = 0u64;
-    for (hint, headers, response) in servable {
+    let mut servable = servable.into_iter();
+    while let Some((hint, headers, response)) = servable.next() {
         let len = response.body.len();
         let pq = hint.path_and_query.as_str();
         if book.memo.contains(pq) {
             // Pushed earlier on this connection: the client has it.
             continue;
         }
-        // The client's MAX_CONCURRENT_STREAMS bounds the pushed streams that
-        // are promised or open; h2 would queue the rest, and a client reset
-        // of a queued push makes h2 kill the connection.
-        let peer_limit = conn.peer.max_concurrent_streams() as usize;
         let over_budget = this_request >= cfg.max_per_request
             || book.pushed >= cfg.max_per_connection
             || this_request_bytes + len > cfg.max_bytes_per_request
-            || book.pushed_bytes + len > cfg.max_bytes_per_connection
-            || conn.peer.open_pushes() >= peer_limit;
+            || book.pushed_bytes + len > cfg.max_bytes_per_connection;
         if over_budget {
             Metrics::inc(&metrics.pushes_over_budget);
             fallback(&mut out, hint);
             continue;
         }
-        let mut request = http::Request::builder()
-            .method(Method::GET)
-            .uri(format!("{scheme}://{authority}{pq}"))
-            .body(())
-            .expect("validated path and authority form a URI");
-        *request.headers_mut() = headers;
-        match respond.push_request(request) {
-            Ok(mut stream) => {
-                let id = u32::from(stream.stream_id());
-                last_id = Some(id);
-                conn.peer.push_opened(id);
+        let etag = response
+            .headers
+            .get(http::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let promise = PushRequest {
+            scheme: conn.scheme,
+            authority,
+            path: pq,
+            headers: &headers,
+        };
+        let prio = Priority {
+            urgency: hint.urgency,
+            incremental: hint.incremental,
+            weight: hint.weight,
+        };
+        let done = finished(conn.id, metrics.clone(), pq);
+        let body = super::payload(response.body);
+        match respond.push(
+            promise,
+            response.status,
+            &response.headers,
+            body,
+            prio,
+            Some(done),
+            patience,
+        ) {
+            Ok(_) => {
                 book.memo.insert(pq);
                 conn.followups.pushed(pq, metrics);
                 book.pushed += 1;
@@ -225,82 +220,49 @@ pub async fn deliver(
                 this_request += 1;
                 this_request_bytes += len;
                 Metrics::inc(&metrics.pushes_promised);
-                let end = response.body.is_empty();
-                let etag = response
-                    .headers
-                    .get(http::header::ETAG)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string);
-                let mut head = http::Response::builder()
-                    .status(response.status)
-                    .body(())
-                    .expect("status is valid");
-                *head.headers_mut() = response.headers;
-                match stream.send_response(head, end) {
-                    Ok(send) => {
-                        let slot = conn.sched.register(
-                            id,
-                            Priority {
-                                urgency: hint.urgency,
-                                incremental: hint.incremental,
-                                weight: hint.weight,
-                            },
-                        );
-                        out.promised.push(Promised {
-                            metrics: metrics.clone(),
-                            send,
-                            body: response.body,
-                            hint,
-                            slot,
-                            etag,
-                        });
-                    }
-                    Err(e) => {
-                        conn.peer.push_closed(id);
-                        tracing::debug!(
-                            conn = conn.id,
-                            path = pq,
-                            "pushed response not queued: {e}"
-                        );
-                    }
-                }
+                out.promised.push(Promised { hint, etag });
+            }
+            Err(PushError::Limit) => {
+                // The client's MAX_CONCURRENT_STREAMS is reached.
+                Metrics::inc(&metrics.pushes_over_budget);
+                fallback(&mut out, hint);
+            }
+            Err(PushError::Stalled) => {
+                book.poisoned = true;
+                tracing::warn!(
+                    conn = conn.id,
+                    "promises not written within {} ms (client not reading?): no more pushes on this connection",
+                    patience.as_millis()
+                );
+                fallback(&mut out, hint);
+                servable.for_each(|(h, _, _)| fallback(&mut out, h));
+                break;
             }
             Err(e) => {
-                // The client disabled push since we looked, or the parent is gone.
-                tracing::debug!(conn = conn.id, path = pq, "push refused by h2: {e}");
+                // The client disabled push since we looked, or the page is gone.
+                tracing::debug!(conn = conn.id, path = pq, "push not made: {e:?}");
                 fallback(&mut out, hint);
             }
         }
     }
-    if let Some(id) = last_id {
-        let written = tokio::time::timeout(flush_timeout, conn.peer.wait_promised(id));
-        tokio::select! {
-            result = written => {
-                if result.is_err() {
-                    book.poisoned = true;
-                    tracing::warn!(
-                        conn = conn.id,
-                        "promises not written within {} ms (client not reading?): no more pushes on this connection",
-                        flush_timeout.as_millis()
-                    );
-                }
-            }
-            _ = std::future::poll_fn(|cx| respond.poll_reset(cx)) => {
-                // The client reset the page: h2 dropped its queue, promises
-                // included. Those not written will never be: forget them (the
-                // gate stays open for the connection's other pages).
-                let on_wire = conn.peer.promised_on_wire();
-                out.promised.retain(|p| {
-                    let id = p.slot.stream();
-                    if id > on_wire {
-                        conn.peer.push_closed(id);
-                    }
-                    id <= on_wire
-                });
-            }
-        }
-    }
     out
+}
+
+/// What a push's end counts: its bytes, and whether the client took it.
+fn finished(conn: u64, metrics: Arc<Metrics>, path: &str) -> http2::Done {
+    let path = path.to_string();
+    Box::new(move |f: http2::Finished| {
+        Metrics::add(&metrics.pushed_bytes, f.bytes);
+        match f.outcome {
+            http2::Outcome::Complete => Metrics::inc(&metrics.pushes_completed),
+            http2::Outcome::Reset(reason) => {
+                Metrics::inc(&metrics.pushes_cancelled);
+                Metrics::add(&metrics.wasted_bytes, f.bytes);
+                tracing::debug!(conn, path, sent = f.bytes, "client reset push: {reason}");
+            }
+            other => tracing::debug!(conn, path, "push not completed: {other:?}"),
+        }
+    })
 }
 
 /// The request headers of a promise: the parent's headers the response may
@@ -326,45 +288,4 @@ fn promise_headers(hint: &ValidHint, parent: &HeaderMap, default_copy: &[HeaderN
         headers.insert(http::header::ACCEPT, HeaderValue::from_static(accept));
     }
     headers
-}
-
-/// Answer one promise with a complete response (or a reset if the body fails).
-pub async fn serve_pushed(conn: Arc<Conn>, promised: Promised) {
-    let Promised {
-        metrics,
-        mut send,
-        body,
-        hint,
-        slot,
-        etag: _,
-    } = promised;
-    let id = slot.stream();
-    slot.arm();
-    if body.is_empty() {
-        Metrics::inc(&metrics.pushes_completed);
-        return;
-    }
-    match super::send::send_body(&mut send, body, &slot).await {
-        Ok(n) => {
-            Metrics::add(&metrics.pushed_bytes, n);
-            Metrics::inc(&metrics.pushes_completed);
-        }
-        Err((n, e)) => {
-            Metrics::add(&metrics.pushed_bytes, n);
-            // Reset by the client, or by us below: either way closed. (A reset
-            // we send is also seen by the tap.)
-            conn.peer.push_closed(id);
-            match e {
-                super::send::SendError::Reset(reason) => {
-                    Metrics::inc(&metrics.pushes_cancelled);
-                    Metrics::add(&metrics.wasted_bytes, n);
-                    tracing::debug!(conn = conn.id, path = %hint.path_and_query, sent = n, "client reset push: {reason:?}");
-                }
-                other => {
-                    tracing::debug!(conn = conn.id, path = %hint.path_and_query, "push body failed: {other:?}");
-                    send.send_reset(h2::Reason::INTERNAL_ERROR);
-                }
-            }
-        }
-    }
 }

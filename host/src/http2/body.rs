@@ -19,6 +19,13 @@ use super::frame::Reason;
 pub trait Source: Send + 'static {
     /// The next chunk, of at most `max` bytes; `None` at the end.
     fn poll_chunk(&mut self, cx: &mut Context<'_>, max: usize) -> Poll<Option<io::Result<Bytes>>>;
+
+    /// Its next chunk is a local read away (a file), not at the mercy of
+    /// another server: while it is read, the stream counts as about to be
+    /// ready (see `sched`, rule 4).
+    fn is_local(&self) -> bool {
+        false
+    }
 }
 
 /// A response body as the engine takes it.

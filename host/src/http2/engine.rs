@@ -143,6 +143,8 @@ pub enum Outcome {
     Failed(String),
     /// The connection ended first.
     Closed,
+    /// The response could not be sent at all (the stream was gone).
+    NotSent,
 }
 
 /// What a stream sent, reported once its sending has ended.
@@ -199,9 +201,21 @@ enum SendState {
 struct Outgoing {
     /// Ready to frame.
     buf: Bytes,
+    /// The chunk after it, read ahead so a source's latency (a file read on
+    /// the blocking pool) overlaps the framing of the one before: a stream
+    /// waiting on its source would lose its share to the others.
+    next: Option<Bytes>,
+    /// Where more comes from; `None` once it has all been read.
     source: Option<Box<dyn Source>>,
-    /// Declared bytes not yet framed (`None`: ends when the source does).
-    left: Option<u64>,
+    /// Declared bytes not yet read from the source (`None`: unknown).
+    unread: Option<u64>,
+}
+
+impl Outgoing {
+    /// Everything has been read and framed.
+    fn is_done(&self) -> bool {
+        self.buf.is_empty() && self.next.is_none() && self.source.is_none()
+    }
 }
 
 struct Stream {
@@ -1278,9 +1292,22 @@ impl Engine {
         done: Option<Done>,
         now: Instant,
     ) -> Result<(), Gone> {
-        let s = self.streams.get(&id).ok_or(Gone::Stream)?;
-        if s.send != SendState::Pending {
-            return Err(Gone::Answered);
+        let refused = match self.streams.get(&id) {
+            None => Some(Gone::Stream),
+            Some(s) if s.send != SendState::Pending => Some(Gone::Answered),
+            Some(_) => None,
+        };
+        if let Some(why) = refused {
+            if let Some(done) = done {
+                self.finished.push((
+                    done,
+                    Finished {
+                        bytes: 0,
+                        outcome: Outcome::NotSent,
+                    },
+                ));
+            }
+            return Err(why);
         }
         self.headers_and_body(id, status, headers, payload, done, false, now);
         Ok(())
@@ -1323,14 +1350,16 @@ impl Engine {
         }
         s.out = Some(match payload {
             Payload::Bytes(b) => Outgoing {
-                left: Some(b.len() as u64),
                 buf: b,
+                next: None,
                 source: None,
+                unread: Some(0),
             },
             Payload::Stream { source, len } => Outgoing {
                 buf: Bytes::new(),
+                next: None,
                 source: Some(source),
-                left: len,
+                unread: len,
             },
             Payload::Empty => unreachable!("empty payloads end above"),
         });
@@ -1485,16 +1514,7 @@ impl Engine {
             let streams = &self.streams;
             let pick = self
                 .sched
-                .pick(now, self.send_window, |id| match streams.get(&id) {
-                    Some(s) => Ready {
-                        data: s.out.as_ref().is_some_and(|o| !o.buf.is_empty()),
-                        window: s.send_window,
-                    },
-                    None => Ready {
-                        data: false,
-                        window: 0,
-                    },
-                });
+                .pick(now, self.send_window, |id| ready(streams.get(&id)));
             match pick {
                 Pick::Send(id) => {
                     self.frame_data(id, max_frame);
@@ -1522,10 +1542,12 @@ impl Engine {
             return;
         }
         let chunk = o.buf.split_to(n);
-        if let Some(left) = o.left.as_mut() {
-            *left -= (n as u64).min(*left);
+        if o.buf.is_empty()
+            && let Some(next) = o.next.take()
+        {
+            o.buf = next;
         }
-        let end = o.buf.is_empty() && o.left == Some(0);
+        let end = o.is_done();
         frame::head(
             &mut self.out,
             n,
@@ -1555,36 +1577,46 @@ impl Engine {
         self.close_stream(id, Outcome::Complete);
     }
 
-    /// Ask body sources with nothing buffered for their next chunk (all of
-    /// them, or only `only`).
+    /// Ask body sources for their next chunks, keeping one framed and one
+    /// read ahead (all streams, or only `only`).
     fn poll_sources(&mut self, cx: &mut Context<'_>, only: Option<u32>) {
         let mut ends: Vec<(u32, Result<(), String>)> = Vec::new();
         let mut visit = |id: u32, s: &mut Stream| {
             let Some(o) = s.out.as_mut() else { return };
-            if !o.buf.is_empty() {
-                return;
-            }
-            let Some(source) = o.source.as_mut() else {
-                return;
-            };
-            loop {
+            while o.next.is_none() {
+                let Some(source) = o.source.as_mut() else {
+                    return;
+                };
                 match source.poll_chunk(cx, SOURCE_CHUNK) {
                     Poll::Pending => return,
                     Poll::Ready(Some(Ok(chunk))) if chunk.is_empty() => continue,
                     Poll::Ready(Some(Ok(chunk))) => {
-                        if o.left.is_some_and(|left| chunk.len() as u64 > left) {
-                            ends.push((id, Err("body longer than its content-length".into())));
-                        } else {
-                            o.buf = chunk;
+                        if let Some(unread) = o.unread.as_mut() {
+                            if chunk.len() as u64 > *unread {
+                                ends.push((id, Err("body longer than its content-length".into())));
+                                return;
+                            }
+                            *unread -= chunk.len() as u64;
+                            if *unread == 0 {
+                                o.source = None;
+                            }
                         }
-                        return;
+                        if o.buf.is_empty() {
+                            o.buf = chunk;
+                        } else {
+                            o.next = Some(chunk);
+                        }
                     }
                     Poll::Ready(None) => {
-                        let result = match o.left {
-                            None | Some(0) => Ok(()),
-                            Some(_) => Err("body ended before its content-length".into()),
-                        };
-                        ends.push((id, result));
+                        if o.unread.is_some_and(|u| u > 0) {
+                            ends.push((id, Err("body ended before its content-length".into())));
+                            return;
+                        }
+                        o.source = None;
+                        if o.is_done() {
+                            // Nothing left to carry the END_STREAM flag.
+                            ends.push((id, Ok(())));
+                        }
                         return;
                     }
                     Poll::Ready(Some(Err(e))) => {
@@ -1609,7 +1641,6 @@ impl Engine {
         for (id, result) in ends {
             match result {
                 Ok(()) => {
-                    // A body of unknown length ends with an empty frame.
                     frame::head(&mut self.out, 0, frame_type::DATA, flag::END_STREAM, id);
                     if let Some(s) = self.streams.get_mut(&id) {
                         s.out = None;
@@ -1623,6 +1654,26 @@ impl Engine {
                 }
             }
         }
+    }
+}
+
+/// What the scheduler needs to know of a stream.
+fn ready(stream: Option<&Stream>) -> Ready {
+    let Some(s) = stream else {
+        return Ready {
+            data: false,
+            window: 0,
+            soon: false,
+        };
+    };
+    let out = s.out.as_ref();
+    let waiting = out.is_some_and(|o| o.buf.is_empty());
+    Ready {
+        data: out.is_some_and(|o| !o.buf.is_empty()),
+        window: s.send_window,
+        // Its file's next chunk is being read (nothing buffered, the
+        // source still there).
+        soon: waiting && out.is_some_and(|o| o.source.as_ref().is_some_and(|src| src.is_local())),
     }
 }
 

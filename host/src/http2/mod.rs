@@ -26,6 +26,8 @@ pub mod engine;
 pub mod frame;
 pub mod hpack;
 pub mod sched;
+#[cfg(test)]
+mod tests;
 
 pub use body::{BodyError, Payload, RecvBody, Source};
 pub use engine::{ConnError, Done, Finished, Gone, Outcome, PushError, PushRequest, Settings};
@@ -242,6 +244,7 @@ where
         handshake_deadline: Some(now + options.handshake_timeout),
         close_deadline: None,
         eof: false,
+        unflushed: false,
         draining: false,
         shutting_down: false,
         started: now,
@@ -292,6 +295,8 @@ struct Driver<IO> {
     /// Once the connection is over: how long its last output may take.
     close_deadline: Option<Instant>,
     eof: bool,
+    /// Bytes handed to the transport since its last complete flush.
+    unflushed: bool,
     draining: bool,
     shutting_down: bool,
     started: Instant,
@@ -341,7 +346,18 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Driver<IO> {
                     parts: r.parts,
                     body: r.body,
                 };
-                self.handlers.push(handle(request, responder));
+                // A handler that panics loses its own stream (its
+                // responder's drop resets it), never the connection.
+                let stream = r.id;
+                let handler = std::panic::AssertUnwindSafe(handle(request, responder));
+                self.handlers.push(Box::pin(async move {
+                    if futures_util::FutureExt::catch_unwind(handler)
+                        .await
+                        .is_err()
+                    {
+                        tracing::error!(stream, "request handler panicked; stream reset");
+                    }
+                }));
             }
             while let Poll::Ready(Some(())) = self.handlers.poll_next_unpin(cx) {
                 progress = true;
@@ -510,10 +526,15 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Driver<IO> {
                 }
             }
         }
-        if wrote || self.shutting_down {
+        // What the transport took may still sit in its own buffer (TLS
+        // records rustls could not write yet): flushed until it is out, on
+        // every poll, whether or not this one wrote anything.
+        self.unflushed |= wrote;
+        if self.unflushed || self.shutting_down {
             match Pin::new(&mut self.io).poll_flush(cx) {
                 Poll::Ready(Err(err)) => return Err(err),
-                Poll::Ready(Ok(())) | Poll::Pending => {}
+                Poll::Ready(Ok(())) => self.unflushed = false,
+                Poll::Pending => {}
             }
         }
         Ok(())

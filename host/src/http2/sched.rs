@@ -14,9 +14,12 @@
 //!    after another, in the order they were registered; one whose own
 //!    window is shut (its reader paused) does not hold up the next.
 //! 4. A registered stream that is not ready yet (a page whose response is
-//!    still being prepared, a push whose file is being read) holds back the
-//!    streams it would win against for at most `READY_GRACE` from when it
-//!    was armed; after that the scheduler is work-conserving.
+//!    still being prepared, a push whose file is being opened) holds back
+//!    the streams it would win against for at most `READY_GRACE` from when
+//!    it was armed; one waiting for its file's next chunk mid-body, for at
+//!    most `RESUME_GRACE`. After that the scheduler is work-conserving. (A
+//!    body from an upstream never holds anyone back: its next chunk may be
+//!    long coming.)
 //!
 //! Invariant: pure bookkeeping. It never sees bytes or windows itself: the
 //! engine says, per stream, whether data is ready and how much window it has.
@@ -31,6 +34,12 @@ pub const PRIORITY: http::HeaderName = http::HeaderName::from_static("priority")
 
 /// How long a registered but not yet ready stream holds back less urgent ones.
 pub const READY_GRACE: Duration = Duration::from_millis(50);
+
+/// How long a stream waiting for a local read of its next chunk holds back
+/// the streams it would win against. A disk read of a chunk takes well under
+/// this; on a fast link (loopback) framing outruns reading, and without the
+/// hold the lighter streams would take the heavier one's share.
+pub const RESUME_GRACE: Duration = Duration::from_millis(5);
 
 /// Scale of the virtual clock: one byte at weight 256 advances a tag by 256.
 const TAG_SCALE: u64 = 65_536;
@@ -102,6 +111,8 @@ pub struct Ready {
     pub data: bool,
     /// The stream's own send window.
     pub window: i64,
+    /// No data now, but a local read of it is under way.
+    pub soon: bool,
 }
 
 /// The scheduler's answer.
@@ -121,6 +132,10 @@ struct Entry {
     /// When its readiness grace began (registration, or `arm`).
     armed: Instant,
     was_ready: bool,
+    /// Since when it has had no data (its source is being read, say).
+    unready_since: Option<Instant>,
+    /// At the last pick: no data, but a local read of it under way.
+    soon: bool,
     sent: u64,
     tag: u64,
 }
@@ -148,6 +163,8 @@ impl Scheduler {
                 seq,
                 armed: now,
                 was_ready: false,
+                unready_since: Some(now),
+                soon: false,
                 sent: 0,
                 tag,
             },
@@ -207,17 +224,28 @@ impl Scheduler {
         if self.entries.is_empty() {
             return Pick::Nothing;
         }
-        // Readiness, once per stream; a stream back from not ready gets no
-        // credit for the time it was away.
+        // Readiness, once per stream. A stream back after more than
+        // READY_GRACE without data was idle, and gets no credit for the
+        // time it was away; one back sooner was only waiting for its next
+        // chunk (a file read), and keeps its place, so a source slower than
+        // the link for a moment does not cost it its share.
         let mut lanes: [Option<(u64, u32)>; 8] = [None; 8]; // non-incremental head per urgency
         let mut candidates = 0usize;
         for (&id, e) in self.entries.iter_mut() {
             let s = state(id);
             let u = usize::from(e.prio.urgency.min(7));
             if s.data && !e.was_ready {
-                e.tag = e.tag.max(self.clock[u]);
+                if e.unready_since
+                    .is_none_or(|t| now.duration_since(t) > READY_GRACE)
+                {
+                    e.tag = e.tag.max(self.clock[u]);
+                }
+                e.unready_since = None;
+            } else if !s.data && e.was_ready {
+                e.unready_since = Some(now);
             }
             e.was_ready = s.data;
+            e.soon = s.soon;
             if s.data {
                 candidates += 1;
                 if !e.prio.incremental
@@ -259,8 +287,18 @@ impl Scheduler {
         let best_incremental = self.entries.get(&id).is_some_and(|b| b.prio.incremental);
         let mut hold: Option<Instant> = None;
         for e in self.entries.values() {
-            let until = e.armed + READY_GRACE;
-            if e.was_ready || e.sent > 0 || until <= now {
+            let until = if e.was_ready {
+                continue;
+            } else if e.sent == 0 {
+                e.armed + READY_GRACE
+            } else if e.soon
+                && let Some(since) = e.unready_since
+            {
+                since + RESUME_GRACE
+            } else {
+                continue;
+            };
+            if until <= now {
                 continue;
             }
             let ahead = e.prio.urgency < urgency
@@ -336,6 +374,7 @@ mod tests {
             let pick = s.pick(now, i64::MAX, |id| Ready {
                 data: left.get(&id).is_some_and(|&n| n > 0),
                 window: i64::MAX,
+                soon: false,
             });
             let Pick::Send(id) = pick else { break };
             let n = left[&id].min(16_384);
@@ -380,6 +419,53 @@ mod tests {
         assert!((3.5..=4.5).contains(&ratio), "ratio {ratio}");
     }
 
+    /// The heavier stream's file read falls behind the link every few
+    /// frames: the lighter one waits a moment instead of taking its share,
+    /// and keeps it when the read takes too long.
+    #[test]
+    fn a_stream_waiting_for_its_file_holds_back_briefly() {
+        let start = Instant::now();
+        let mut s = Scheduler::default();
+        s.register(2, p(3, true, 200), start);
+        s.register(4, p(3, true, 50), start);
+        let mut sent: HashMap<u32, usize> = HashMap::new();
+        let mut now = start;
+        let mut waits = 0;
+        for round in 0..400 {
+            // Stream 2's next chunk is being read one pick in three; the
+            // read completes by the time the scheduler asks again.
+            let reading = round % 3 == 0;
+            let pick = s.pick(now, i64::MAX, |id| Ready {
+                data: id == 4 || !reading,
+                window: i64::MAX,
+                soon: id == 2 && reading,
+            });
+            match pick {
+                Pick::Send(id) => {
+                    s.sent(id, 16_384);
+                    *sent.entry(id).or_default() += 16_384;
+                }
+                Pick::WaitUntil(t) => {
+                    assert!(t <= now + RESUME_GRACE);
+                    waits += 1;
+                }
+                Pick::Nothing => unreachable!(),
+            }
+            now += Duration::from_micros(10);
+        }
+        let ratio = sent[&2] as f64 / sent[&4] as f64;
+        assert!((3.5..=4.5).contains(&ratio), "ratio {ratio}");
+        assert!(waits > 0);
+        // A read slower than the grace: the other stream goes.
+        let later = now + RESUME_GRACE * 2;
+        let pick = s.pick(later, i64::MAX, |id| Ready {
+            data: id == 4,
+            window: i64::MAX,
+            soon: id == 2,
+        });
+        assert_eq!(pick, Pick::Send(4));
+    }
+
     #[test]
     fn non_incremental_streams_go_whole_in_order() {
         let order = run(&[
@@ -409,6 +495,7 @@ mod tests {
         let ready = |id| Ready {
             data: id == 2,
             window: 65_535,
+            soon: false,
         };
         assert_eq!(
             s.pick(now, 65_535, ready),
@@ -429,6 +516,7 @@ mod tests {
         let state = |id| Ready {
             data: true,
             window: if id == 1 { 0 } else { 100 },
+            soon: false,
         };
         assert_eq!(s.pick(now, 65_535, state), Pick::Send(3));
         assert_eq!(s.pick(now, 0, state), Pick::Nothing);

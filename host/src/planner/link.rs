@@ -48,9 +48,9 @@ pub fn preload(hint: &ValidHint, nopush: bool) -> http::HeaderValue {
 }
 
 /// `values` as one `Link` field, comma-separated (RFC 8288 §3), as the
-/// HTTP/2 paths send them: h2's HPACK encoder adds only the first value of
-/// a repeated field to its dynamic table, so five `Link` fields cost about
-/// a hundred bytes on every response, where one costs a byte once indexed.
+/// HTTP/2 paths send them: one field is one HPACK table entry, a byte on
+/// every response once indexed, where five fields are five entries (and
+/// five lookups) each time.
 pub fn join<V: std::borrow::Borrow<http::HeaderValue>>(
     values: impl IntoIterator<Item = V>,
 ) -> Option<http::HeaderValue> {

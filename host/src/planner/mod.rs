@@ -4,9 +4,8 @@
 //! what must never be pushed (the parent's own path, duplicates, non-GET
 //! parents), and routes each remaining hint to a push or an early hint
 //! according to the client and the hint's preferred delivery. Per-connection
-//! budgets and the "already pushed" memo are applied at delivery time, under
-//! the connection's push gate (see `conn::push`), because only there is the
-//! connection's state stable.
+//! budgets and the "already pushed" memo are applied at delivery time (see
+//! `conn::push`), because only there is the connection's state known.
 //!
 //! Invariant: pure and synchronous. No IO, no locks, no clock.
 
