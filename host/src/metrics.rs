@@ -218,14 +218,32 @@ impl Metrics {
 /// requested anyway); for a hinted path it means the hint was (the preload).
 /// Counted once per path, on the version that delivered it.
 pub struct Followups {
-    delivered: Mutex<std::collections::HashMap<String, (std::sync::Arc<Metrics>, bool)>>,
+    delivered: Mutex<Delivered>,
     cap: usize,
+}
+
+/// A shared hint list, compared by address.
+pub type Set = std::sync::Arc<dyn std::any::Any + Send + Sync>;
+
+#[derive(Default)]
+struct Delivered {
+    /// Hashed with foldhash (seeded per process): looked up on every
+    /// request, and bounded by `cap`, so no key set can grow it.
+    map: std::collections::HashMap<
+        String,
+        (std::sync::Arc<Metrics>, bool),
+        foldhash::fast::RandomState,
+    >,
+    /// The shared hint list (and metrics) recorded last, while nothing has
+    /// changed the map since: recording it again would change nothing.
+    /// Held, so its address cannot be reused by another list meanwhile.
+    last: Option<(Set, usize)>,
 }
 
 impl Followups {
     pub fn new(cap: usize) -> Followups {
         Followups {
-            delivered: Mutex::new(std::collections::HashMap::new()),
+            delivered: Mutex::new(Delivered::default()),
             cap,
         }
     }
@@ -235,24 +253,33 @@ impl Followups {
         paths: impl IntoIterator<Item = &'a str>,
         metrics: &std::sync::Arc<Metrics>,
         pushed: bool,
+        set: Option<&Set>,
     ) {
         let mut d = self.delivered.lock().unwrap_or_else(|e| e.into_inner());
+        let metrics_at = std::sync::Arc::as_ptr(metrics) as usize;
+        if let (Some(set), Some((last, at))) = (set, &d.last)
+            && std::sync::Arc::ptr_eq(set, last)
+            && *at == metrics_at
+        {
+            return;
+        }
         for path in paths {
             // A path delivered again (every page of a site hints the same
             // assets) costs no allocation.
-            if let Some(entry) = d.get_mut(path) {
+            if let Some(entry) = d.map.get_mut(path) {
                 if !std::sync::Arc::ptr_eq(&entry.0, metrics) {
                     entry.0 = metrics.clone();
                 }
                 entry.1 = pushed;
-            } else if d.len() < self.cap {
-                d.insert(path.to_string(), (metrics.clone(), pushed));
+            } else if d.map.len() < self.cap {
+                d.map.insert(path.to_string(), (metrics.clone(), pushed));
             }
         }
+        d.last = set.map(|s| (s.clone(), metrics_at));
     }
 
     pub fn pushed(&self, path: &str, metrics: &std::sync::Arc<Metrics>) {
-        self.record([path], metrics, true);
+        self.record([path], metrics, true, None);
     }
 
     /// Paths sent as hints (a `103` and `Link`s).
@@ -261,16 +288,31 @@ impl Followups {
         paths: impl IntoIterator<Item = &'a str>,
         metrics: &std::sync::Arc<Metrics>,
     ) {
-        self.record(paths, metrics, false);
+        self.record(paths, metrics, false, None);
+    }
+
+    /// The paths of a shared hint list (a cached plan's, `set`): the same
+    /// list again, with nothing requested in between, costs a comparison
+    /// instead of a lookup per path.
+    pub fn hinted_set<'a>(
+        &self,
+        set: &Set,
+        paths: impl IntoIterator<Item = &'a str>,
+        metrics: &std::sync::Arc<Metrics>,
+    ) {
+        self.record(paths, metrics, false, Some(set));
     }
 
     /// A request for `path` arrived on the connection.
     pub fn requested(&self, path: &str) {
-        let hit = self
-            .delivered
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(path);
+        let hit = {
+            let mut d = self.delivered.lock().unwrap_or_else(|e| e.into_inner());
+            let hit = d.map.remove(path);
+            if hit.is_some() {
+                d.last = None;
+            }
+            hit
+        };
         match hit {
             Some((m, true)) => Metrics::inc(&m.pushed_requested_anyway),
             Some((m, false)) => Metrics::inc(&m.hinted_requested),

@@ -63,7 +63,9 @@ struct FileCache {
 
 #[derive(Debug, Default)]
 struct Files {
-    by_path: std::collections::HashMap<String, Arc<Cached>>,
+    /// Looked up on every request: foldhash, seeded per process (only files
+    /// that exist enter, at most `CACHE_FILES`).
+    by_path: std::collections::HashMap<String, Arc<Cached>, foldhash::fast::RandomState>,
     /// The bytes `by_path` holds, kept as entries come and go.
     bytes: u64,
 }

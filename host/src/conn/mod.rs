@@ -217,7 +217,7 @@ async fn handle(conn: Arc<Conn>, request: http2::Request, mut respond: Responder
         .push_and_hint(&mut respond, &decided.plan, &mut sent)
         .await;
 
-    let mut response = match (ready, upstreaming.as_mut()) {
+    let response = match (ready, upstreaming.as_mut()) {
         (Some(response), _) => response,
         (None, Some(up)) => loop {
             tokio::select! {
@@ -271,16 +271,18 @@ async fn handle(conn: Arc<Conn>, request: http2::Request, mut respond: Responder
     drop(upstreaming);
 
     let status = response.status;
-    let mut headers = std::mem::take(&mut response.headers);
-    if let Some(links) = sent.links.take() {
-        headers.append(http::header::LINK, links);
-    }
-    if let Some(cookie) = decided.set_cookie.clone() {
-        headers.append(http::header::SET_COOKIE, cookie);
-    }
-    if let Some(cookie) = decided.digest_cookie(shared, conn.scheme == "https") {
-        headers.append(http::header::SET_COOKIE, cookie);
-    }
+    // What the page adds to the origin's head, sent after it (appending to
+    // the head would grow its map on every request).
+    let extra = [
+        sent.links.take().map(|v| (http::header::LINK, v)),
+        decided
+            .set_cookie
+            .clone()
+            .map(|v| (http::header::SET_COOKIE, v)),
+        decided
+            .digest_cookie(shared, conn.scheme == "https")
+            .map(|v| (http::header::SET_COOKIE, v)),
+    ];
     let body = if parts.method == Method::HEAD {
         Payload::Empty
     } else {
@@ -307,7 +309,11 @@ async fn handle(conn: Arc<Conn>, request: http2::Request, mut respond: Responder
             log.write(finished.bytes, outcome);
         })
     });
-    if let Err(e) = respond.respond(status, &headers, body, done) {
+    let fields = response
+        .headers
+        .iter()
+        .chain(extra.iter().flatten().map(|(n, v)| (n, v)));
+    if let Err(e) = respond.respond(status, fields, body, done) {
         tracing::debug!(conn = conn.id, path = %path_and_query, "response not sent: {e:?}");
     }
 }
@@ -408,6 +414,25 @@ impl Parent<'_> {
     /// A round, then what it did not push as a `103 Early Hints`, whose
     /// `Link` field the final response repeats.
     async fn push_and_hint(&self, respond: &mut Responder, plan: &planner::Plan, sent: &mut Sent) {
+        // Nothing to push and no digest to keep: the plan's own field (a
+        // cached plan's is made once), with no delivery round at all.
+        if self.decided.digest.is_none()
+            && let Some(field) = plan.early_links(self.can_push)
+        {
+            let count = plan.items.len();
+            sent.add_links(field.clone(), count);
+            let metrics = &self.decided.metrics;
+            if send_103(self.conn, respond, field, count, metrics) {
+                let paths = plan.items.iter().map(|i| i.hint.path_and_query.as_str());
+                if std::ptr::eq(plan, &*self.decided.plan) {
+                    let set: crate::metrics::Set = self.decided.plan.clone();
+                    self.conn.followups.hinted_set(&set, paths, metrics);
+                } else {
+                    self.conn.followups.hinted(paths, metrics);
+                }
+            }
+            return;
+        }
         let early = self.round(respond, plan, sent).await;
         // Nothing was to be pushed: the plan's own field (a cached plan's is
         // made once); otherwise the field of what is left.
@@ -435,9 +460,7 @@ fn send_103(
     count: usize,
     metrics: &Metrics,
 ) -> bool {
-    let mut headers = HeaderMap::with_capacity(1);
-    headers.insert(http::header::LINK, links);
-    match respond.informational(StatusCode::EARLY_HINTS, &headers) {
+    match respond.informational(StatusCode::EARLY_HINTS, [(&http::header::LINK, &links)]) {
         Ok(()) => {
             Metrics::inc(&metrics.early_hints_sent);
             Metrics::add(&metrics.hinted_links, count as u64);

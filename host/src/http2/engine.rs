@@ -320,6 +320,8 @@ pub struct Engine {
     client_open: usize,
     pushes_open: usize,
     inbound_streams: usize,
+    /// Streams whose body comes from a `Source` (polled by `fill`).
+    sources: usize,
     send_window: i64,
     recv_window: i64,
     recv_unacked: i64,
@@ -366,6 +368,7 @@ impl Engine {
             client_open: 0,
             pushes_open: 0,
             inbound_streams: 0,
+            sources: 0,
             send_window: i64::from(DEFAULT_WINDOW),
             recv_window: i64::from(DEFAULT_WINDOW),
             recv_unacked: 0,
@@ -1257,11 +1260,11 @@ impl Engine {
     }
 
     /// A 1xx response (103 Early Hints), before the final one.
-    pub fn informational(
+    pub fn informational<'a>(
         &mut self,
         id: u32,
         status: StatusCode,
-        headers: &HeaderMap,
+        headers: impl IntoIterator<Item = (&'a HeaderName, &'a HeaderValue)>,
     ) -> Result<(), Gone> {
         let s = self.streams.get(&id).ok_or(Gone::Stream)?;
         if s.send != SendState::Pending {
@@ -1283,11 +1286,11 @@ impl Engine {
     }
 
     /// The final response: HEADERS now, the body as the scheduler allows.
-    pub fn respond(
+    pub fn respond<'a>(
         &mut self,
         id: u32,
         status: StatusCode,
-        headers: &HeaderMap,
+        headers: impl IntoIterator<Item = (&'a HeaderName, &'a HeaderValue)>,
         payload: Payload,
         done: Option<Done>,
         now: Instant,
@@ -1315,11 +1318,11 @@ impl Engine {
 
     /// HEADERS for `id` (a response, or a pushed stream's), then its body.
     #[allow(clippy::too_many_arguments)]
-    fn headers_and_body(
+    fn headers_and_body<'a>(
         &mut self,
         id: u32,
         status: StatusCode,
-        headers: &HeaderMap,
+        headers: impl IntoIterator<Item = (&'a HeaderName, &'a HeaderValue)>,
         payload: Payload,
         done: Option<Done>,
         pushed: bool,
@@ -1355,12 +1358,15 @@ impl Engine {
                 source: None,
                 unread: Some(0),
             },
-            Payload::Stream { source, len } => Outgoing {
-                buf: Bytes::new(),
-                next: None,
-                source: Some(source),
-                unread: len,
-            },
+            Payload::Stream { source, len } => {
+                self.sources += 1;
+                Outgoing {
+                    buf: Bytes::new(),
+                    next: None,
+                    source: Some(source),
+                    unread: len,
+                }
+            }
             Payload::Empty => unreachable!("empty payloads end above"),
         });
         let prio = s.priority.unwrap_or_default();
@@ -1472,6 +1478,9 @@ impl Engine {
             return;
         };
         self.sched.remove(id);
+        if s.out.as_ref().is_some_and(|o| o.source.is_some()) {
+            self.sources -= 1;
+        }
         if s.pushed {
             self.pushes_open -= 1;
         } else {
@@ -1508,7 +1517,12 @@ impl Engine {
     /// Frame DATA while the output is under its target; returns when the
     /// scheduler wants to be asked again if nothing else happens first.
     pub fn fill(&mut self, cx: &mut Context<'_>, now: Instant) -> Option<Instant> {
-        self.poll_sources(cx, None);
+        if self.sched.is_empty() {
+            return None;
+        }
+        if self.sources > 0 {
+            self.poll_sources(cx, None);
+        }
         let max_frame = self.peer.max_frame.min(QUANTUM);
         while self.out.len() < self.cfg.out_target {
             let streams = &self.streams;
@@ -1581,6 +1595,7 @@ impl Engine {
     /// read ahead (all streams, or only `only`).
     fn poll_sources(&mut self, cx: &mut Context<'_>, only: Option<u32>) {
         let mut ends: Vec<(u32, Result<(), String>)> = Vec::new();
+        let mut drained = 0usize;
         let mut visit = |id: u32, s: &mut Stream| {
             let Some(o) = s.out.as_mut() else { return };
             while o.next.is_none() {
@@ -1599,6 +1614,7 @@ impl Engine {
                             *unread -= chunk.len() as u64;
                             if *unread == 0 {
                                 o.source = None;
+                                drained += 1;
                             }
                         }
                         if o.buf.is_empty() {
@@ -1613,6 +1629,7 @@ impl Engine {
                             return;
                         }
                         o.source = None;
+                        drained += 1;
                         if o.is_done() {
                             // Nothing left to carry the END_STREAM flag.
                             ends.push((id, Ok(())));
@@ -1638,6 +1655,7 @@ impl Engine {
                 }
             }
         }
+        self.sources -= drained;
         for (id, result) in ends {
             match result {
                 Ok(()) => {

@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use engine::Engine;
@@ -124,9 +124,12 @@ impl Responder {
     }
 
     /// A 1xx response (103 Early Hints).
-    pub fn informational(&mut self, status: StatusCode, headers: &HeaderMap) -> Result<(), Gone> {
-        self.conn
-            .with(|e| e.informational(self.id, status, headers))
+    pub fn informational<'a>(
+        &mut self,
+        status: StatusCode,
+        fields: impl IntoIterator<Item = (&'a HeaderName, &'a HeaderValue)>,
+    ) -> Result<(), Gone> {
+        self.conn.with(|e| e.informational(self.id, status, fields))
     }
 
     /// Promise a pushed response on this page and queue it (see
@@ -151,10 +154,10 @@ impl Responder {
     }
 
     /// The final response. `done` is told how the body's sending ended.
-    pub fn respond(
+    pub fn respond<'a>(
         mut self,
         status: StatusCode,
-        headers: &HeaderMap,
+        headers: impl IntoIterator<Item = (&'a HeaderName, &'a HeaderValue)>,
         payload: Payload,
         done: Option<Done>,
     ) -> Result<(), Gone> {
@@ -265,6 +268,31 @@ where
     .await
 }
 
+/// A request's handler, polled so that a panic in it loses its own stream
+/// (its responder's drop resets it), never the connection.
+struct Guarded {
+    stream: u32,
+    handler: Handler,
+}
+
+impl Future for Guarded {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let handler = &mut self.handler;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler.as_mut().poll(cx))) {
+            Ok(poll) => poll,
+            Err(_) => {
+                tracing::error!(
+                    stream = self.stream,
+                    "request handler panicked; stream reset"
+                );
+                Poll::Ready(())
+            }
+        }
+    }
+}
+
 struct Trace {
     conn: u64,
     sent: FrameDecoder,
@@ -288,7 +316,7 @@ struct Driver<IO> {
     io: IO,
     shared: Arc<Shared>,
     read: BytesMut,
-    handlers: FuturesUnordered<Handler>,
+    handlers: FuturesUnordered<Guarded>,
     timer: Pin<Box<tokio::time::Sleep>>,
     timer_at: Option<Instant>,
     handshake_deadline: Option<Instant>,
@@ -346,18 +374,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Driver<IO> {
                     parts: r.parts,
                     body: r.body,
                 };
-                // A handler that panics loses its own stream (its
-                // responder's drop resets it), never the connection.
-                let stream = r.id;
-                let handler = std::panic::AssertUnwindSafe(handle(request, responder));
-                self.handlers.push(Box::pin(async move {
-                    if futures_util::FutureExt::catch_unwind(handler)
-                        .await
-                        .is_err()
-                    {
-                        tracing::error!(stream, "request handler panicked; stream reset");
-                    }
-                }));
+                self.handlers.push(Guarded {
+                    stream: r.id,
+                    handler: handle(request, responder),
+                });
             }
             while let Poll::Ready(Some(())) = self.handlers.poll_next_unpin(cx) {
                 progress = true;

@@ -136,6 +136,8 @@ struct Entry {
     unready_since: Option<Instant>,
     /// At the last pick: no data, but a local read of it under way.
     soon: bool,
+    /// At the last pick: its own window had room.
+    window_open: bool,
     sent: u64,
     tag: u64,
 }
@@ -165,10 +167,15 @@ impl Scheduler {
                 was_ready: false,
                 unready_since: Some(now),
                 soon: false,
+                window_open: false,
                 sent: 0,
                 tag,
             },
         );
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 
     pub fn contains(&self, stream: u32) -> bool {
@@ -246,6 +253,7 @@ impl Scheduler {
             }
             e.was_ready = s.data;
             e.soon = s.soon;
+            e.window_open = s.window > 0;
             if s.data {
                 candidates += 1;
                 if !e.prio.incremental
@@ -268,7 +276,7 @@ impl Scheduler {
             if !e.prio.incremental && lanes[usize::from(u)].map(|(_, head)| head) != Some(id) {
                 continue;
             }
-            if state(id).window <= 0 {
+            if !e.window_open {
                 continue;
             }
             let key = (u, e.tag, e.seq, id);

@@ -85,10 +85,14 @@ pub struct DecisionCache {
     maps: Mutex<Generations>,
 }
 
+/// Keys are hashed with foldhash, seeded per process: looked up on every
+/// request, and each generation holds at most `entries` keys.
+type KeyMap = HashMap<Vec<u8>, Arc<Answer>, foldhash::fast::RandomState>;
+
 #[derive(Default)]
 struct Generations {
-    current: HashMap<Vec<u8>, Arc<Answer>>,
-    old: HashMap<Vec<u8>, Arc<Answer>>,
+    current: KeyMap,
+    old: KeyMap,
 }
 
 /// The fixed parts of a key: what every answer depends on.
@@ -149,6 +153,19 @@ impl DecisionCache {
     /// would make from these arguments, without building it: a hit then
     /// copies nothing of the request.
     pub fn key_of_parts(&self, parts: &http::request::Parts, view: &View<'_>) -> Vec<u8> {
+        let mut key = Vec::with_capacity(128);
+        self.write_key_of_parts(parts, view, &mut key);
+        key
+    }
+
+    /// [`key_of_parts`](Self::key_of_parts), appended to `key` (a buffer
+    /// reused across requests: a hit then allocates nothing).
+    pub fn write_key_of_parts(
+        &self,
+        parts: &http::request::Parts,
+        view: &View<'_>,
+        key: &mut Vec<u8>,
+    ) {
         let head = Head {
             method: parts.method.as_str(),
             path: parts.uri.path(),
@@ -168,11 +185,22 @@ impl DecisionCache {
                 part(value.as_bytes());
             }
         };
-        self.build_key(&head, &headers, &cookies)
+        self.write_key(&head, &headers, &cookies, key)
     }
 
     fn build_key(&self, head: &Head<'_>, headers: Values<'_>, cookies: Values<'_>) -> Vec<u8> {
         let mut key = Vec::with_capacity(128);
+        self.write_key(head, headers, cookies, &mut key);
+        key
+    }
+
+    fn write_key(
+        &self,
+        head: &Head<'_>,
+        headers: Values<'_>,
+        cookies: Values<'_>,
+        key: &mut Vec<u8>,
+    ) {
         let mut part = |bytes: &[u8]| {
             key.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
             key.extend_from_slice(bytes);
@@ -197,7 +225,6 @@ impl DecisionCache {
                 part(&[n]);
             }
         }
-        key
     }
 
     pub fn get(&self, key: &[u8]) -> Option<Arc<Answer>> {

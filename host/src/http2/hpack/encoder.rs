@@ -9,7 +9,10 @@
 
 use std::hash::{BuildHasher, Hasher};
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderName, HeaderValue};
+
+#[cfg(test)]
+use http::HeaderMap;
 
 use super::{DEFAULT_TABLE_SIZE, Name, Table, encode_int, huffman};
 
@@ -24,7 +27,26 @@ pub struct Encoder {
     /// A size change the peer's SETTINGS_HEADER_TABLE_SIZE forced since the
     /// last block: the smallest size in between, and the final one (§4.2).
     pending: Option<(usize, usize)>,
+    /// Fields met before, by the address of their name and value: a cached
+    /// file's head or a cached plan's `Link` is the same allocation on
+    /// every response, so it is found without hashing or comparing its
+    /// bytes. Each entry holds its name and value, so the memory cannot be
+    /// freed and reused for other bytes while the address is remembered.
+    seen: std::collections::HashMap<(usize, usize, usize), Seen, foldhash::fast::FixedState>,
+    /// The last status outside the static table, and its entry.
+    last_status: Option<(u16, u64)>,
 }
+
+/// A field found by address: where it went in the table.
+#[derive(Debug)]
+struct Seen {
+    absolute: u64,
+    _name: HeaderName,
+    _value: HeaderValue,
+}
+
+/// Fields remembered by address, at most (then forgotten all at once).
+const MAX_SEEN: usize = 256;
 
 /// How a literal field is sent (§6.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +79,8 @@ impl Encoder {
             index: Default::default(),
             hasher: foldhash::fast::FixedState::with_seed(0x6865_7261_6c64),
             pending: None,
+            seen: Default::default(),
+            last_status: None,
         }
     }
 
@@ -84,7 +108,12 @@ impl Encoder {
     }
 
     /// A response (or 1xx) header block.
-    pub fn response(&mut self, status: u16, headers: &HeaderMap, out: &mut Vec<u8>) {
+    pub fn response<'a>(
+        &mut self,
+        status: u16,
+        headers: impl IntoIterator<Item = (&'a HeaderName, &'a HeaderValue)>,
+        out: &mut Vec<u8>,
+    ) {
         self.begin(out);
         match status {
             200 => out.push(0x80 | 8),
@@ -95,20 +124,33 @@ impl Encoder {
             404 => out.push(0x80 | 13),
             500 => out.push(0x80 | 14),
             _ => {
-                let code = itoa3(status);
-                self.field(&Name::Status, &code, Indexing::Yes, out);
+                // 103 on every page that hints: its entry, remembered.
+                if let Some((code, absolute)) = self.last_status
+                    && code == status
+                    && let Some(index) = self.table.index_of(absolute)
+                {
+                    encode_int(index, 7, 0x80, out);
+                } else {
+                    let code = itoa3(status);
+                    self.field(&Name::Status, &code, Indexing::Yes, out);
+                    let key = self.key(b":status", &code);
+                    if let Some(index) = self.find(key, b":status", &code) {
+                        self.last_status =
+                            Some((status, self.table.inserted - (index - 62) as u64));
+                    }
+                }
             }
         }
         self.headers(headers, out);
     }
 
     /// The request of a PUSH_PROMISE: always a GET.
-    pub fn push_request(
+    pub fn push_request<'a>(
         &mut self,
         scheme: &str,
         authority: &str,
         path: &str,
-        headers: &HeaderMap,
+        headers: impl IntoIterator<Item = (&'a HeaderName, &'a HeaderValue)>,
         out: &mut Vec<u8>,
     ) {
         self.begin(out);
@@ -124,7 +166,11 @@ impl Encoder {
         self.headers(headers, out);
     }
 
-    fn headers(&mut self, headers: &HeaderMap, out: &mut Vec<u8>) {
+    fn headers<'a>(
+        &mut self,
+        headers: impl IntoIterator<Item = (&'a HeaderName, &'a HeaderValue)>,
+        out: &mut Vec<u8>,
+    ) {
         for (name, value) in headers {
             if is_connection_specific(name) {
                 continue;
@@ -143,22 +189,64 @@ impl Encoder {
     }
 
     fn header(&mut self, name: &HeaderName, value: &HeaderValue, how: Indexing, out: &mut Vec<u8>) {
-        // The common case first, without building a `Name`.
-        let key = self.key(name.as_str().as_bytes(), value.as_bytes());
-        if how != Indexing::Never
-            && let Some(index) = self.find(key, name.as_str().as_bytes(), value.as_bytes())
+        if how == Indexing::Never {
+            let key = self.key(name.as_str().as_bytes(), value.as_bytes());
+            self.literal(
+                Name::Header(name.clone()),
+                static_name_index(name),
+                value.as_bytes(),
+                how,
+                key,
+                out,
+            );
+            return;
+        }
+        // The common case first: the same allocation as last time.
+        let address = (
+            name.as_str().as_ptr() as usize,
+            value.as_bytes().as_ptr() as usize,
+            value.len(),
+        );
+        if let Some(index) = self
+            .seen
+            .get(&address)
+            .and_then(|s| self.table.index_of(s.absolute))
         {
             encode_int(index, 7, 0x80, out);
             return;
         }
-        self.literal(
-            Name::Header(name.clone()),
-            static_name_index(name),
-            value.as_bytes(),
-            how,
-            key,
-            out,
-        );
+        let key = self.key(name.as_str().as_bytes(), value.as_bytes());
+        let index = match self.find(key, name.as_str().as_bytes(), value.as_bytes()) {
+            Some(index) => {
+                encode_int(index, 7, 0x80, out);
+                Some(index)
+            }
+            None => {
+                self.literal(
+                    Name::Header(name.clone()),
+                    static_name_index(name),
+                    value.as_bytes(),
+                    how,
+                    key,
+                    out,
+                );
+                self.find(key, name.as_str().as_bytes(), value.as_bytes())
+            }
+        };
+        if let Some(index) = index {
+            if self.seen.len() >= MAX_SEEN {
+                self.seen.clear();
+            }
+            let absolute = self.table.inserted - (index - 62) as u64;
+            self.seen.insert(
+                address,
+                Seen {
+                    absolute,
+                    _name: name.clone(),
+                    _value: value.clone(),
+                },
+            );
+        }
     }
 
     fn field(&mut self, name: &Name, value: &[u8], how: Indexing, out: &mut Vec<u8>) {
