@@ -326,6 +326,11 @@ pub struct Engine {
     recv_window: i64,
     recv_unacked: i64,
     out: Vec<u8>,
+    /// Offsets in `out` where a write ends early: just past the last DATA
+    /// frame of a stream that outranks what follows.
+    boundaries: std::collections::VecDeque<usize>,
+    /// Where the last stream to finish ended, and its rank.
+    last_end: Option<(usize, (u8, bool))>,
     block: Vec<u8>,
     sched: Scheduler,
     partial: Option<Partial>,
@@ -373,6 +378,8 @@ impl Engine {
             recv_window: i64::from(DEFAULT_WINDOW),
             recv_unacked: 0,
             out: Vec::with_capacity(4096),
+            boundaries: std::collections::VecDeque::new(),
+            last_end: None,
             block: Vec::with_capacity(512),
             sched: Scheduler::default(),
             partial: None,
@@ -451,9 +458,29 @@ impl Engine {
         &self.out
     }
 
+    /// What the next write should carry: the output up to the first place a
+    /// stream's body ended, so that under TLS each response ends its own
+    /// record. A record is decrypted only once it has all arrived: the
+    /// page's last bytes must not wait in one record with the start of a
+    /// font behind them (up to 16 KiB, 6.5 ms at 20 Mbit/s). The writes go
+    /// to a buffer (`conn::flush`), so the socket still sees one write.
+    pub fn next_write(&self) -> &[u8] {
+        match self.boundaries.front() {
+            Some(&end) => &self.out[..end],
+            None => &self.out,
+        }
+    }
+
     /// `n` bytes of the output were written.
     pub fn consumed(&mut self, n: usize, now: Instant) {
         self.out.drain(..n);
+        self.boundaries.retain_mut(|b| {
+            *b = b.saturating_sub(n);
+            *b > 0
+        });
+        if let Some((at, _)) = self.last_end.as_mut() {
+            *at = at.saturating_sub(n);
+        }
         self.stalled_since = if self.out.is_empty() {
             None
         } else {
@@ -1542,6 +1569,17 @@ impl Engine {
     }
 
     fn frame_data(&mut self, id: u32, max_frame: usize) {
+        // A stream that ended just before, and outranks this one: its last
+        // record ends there, so its end is not held back by our bytes. (Among
+        // equals, pages answered in a row, a record each would cost more
+        // than it saves.)
+        if let Some((at, rank)) = self.last_end.take()
+            && let Some(s) = self.streams.get(&id)
+            && rank < self.rank(id, s.pushed)
+            && self.boundaries.back() != Some(&at)
+        {
+            self.boundaries.push_back(at);
+        }
         let Some(s) = self.streams.get_mut(&id) else {
             return;
         };
@@ -1580,11 +1618,19 @@ impl Engine {
         }
     }
 
+    /// How a stream ranks for record boundaries: urgency, then a page before
+    /// a push of the same urgency.
+    fn rank(&self, id: u32, pushed: bool) -> (u8, bool) {
+        let urgency = self.sched.priority(id).map_or(3, |p| p.urgency);
+        (urgency, pushed)
+    }
+
     /// The last DATA of `id` is framed.
     fn body_sent(&mut self, id: u32) {
         let Some(s) = self.streams.get(&id) else {
             return;
         };
+        self.last_end = Some((self.out.len(), self.rank(id, s.pushed)));
         if !s.pushed && s.recv_open {
             frame::rst_stream(&mut self.out, id, Reason::NO_ERROR);
         }

@@ -525,7 +525,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Driver<IO> {
             if e.output().is_empty() {
                 break;
             }
-            match Pin::new(&mut self.io).poll_write(cx, e.output()) {
+            match Pin::new(&mut self.io).poll_write(cx, e.next_write()) {
                 Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
                 Poll::Ready(Ok(n)) => {
                     if let Some(t) = self.trace.as_mut() {

@@ -579,3 +579,70 @@ fn rapid_resets_of_unanswered_streams_close_the_connection() {
     );
     assert_eq!(Raw::goaway(&raw.take()), Some(Reason::ENHANCE_YOUR_CALM.0));
 }
+
+#[test]
+fn a_write_ends_after_a_stream_that_outranks_what_follows() {
+    let mut raw = Raw::new(&[]);
+    for id in [1, 3] {
+        raw.request(id, "/", true);
+    }
+    let ids: Vec<u32> = raw.engine.take_requests().iter().map(|r| r.id).collect();
+    for &id in &ids {
+        raw.engine.schedule(id, Priority::default(), raw.now);
+    }
+    // Page 1 pushes a font at its own urgency; both pages answer.
+    let empty = HeaderMap::new();
+    let font = raw
+        .engine
+        .push(
+            1,
+            PushRequest {
+                scheme: "https",
+                authority: "example.com",
+                path: "/font.woff",
+                headers: &empty,
+            },
+            StatusCode::OK,
+            &empty,
+            Payload::Bytes(Bytes::from(vec![0u8; 9000])),
+            Priority::default(),
+            None,
+            Duration::from_secs(1),
+            raw.now,
+        )
+        .unwrap();
+    for &id in &ids {
+        raw.engine
+            .respond(
+                id,
+                StatusCode::OK,
+                &empty,
+                Payload::Bytes(Bytes::from(vec![1u8; 700])),
+                None,
+                raw.now,
+            )
+            .unwrap();
+    }
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    raw.engine.fill(&mut cx, raw.now);
+    // The two pages (equals) share a write; it ends where the font begins.
+    let mut frames = Vec::new();
+    FrameDecoder::new(false).feed(raw.engine.next_write(), |f| frames.push(f.head));
+    let last = frames.last().unwrap();
+    assert_eq!(
+        (last.kind, last.stream),
+        (frame_type::DATA, 3),
+        "{frames:?}"
+    );
+    let data: Vec<u32> = frames
+        .iter()
+        .filter(|f| f.kind == frame_type::DATA)
+        .map(|f| f.stream)
+        .collect();
+    assert_eq!(data, [1, 3]);
+    let n = raw.engine.next_write().len();
+    raw.engine.consumed(n, raw.now);
+    let mut rest = Vec::new();
+    FrameDecoder::new(false).feed(raw.engine.next_write(), |f| rest.push(f.head));
+    assert!(rest.iter().all(|f| f.stream == font), "{rest:?}");
+}
