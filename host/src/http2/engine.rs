@@ -478,9 +478,10 @@ impl Engine {
             *b = b.saturating_sub(n);
             *b > 0
         });
-        if let Some((at, _)) = self.last_end.as_mut() {
-            *at = at.saturating_sub(n);
-        }
+        // A stream that ended in what was written needs no boundary.
+        self.last_end = self
+            .last_end
+            .and_then(|(at, rank)| at.checked_sub(n).filter(|&at| at > 0).map(|at| (at, rank)));
         self.stalled_since = if self.out.is_empty() {
             None
         } else {
@@ -1574,6 +1575,7 @@ impl Engine {
         // equals, pages answered in a row, a record each would cost more
         // than it saves.)
         if let Some((at, rank)) = self.last_end.take()
+            && at > 0
             && let Some(s) = self.streams.get(&id)
             && rank < self.rank(id, s.pushed)
             && self.boundaries.back() != Some(&at)

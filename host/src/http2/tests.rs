@@ -646,3 +646,53 @@ fn a_write_ends_after_a_stream_that_outranks_what_follows() {
     FrameDecoder::new(false).feed(raw.engine.next_write(), |f| rest.push(f.head));
     assert!(rest.iter().all(|f| f.stream == font), "{rest:?}");
 }
+
+#[test]
+fn a_stream_that_ended_in_what_was_written_leaves_no_empty_write() {
+    let mut raw = Raw::new(&[]);
+    for id in [1, 3] {
+        raw.request(id, "/", true);
+    }
+    let ids: Vec<u32> = raw.engine.take_requests().iter().map(|r| r.id).collect();
+    for &id in &ids {
+        raw.engine.schedule(id, Priority::default(), raw.now);
+    }
+    let empty = HeaderMap::new();
+    let body = |n| Payload::Bytes(Bytes::from(vec![1u8; n]));
+    raw.engine
+        .respond(ids[0], StatusCode::OK, &empty, body(700), None, raw.now)
+        .unwrap();
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    raw.engine.fill(&mut cx, raw.now);
+    let n = raw.engine.next_write().len();
+    raw.engine.consumed(n, raw.now);
+    assert!(raw.engine.output().is_empty());
+    // The next body framed ranks below the page that ended in that write:
+    // no boundary at the start of the output (an empty write would be a
+    // zero-length write, which the driver treats as a dead socket).
+    let path = "/font.woff";
+    let request = PushRequest {
+        scheme: "https",
+        authority: "example.com",
+        path,
+        headers: &empty,
+    };
+    raw.engine
+        .push(
+            ids[1],
+            request,
+            StatusCode::OK,
+            &empty,
+            body(9000),
+            Priority::default(),
+            None,
+            Duration::from_secs(1),
+            raw.now,
+        )
+        .unwrap();
+    // Page 3 waits for its upstream meanwhile.
+    raw.engine.idle(ids[1], raw.now);
+    raw.engine.fill(&mut cx, raw.now);
+    assert!(raw.engine.output().len() > 9000);
+    assert_eq!(raw.engine.next_write().len(), raw.engine.output().len());
+}
