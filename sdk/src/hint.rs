@@ -35,24 +35,53 @@ impl Destination {
     /// assert_eq!(Destination::from_path("/data"), Destination::Fetch);
     /// ```
     pub fn from_path(path: &str) -> Destination {
-        let path = path.split(['?', '#']).next().unwrap_or("");
-        let file = path.rsplit('/').next().unwrap_or("");
-        let ext = match file.rsplit_once('.') {
-            Some((_, ext)) => ext.to_ascii_lowercase(),
-            None => return Destination::Fetch,
+        // Byte scans and a case-insensitive table: no allocation, as this
+        // runs for every hint a policy builds with `Hint::new`.
+        let bytes = path.as_bytes();
+        let end = bytes
+            .iter()
+            .position(|&b| b == b'?' || b == b'#')
+            .unwrap_or(bytes.len());
+        let path = &bytes[..end];
+        let file = match path.iter().rposition(|&b| b == b'/') {
+            Some(slash) => &path[slash + 1..],
+            None => path,
         };
-        match ext.as_str() {
-            "css" => Destination::Style,
-            "js" | "mjs" => Destination::Script,
-            "woff2" | "woff" | "ttf" | "otf" => Destination::Font,
-            "png" | "jpg" | "jpeg" | "gif" | "webp" | "avif" | "svg" | "ico" => Destination::Image,
-            "html" | "htm" => Destination::Document,
-            "mp3" | "ogg" | "wav" | "flac" => Destination::Audio,
-            "mp4" | "webm" => Destination::Video,
-            "vtt" => Destination::Track,
-            "webmanifest" => Destination::Manifest,
-            _ => Destination::Fetch,
-        }
+        let Some(dot) = file.iter().rposition(|&b| b == b'.') else {
+            return Destination::Fetch;
+        };
+        let ext = &file[dot + 1..];
+        const BY_EXTENSION: &[(&str, Destination)] = &[
+            ("css", Destination::Style),
+            ("js", Destination::Script),
+            ("mjs", Destination::Script),
+            ("woff2", Destination::Font),
+            ("woff", Destination::Font),
+            ("ttf", Destination::Font),
+            ("otf", Destination::Font),
+            ("png", Destination::Image),
+            ("jpg", Destination::Image),
+            ("jpeg", Destination::Image),
+            ("gif", Destination::Image),
+            ("webp", Destination::Image),
+            ("avif", Destination::Image),
+            ("svg", Destination::Image),
+            ("ico", Destination::Image),
+            ("html", Destination::Document),
+            ("htm", Destination::Document),
+            ("mp3", Destination::Audio),
+            ("ogg", Destination::Audio),
+            ("wav", Destination::Audio),
+            ("flac", Destination::Audio),
+            ("mp4", Destination::Video),
+            ("webm", Destination::Video),
+            ("vtt", Destination::Track),
+            ("webmanifest", Destination::Manifest),
+        ];
+        BY_EXTENSION
+            .iter()
+            .find(|(name, _)| name.as_bytes().eq_ignore_ascii_case(ext))
+            .map_or(Destination::Fetch, |&(_, destination)| destination)
     }
 
     /// The name used in `as=`.
@@ -387,6 +416,29 @@ impl Hint {
                 Delivery::PushOnly => wit::Delivery::PushOnly,
                 Delivery::HintOnly => wit::Delivery::HintOnly,
             },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Destination;
+
+    #[test]
+    fn destination_from_the_last_segment_extension_any_case() {
+        for (path, want) in [
+            ("/css/site.css", Destination::Style),
+            ("/a/b.MJS?v=2#top", Destination::Script),
+            ("/fonts/x.Woff2", Destination::Font),
+            ("/img/a.b.jpeg", Destination::Image),
+            ("/site.webmanifest", Destination::Manifest),
+            ("/v1.2/data", Destination::Fetch),
+            ("/data?file=a.css", Destination::Fetch),
+            ("/archive.tar", Destination::Fetch),
+            ("/dot.", Destination::Fetch),
+            ("", Destination::Fetch),
+        ] {
+            assert_eq!(Destination::from_path(path), want, "{path}");
         }
     }
 }
