@@ -296,7 +296,14 @@ fn main() -> ExitCode {
                 policies: policy,
                 baseline,
             };
-            run_bench(async move { herald::bench::decide::report(&opts).await })
+            // On a worker, as `herald serve` calls policies: what a call
+            // leaves to run (an instance's teardown) runs on this thread
+            // when the measuring task yields, not beside it on another core.
+            run_bench(async move {
+                tokio::spawn(async move { herald::bench::decide::report(&opts).await })
+                    .await
+                    .map_err(anyhow::Error::from)?
+            })
         }
         Command::Bench(BenchCommand::Instructions {
             policy,

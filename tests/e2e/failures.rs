@@ -203,6 +203,48 @@ async fn failures_and_latency_are_counted_on_the_policy_version() {
 }
 
 #[tokio::test]
+async fn one_call_slot_serves_requests_back_to_back_and_at_once() {
+    // A fresh instance is torn down after its request has been answered,
+    // and only then gives its call slot back: with a single slot, requests
+    // in a row and at once must all still get their hint, none turned away.
+    let config = config_for(&demo_site(), Some(&policy("misbehave")), "").replace(
+        "deadline_ms = 1000\n",
+        "deadline_ms = 1000\nmax_concurrent_calls = 1\n",
+    );
+    let herald = Herald::start(&format!("{config}\n[admin]\nlisten = \"127.0.0.1:0\"\n"));
+    let client = std::sync::Arc::new(Client::tls(&herald, ClientOptions::default()).await);
+    for i in 0..20 {
+        let page = client.get("/").await;
+        assert_eq!(
+            page.pushed_paths(),
+            ["/css/site.css"],
+            "request {i} in a row"
+        );
+    }
+    let at_once: Vec<_> = (0..20)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.get("/").await })
+        })
+        .collect();
+    for (i, task) in at_once.into_iter().enumerate() {
+        let page = task.await.unwrap();
+        assert_eq!(
+            page.pushed_paths(),
+            ["/css/site.css"],
+            "request {i} at once"
+        );
+    }
+    let text = herald.metrics_text();
+    let busy: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("herald_policy_busy_total"))
+        .collect();
+    assert!(!busy.is_empty(), "no busy counter:\n{text}");
+    assert!(busy.iter().all(|l| l.ends_with(" 0")), "{busy:?}");
+}
+
+#[tokio::test]
 async fn a_policy_cannot_reach_files_environment_or_network() {
     let herald = misbehave();
     let client = Client::tls(&herald, ClientOptions::default()).await;

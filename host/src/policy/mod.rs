@@ -144,15 +144,17 @@ impl PolicyEngine {
             .consume_fuel(limits.fuel || limits.max_instructions > 0)
             .memory_init_cow(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        // For profiling guests with `perf`: a /tmp/perf-<pid>.map naming
+        // compiled Wasm functions (their name section, if not stripped).
+        if std::env::var_os("HERALD_PERF_MAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config)
             .map_err(|e| anyhow::anyhow!("cannot create the Wasm engine: {e:#}"))?;
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        bindings::herald::policy::config::add_to_linker::<
-            _,
-            wasmtime::component::HasSelf<HostState>,
-        >(&mut linker, |s| s)?;
+        add_config_to_linker(&mut linker)?;
         bindings::herald::policy::client_cache::add_to_linker::<
             _,
             wasmtime::component::HasSelf<HostState>,
@@ -204,9 +206,12 @@ impl PolicyEngine {
         let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
             anyhow::anyhow!("does not fit the herald:policy/push-policy world: {e:#}")
         })?;
-        let indices = bindings::PushPolicyIndices::new(&instance_pre).map_err(|e| {
-            anyhow::anyhow!("does not export the herald:policy/push-policy world: {e:#}")
-        })?;
+        let decide = match component.get_export_index(None, "decide") {
+            Some(index) => index,
+            None => anyhow::bail!(
+                "does not export the herald:policy/push-policy world: no `decide` function"
+            ),
+        };
         let pre = bindings::PushPolicyPre::new(instance_pre).map_err(|e| {
             anyhow::anyhow!("does not export the herald:policy/push-policy world: {e:#}")
         })?;
@@ -215,9 +220,14 @@ impl PolicyEngine {
             name: name.to_string(),
             version: short_digest(bytes),
             pre,
-            indices,
+            decide,
+            decide_checked: std::sync::atomic::AtomicBool::new(false),
             data: Arc::new(PolicyData {
-                values: crate::config::flatten_policy_config(config),
+                values: crate::config::flatten_policy_config(config)
+                    .into_iter()
+                    .map(|(key, values)| (key, values.into()))
+                    .collect(),
+                none: Arc::new([]),
                 json,
             }),
             engine: self.engine.clone(),
@@ -333,15 +343,19 @@ pub fn short_digest(bytes: &[u8]) -> String {
 }
 
 /// The policy's configuration as the `config` import serves it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct PolicyData {
-    values: BTreeMap<String, Vec<String>>,
+    values: BTreeMap<String, Arc<[String]>>,
+    /// What `get` answers for an absent key.
+    none: Arc<[String]>,
     json: String,
 }
 
 /// Per-call state inside the store.
 struct HostState {
-    wasi: WasiCtx,
+    /// Built on the guest's first WASI call: most policies make none, and
+    /// building one per fresh instance cost about 0.4 us.
+    wasi: Option<WasiCtx>,
     table: ResourceTable,
     limits: Limiter,
     data: Arc<PolicyData>,
@@ -408,25 +422,49 @@ impl wasmtime::ResourceLimiter for Limiter {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let output = &self.output;
+        // Locked down: no arguments, environment, files or sockets; stdout
+        // and stderr captured (bounded) for the log.
+        let ctx = self.wasi.get_or_insert_with(|| {
+            WasiCtx::builder()
+                .stdout(output.clone())
+                .stderr(output.clone())
+                .build()
+        });
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx,
             table: &mut self.table,
         }
     }
 }
 
-impl bindings::herald::policy::config::Host for HostState {
-    fn get(&mut self, key: String) -> Vec<String> {
-        self.data.values.get(&key).cloned().unwrap_or_default()
-    }
-
-    fn keys(&mut self) -> Vec<String> {
-        self.data.values.keys().cloned().collect()
-    }
-
-    fn json(&mut self) -> String {
-        self.data.json.clone()
-    }
+/// The `config` interface, defined by hand rather than through the
+/// generated trait: `get` reads its key in the guest's memory and lowers
+/// the shared values as they are, where the trait's signature (an owned key,
+/// an owned `Vec<String>` back) cost an allocation per string on every call.
+fn add_config_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
+    use wasmtime::StoreContextMut;
+    use wasmtime::component::WasmStr;
+    let mut config = linker.instance("herald:policy/config@0.1.1")?;
+    config.func_wrap(
+        "get",
+        |store: StoreContextMut<'_, HostState>, (key,): (WasmStr,)| {
+            let data = &store.data().data;
+            let values = data
+                .values
+                .get(&*key.to_str(&store)?)
+                .unwrap_or(&data.none)
+                .clone();
+            Ok((values,))
+        },
+    )?;
+    config.func_wrap("keys", |store: StoreContextMut<'_, HostState>, (): ()| {
+        Ok((store.data().data.values.keys().cloned().collect::<Vec<_>>(),))
+    })?;
+    config.func_wrap("json", |store: StoreContextMut<'_, HostState>, (): ()| {
+        Ok((store.data().data.json.clone(),))
+    })?;
+    Ok(())
 }
 
 impl bindings::herald::policy::types::Host for HostState {}
@@ -506,7 +544,10 @@ pub struct Policy {
     pre: bindings::PushPolicyPre<HostState>,
     /// Where `decide` is in every instance, found once at load (looking it
     /// up by name per fresh instance cost 0.7 us of 13; `herald bench policy`).
-    indices: bindings::PushPolicyIndices,
+    decide: wasmtime::component::ComponentExportIndex,
+    /// `decide`'s type was checked against the world on a first instance;
+    /// later instances of the same component skip the check (0.4 us).
+    decide_checked: std::sync::atomic::AtomicBool,
     data: Arc<PolicyData>,
     engine: Engine,
     limits: Limits,
@@ -528,10 +569,13 @@ enum Call<'a> {
     OnResponse(&'a Request, &'a UpstreamResponse, &'a [Hint]),
 }
 
+/// `decide`'s signature in the `push-policy` world.
+type DecideFunc = wasmtime::component::TypedFunc<(&'static Request,), (Result<Vec<Hint>, String>,)>;
+
 /// An instantiated policy: the typed `decide` and the raw instance (for
 /// `on-response`).
 struct Exports {
-    policy: bindings::PushPolicy,
+    decide: DecideFunc,
     instance: wasmtime::component::Instance,
 }
 
@@ -762,6 +806,32 @@ impl Policy {
         (result, stats)
     }
 
+    /// This instance's `decide`: type-checked on the policy's first
+    /// instance, taken as it is on the others (the same component).
+    fn decide_of(
+        &self,
+        store: &mut Store<HostState>,
+        instance: &wasmtime::component::Instance,
+    ) -> wasmtime::Result<DecideFunc> {
+        use std::sync::atomic::Ordering;
+        if !self.decide_checked.load(Ordering::Relaxed) {
+            instance
+                .get_typed_func::<(&Request,), (Result<Vec<Hint>, String>,)>(
+                    &mut *store,
+                    self.decide,
+                )
+                .map_err(|e| e.context("`decide` does not have the push-policy signature"))?;
+            self.decide_checked.store(true, Ordering::Relaxed);
+        }
+        let func = instance
+            .get_func(&mut *store, self.decide)
+            .ok_or_else(|| wasmtime::Error::msg("the component has no `decide` function"))?;
+        // SAFETY: the signature was checked against this component above
+        // (on this or an earlier instance of it), and every instance of a
+        // component has the same export types.
+        Ok(unsafe { DecideFunc::new_unchecked(func) })
+    }
+
     fn take_warm(&self) -> Option<Instance> {
         if self.isolation != Isolation::Reuse {
             return None;
@@ -777,17 +847,16 @@ impl Policy {
         let mut warm = self.warm.lock().unwrap_or_else(|e| e.into_inner());
         if !warm.parked && warm.idle.len() < self.limits.reuse_idle as usize {
             warm.idle.push(instance);
+            return;
         }
+        drop(warm);
+        retire(instance);
     }
 
     fn new_instance(&self, slot: tokio::sync::OwnedSemaphorePermit) -> Instance {
         let output = CapturedOutput::new(self.limits.max_output_bytes);
-        let wasi = WasiCtx::builder()
-            .stdout(output.clone())
-            .stderr(output.clone())
-            .build();
         let state = HostState {
-            wasi,
+            wasi: None,
             table: ResourceTable::new(),
             limits: Limiter {
                 inner: StoreLimitsBuilder::new()
@@ -848,14 +917,20 @@ impl Policy {
                     let store = &mut instance.store;
                     let raw = self.pre.instance_pre().instantiate_async(&mut *store).await?;
                     Exports {
-                        policy: self.indices.load(&mut *store, &raw)?,
+                        decide: self.decide_of(&mut *store, &raw)?,
                         instance: raw,
                     }
                 }
             };
             let store = &mut instance.store;
             let result = match (what, &self.on_response) {
-                (Call::Decide(req), _) => exports.policy.call_decide(&mut *store, req).await,
+                (Call::Decide(req), _) => {
+                    exports
+                        .decide
+                        .call_async(&mut *store, (req,))
+                        .await
+                        .map(|(r,)| r)
+                }
                 (Call::OnResponse(req, response, hints), Some(index)) => {
                     let f = exports
                         .instance
@@ -918,15 +993,34 @@ impl Policy {
             && instance.calls < self.limits.reuse_max_calls
         {
             self.give_back(instance);
-        } else if self.isolation == Isolation::Reuse {
+        } else if self.isolation == Isolation::Fresh {
+            retire(instance);
+        } else {
             tracing::debug!(
                 policy = %self.name,
                 calls = instance.calls,
                 "recycling a reused instance ({})",
                 if sound { "call limit" } else { "trap or timeout" }
             );
+            retire(instance);
         }
         result
+    }
+}
+
+/// An instance's teardown (the store dropped, its pooled slot reset: a
+/// `PAGEMAP_SCAN` ioctl and the dirtied pages copied back, a quarter of a
+/// fresh call) is taken off the request's path: it runs as a task of its
+/// own on this runtime, which starts once the task that asked yields, in
+/// `herald serve` normally with the response written. Its call slot is
+/// held until then, so the pool never hands out more than it has.
+/// Outside a runtime it is dropped here.
+fn retire(instance: Instance) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn(async move { drop(instance) });
+        }
+        Err(_) => drop(instance),
     }
 }
 
