@@ -289,6 +289,8 @@ pub struct PolicyConfig {
     /// How each call gets its instance: `fresh` (the default) instantiates
     /// the component anew for every request, so no state survives a call;
     /// right for Rust and C policies, which instantiate in microseconds.
+    /// (Each instance serves one call; up to two are instantiated ahead,
+    /// after the previous call, while more than half the slots are free.)
     /// `reuse` keeps warm instances and calls each up to
     /// `reuse_max_calls` times, recycling it at once after a trap or a
     /// timeout; for Python and JavaScript policies, whose instantiation

@@ -370,6 +370,9 @@ async fn plan_with(
     let view = ask.view(&version.variant);
     let client_cache = digest.map(|d| d as Arc<dyn crate::policy::ClientCache>);
     let (result, stats) = policy.answer(ask.parts, &view, client_cache).await;
+    if stats.ahead {
+        Metrics::inc(&metrics.policy_ahead);
+    }
     if stats.cached {
         Metrics::inc(&metrics.policy_cached);
     } else {

@@ -23,6 +23,8 @@ pub struct Metrics {
     pub policy_errors: AtomicU64,
     pub policy_busy: AtomicU64,
     pub policy_cached: AtomicU64,
+    /// Calls on a fresh instance that was instantiated ahead of them.
+    pub policy_ahead: AtomicU64,
     pub floods: AtomicU64,
     /// Proxied requests answered 502/504 because the upstream failed.
     pub upstream_errors: AtomicU64,
@@ -66,7 +68,7 @@ impl Metrics {
     /// `policy="x",version="y"`), one HELP/TYPE block per series name.
     pub fn render_all(sets: &[(String, std::sync::Arc<Metrics>)]) -> String {
         type Pick = fn(&Metrics) -> &AtomicU64;
-        let series: [(&str, &str, Pick); 22] = [
+        let series: [(&str, &str, Pick); 23] = [
             ("herald_requests_total", "Requests received.", |m| {
                 &m.requests
             }),
@@ -82,6 +84,11 @@ impl Metrics {
                 "herald_upstream_errors_total",
                 "Proxied requests answered 502 or 504 because the upstream failed.",
                 |m| &m.upstream_errors,
+            ),
+            (
+                "herald_policy_instantiated_ahead_total",
+                "Policy calls on a fresh instance instantiated before the request came.",
+                |m| &m.policy_ahead,
             ),
             (
                 "herald_policy_cached_answers_total",

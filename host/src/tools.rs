@@ -178,6 +178,8 @@ pub async fn run(policy: &Policy, samples: &[Sample]) -> Result<String, String> 
             "cached answer, no call".to_string()
         } else if stats.reused {
             format!("reused instance, call {}", stats.calls_on_instance)
+        } else if stats.ahead {
+            "new instance, instantiated ahead".to_string()
         } else {
             "new instance".to_string()
         };

@@ -220,9 +220,17 @@ fn sigterm_lets_in_flight_pushes_finish_then_exits() {
     let page = rt.block_on(async {
         let fetch = client.get("/");
         tokio::pin!(fetch);
+        // Signal once the pushes are promised, not after a fixed delay (a
+        // loaded machine may not even have sent the request by then).
+        let promised = async {
+            let push_promise = herald::http2::frame::frame_type::PUSH_PROMISE;
+            while !client.seen().iter().any(|f| f.kind == push_promise) {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        };
         tokio::select! {
             _ = &mut fetch => panic!("finished before the signal"),
-            _ = tokio::time::sleep(std::time::Duration::from_millis(5)) => {}
+            _ = promised => {}
         }
         herald.signal("TERM");
         fetch.await

@@ -216,9 +216,7 @@ impl PolicyEngine {
             anyhow::anyhow!("does not export the herald:policy/push-policy world: {e:#}")
         })?;
         let json = serde_json::to_string(&toml_to_json(&toml::Value::Table(config.clone())))?;
-        Ok(Policy {
-            name: name.to_string(),
-            version: short_digest(bytes),
+        let maker = Arc::new(Maker {
             pre,
             decide,
             decide_checked: std::sync::atomic::AtomicBool::new(false),
@@ -234,8 +232,14 @@ impl PolicyEngine {
             limits: self.limits.clone(),
             slots: self.slots.clone(),
             clock: self.clock.clone(),
-            isolation: Isolation::Fresh,
             warm: Mutex::new(WarmPool::default()),
+        });
+        Ok(Policy {
+            name: name.to_string(),
+            version: short_digest(bytes),
+            maker,
+            limits: self.limits.clone(),
+            isolation: Isolation::Fresh,
             cache: cache::DecisionCache::new(&self.limits.cache),
             on_response: component.get_export_index(None, "on-response"),
         })
@@ -528,6 +532,8 @@ pub struct CallStats {
     pub peak_memory: usize,
     /// Whether the call ran on a warm instance (`reuse` isolation).
     pub reused: bool,
+    /// The call ran on a fresh instance instantiated ahead of it.
+    pub ahead: bool,
     /// Calls this instance has served, this one included.
     pub calls_on_instance: u32,
     /// The answer came from the decision cache: no call was made.
@@ -541,6 +547,19 @@ pub struct CallStats {
 pub struct Policy {
     name: String,
     version: String,
+    maker: Arc<Maker>,
+    limits: Limits,
+    isolation: Isolation,
+    /// Answers by request key (`[policy.cache]`), for this version only.
+    cache: Option<cache::DecisionCache>,
+    /// The `on-response` export (`proxy-policy` world), if the component has one.
+    on_response: Option<wasmtime::component::ComponentExportIndex>,
+}
+
+/// What a policy version's instances are made from, and the instances
+/// waiting for a call. Shared with the tasks that tear used instances down
+/// and, in `fresh` isolation, instantiate the next one ahead of its call.
+struct Maker {
     pre: bindings::PushPolicyPre<HostState>,
     /// Where `decide` is in every instance, found once at load (looking it
     /// up by name per fresh instance cost 0.7 us of 13; `herald bench policy`).
@@ -553,13 +572,9 @@ pub struct Policy {
     limits: Limits,
     slots: Arc<tokio::sync::Semaphore>,
     clock: Arc<clock::EpochClock>,
-    isolation: Isolation,
-    /// `reuse` isolation: instances waiting for their next call.
+    /// Instances waiting for a call: in `reuse` isolation warm ones, in
+    /// `fresh` isolation ones instantiated ahead and never called.
     warm: Mutex<WarmPool>,
-    /// Answers by request key (`[policy.cache]`), for this version only.
-    cache: Option<cache::DecisionCache>,
-    /// The `on-response` export (`proxy-policy` world), if the component has one.
-    on_response: Option<wasmtime::component::ComponentExportIndex>,
 }
 
 /// Which export a call runs.
@@ -640,7 +655,7 @@ impl Policy {
     /// that stops serving but stays loaded for a rollback.
     pub fn park(&self) {
         let idle = {
-            let mut warm = self.warm.lock().unwrap_or_else(|e| e.into_inner());
+            let mut warm = self.maker.warm.lock().unwrap_or_else(|e| e.into_inner());
             warm.parked = true;
             std::mem::take(&mut warm.idle)
         };
@@ -649,7 +664,11 @@ impl Policy {
 
     /// Serve again after `park` (a rollback made this version current).
     pub fn unpark(&self) {
-        self.warm.lock().unwrap_or_else(|e| e.into_inner()).parked = false;
+        self.maker
+            .warm
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .parked = false;
     }
 
     /// Run the policy under the configured limits, on a fresh instance or a
@@ -772,14 +791,17 @@ impl Policy {
         let deadline = start + self.limits.deadline;
         let mut stats = CallStats::default();
         // Guest code runs only under this guard: its deadline needs the clock.
-        let _ticking = self.clock.running();
-        let instance = match self.take_warm() {
+        let _ticking = self.maker.clock.running();
+        let instance = match self.maker.take_waiting(self.isolation) {
             Some(warm) => Ok(warm),
             None => {
-                match tokio::time::timeout_at(deadline.into(), self.slots.clone().acquire_owned())
-                    .await
+                match tokio::time::timeout_at(
+                    deadline.into(),
+                    self.maker.slots.clone().acquire_owned(),
+                )
+                .await
                 {
-                    Ok(Ok(slot)) => Ok(self.new_instance(slot)),
+                    Ok(Ok(slot)) => Ok(self.maker.new_instance(slot)),
                     Err(_) | Ok(Err(_)) => Err(PolicyFailure::Busy),
                 }
             }
@@ -806,80 +828,6 @@ impl Policy {
         (result, stats)
     }
 
-    /// This instance's `decide`: type-checked on the policy's first
-    /// instance, taken as it is on the others (the same component).
-    fn decide_of(
-        &self,
-        store: &mut Store<HostState>,
-        instance: &wasmtime::component::Instance,
-    ) -> wasmtime::Result<DecideFunc> {
-        use std::sync::atomic::Ordering;
-        if !self.decide_checked.load(Ordering::Relaxed) {
-            instance
-                .get_typed_func::<(&Request,), (Result<Vec<Hint>, String>,)>(
-                    &mut *store,
-                    self.decide,
-                )
-                .map_err(|e| e.context("`decide` does not have the push-policy signature"))?;
-            self.decide_checked.store(true, Ordering::Relaxed);
-        }
-        let func = instance
-            .get_func(&mut *store, self.decide)
-            .ok_or_else(|| wasmtime::Error::msg("the component has no `decide` function"))?;
-        // SAFETY: the signature was checked against this component above
-        // (on this or an earlier instance of it), and every instance of a
-        // component has the same export types.
-        Ok(unsafe { DecideFunc::new_unchecked(func) })
-    }
-
-    fn take_warm(&self) -> Option<Instance> {
-        if self.isolation != Isolation::Reuse {
-            return None;
-        }
-        self.warm
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .idle
-            .pop()
-    }
-
-    fn give_back(&self, instance: Instance) {
-        let mut warm = self.warm.lock().unwrap_or_else(|e| e.into_inner());
-        if !warm.parked && warm.idle.len() < self.limits.reuse_idle as usize {
-            warm.idle.push(instance);
-            return;
-        }
-        drop(warm);
-        retire(instance);
-    }
-
-    fn new_instance(&self, slot: tokio::sync::OwnedSemaphorePermit) -> Instance {
-        let output = CapturedOutput::new(self.limits.max_output_bytes);
-        let state = HostState {
-            wasi: None,
-            table: ResourceTable::new(),
-            limits: Limiter {
-                inner: StoreLimitsBuilder::new()
-                    .memory_size(self.limits.memory_bytes)
-                    .trap_on_grow_failure(true)
-                    .build(),
-                peak: 0,
-            },
-            data: self.data.clone(),
-            output,
-            client_cache: None,
-            asked_client_cache: false,
-        };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limits);
-        Instance {
-            store,
-            exports: None,
-            calls: 0,
-            _slot: slot,
-        }
-    }
-
     async fn call(
         &self,
         mut instance: Instance,
@@ -901,26 +849,13 @@ impl Policy {
                 .set_fuel(budget)
                 .map_err(|e| PolicyFailure::Trap(e.to_string()))?;
         }
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                Ok(UpdateDeadline::Yield(1))
-            }
-        });
-        stats.reused = instance.exports.is_some();
+        arm_deadline(store, deadline);
+        stats.reused = instance.calls > 0;
+        stats.ahead = instance.calls == 0 && instance.exports.is_some();
         let result = async {
             let exports = match instance.exports.take() {
                 Some(exports) => exports,
-                None => {
-                    let store = &mut instance.store;
-                    let raw = self.pre.instance_pre().instantiate_async(&mut *store).await?;
-                    Exports {
-                        decide: self.decide_of(&mut *store, &raw)?,
-                        instance: raw,
-                    }
-                }
+                None => self.maker.instantiate(&mut instance.store).await?,
             };
             let store = &mut instance.store;
             let result = match (what, &self.on_response) {
@@ -992,9 +927,9 @@ impl Policy {
             && sound
             && instance.calls < self.limits.reuse_max_calls
         {
-            self.give_back(instance);
+            self.maker.give_back(instance);
         } else if self.isolation == Isolation::Fresh {
-            retire(instance);
+            retire(instance, Some(self.maker.clone()));
         } else {
             tracing::debug!(
                 policy = %self.name,
@@ -1002,9 +937,148 @@ impl Policy {
                 "recycling a reused instance ({})",
                 if sound { "call limit" } else { "trap or timeout" }
             );
-            retire(instance);
+            retire(instance, None);
         }
         result
+    }
+}
+
+impl Maker {
+    /// This instance's `decide`: type-checked on the policy's first
+    /// instance, taken as it is on the others (the same component).
+    fn decide_of(
+        &self,
+        store: &mut Store<HostState>,
+        instance: &wasmtime::component::Instance,
+    ) -> wasmtime::Result<DecideFunc> {
+        use std::sync::atomic::Ordering;
+        if !self.decide_checked.load(Ordering::Relaxed) {
+            instance
+                .get_typed_func::<(&Request,), (Result<Vec<Hint>, String>,)>(
+                    &mut *store,
+                    self.decide,
+                )
+                .map_err(|e| e.context("`decide` does not have the push-policy signature"))?;
+            self.decide_checked.store(true, Ordering::Relaxed);
+        }
+        let func = instance
+            .get_func(&mut *store, self.decide)
+            .ok_or_else(|| wasmtime::Error::msg("the component has no `decide` function"))?;
+        // SAFETY: the signature was checked against this component above
+        // (on this or an earlier instance of it), and every instance of a
+        // component has the same export types.
+        Ok(unsafe { DecideFunc::new_unchecked(func) })
+    }
+
+    /// An instance waiting for a call: a warm one in `reuse` isolation,
+    /// one instantiated ahead and never called in `fresh` isolation.
+    fn take_waiting(&self, isolation: Isolation) -> Option<Instance> {
+        let instance = self
+            .warm
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .idle
+            .pop()?;
+        if isolation == Isolation::Fresh && instance.calls > 0 {
+            retire(instance, None);
+            return None;
+        }
+        Some(instance)
+    }
+
+    fn give_back(&self, instance: Instance) {
+        let mut warm = self.warm.lock().unwrap_or_else(|e| e.into_inner());
+        if !warm.parked && warm.idle.len() < self.limits.reuse_idle as usize {
+            warm.idle.push(instance);
+            return;
+        }
+        drop(warm);
+        retire(instance, None);
+    }
+
+    fn new_instance(&self, slot: tokio::sync::OwnedSemaphorePermit) -> Instance {
+        let output = CapturedOutput::new(self.limits.max_output_bytes);
+        let state = HostState {
+            wasi: None,
+            table: ResourceTable::new(),
+            limits: Limiter {
+                inner: StoreLimitsBuilder::new()
+                    .memory_size(self.limits.memory_bytes)
+                    .trap_on_grow_failure(true)
+                    .build(),
+                peak: 0,
+            },
+            data: self.data.clone(),
+            output,
+            client_cache: None,
+            asked_client_cache: false,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        Instance {
+            store,
+            exports: None,
+            calls: 0,
+            _slot: slot,
+        }
+    }
+
+    /// Instantiate `instance`'s component in its store, guest code under
+    /// the deadline the store was armed with.
+    async fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Exports> {
+        let raw = self
+            .pre
+            .instance_pre()
+            .instantiate_async(&mut *store)
+            .await?;
+        Ok(Exports {
+            decide: self.decide_of(&mut *store, &raw)?,
+            instance: raw,
+        })
+    }
+
+    /// In `fresh` isolation, after a call: instantiate the next instance
+    /// now, so the next request only calls it. At most [`STANDBY`] per
+    /// version, never for a parked one, and only while more than half of
+    /// the call slots (and more than [`STANDBY`]) are free, so instances
+    /// made ahead never keep a call from getting a slot.
+    async fn prepare_standby(&self) {
+        {
+            let warm = self.warm.lock().unwrap_or_else(|e| e.into_inner());
+            if warm.parked || warm.idle.len() >= STANDBY {
+                return;
+            }
+        }
+        let reserve = (self.limits.max_concurrent_calls as usize / 2).max(STANDBY);
+        if self.slots.available_permits() <= reserve {
+            return;
+        }
+        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+            return;
+        };
+        let mut instance = self.new_instance(slot);
+        if self.limits.fuel || self.limits.max_instructions > 0 {
+            // The call sets its own budget; this one covers start-up code.
+            let _ = instance.store.set_fuel(u64::MAX / 2);
+        }
+        let deadline = Instant::now() + self.limits.deadline;
+        let _ticking = self.clock.running();
+        arm_deadline(&mut instance.store, deadline);
+        let made = tokio::time::timeout_at(
+            (deadline + EPOCH_TICK * 5).into(),
+            self.instantiate(&mut instance.store),
+        )
+        .await;
+        // A failure here is left to the next call, which instantiates
+        // inline and reports it.
+        let Ok(Ok(exports)) = made else {
+            return;
+        };
+        instance.exports = Some(exports);
+        let mut warm = self.warm.lock().unwrap_or_else(|e| e.into_inner());
+        if !warm.parked && warm.idle.len() < STANDBY {
+            warm.idle.push(instance);
+        }
     }
 }
 
@@ -1014,14 +1088,36 @@ impl Policy {
 /// own on this runtime, which starts once the task that asked yields, in
 /// `herald serve` normally with the response written. Its call slot is
 /// held until then, so the pool never hands out more than it has.
-/// Outside a runtime it is dropped here.
-fn retire(instance: Instance) {
+/// Outside a runtime it is dropped here. With a `maker` (fresh isolation)
+/// the same task then instantiates the next instance ahead of its call.
+fn retire(instance: Instance, maker: Option<Arc<Maker>>) {
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => {
-            runtime.spawn(async move { drop(instance) });
+            runtime.spawn(async move {
+                drop(instance);
+                if let Some(maker) = maker {
+                    maker.prepare_standby().await;
+                }
+            });
         }
         Err(_) => drop(instance),
     }
+}
+
+/// Instances a `fresh` policy version keeps instantiated ahead of their
+/// call (see [`Maker::prepare_standby`]).
+const STANDBY: usize = 2;
+
+/// Guest code in `store` stops at `deadline` (checked every epoch tick).
+fn arm_deadline(store: &mut Store<HostState>, deadline: Instant) {
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if Instant::now() >= deadline {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
 }
 
 /// One line: the trap's root cause, without the wasm backtrace.
