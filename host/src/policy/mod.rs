@@ -1087,21 +1087,36 @@ impl Maker {
 /// fresh call) is taken off the request's path: it runs as a task of its
 /// own on this runtime, which starts once the task that asked yields, in
 /// `herald serve` normally with the response written. Its call slot is
-/// held until then, so the pool never hands out more than it has.
-/// Outside a runtime it is dropped here. With a `maker` (fresh isolation)
-/// the same task then instantiates the next instance ahead of its call.
+/// held until then, so the pool never hands out more than it has. With a
+/// `maker` (fresh isolation) the same task then instantiates the next
+/// instance ahead of its call.
+///
+/// One such task per thread at a time: while it has not run, this thread
+/// is busy with other requests, and further instances are dropped here.
+/// Deferring them all cost a saturated worker a fifth of its fresh-call
+/// throughput (`scripts/bench-throughput`: more pool slots cycling through
+/// the cache, each torn down cold). Outside a runtime: dropped here.
 fn retire(instance: Instance, maker: Option<Arc<Maker>>) {
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => {
-            runtime.spawn(async move {
-                drop(instance);
-                if let Some(maker) = maker {
-                    maker.prepare_standby().await;
-                }
-            });
-        }
-        Err(_) => drop(instance),
+    thread_local! {
+        static PENDING: Arc<std::sync::atomic::AtomicBool> = Arc::default();
     }
+    use std::sync::atomic::Ordering;
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        drop(instance);
+        return;
+    };
+    let pending = PENDING.with(Arc::clone);
+    if pending.swap(true, Ordering::AcqRel) {
+        drop(instance);
+        return;
+    }
+    runtime.spawn(async move {
+        drop(instance);
+        if let Some(maker) = maker {
+            maker.prepare_standby().await;
+        }
+        pending.store(false, Ordering::Release);
+    });
 }
 
 /// Instances a `fresh` policy version keeps instantiated ahead of their
