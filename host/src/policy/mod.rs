@@ -76,6 +76,12 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// Whether calls count instructions (wasmtime fuel): for `fuel`, or to
+    /// enforce `max_instructions`.
+    pub fn counts_instructions(&self) -> bool {
+        self.fuel || self.max_instructions > 0
+    }
+
     pub fn from_config(c: &crate::config::PolicyConfig) -> Limits {
         Limits {
             deadline: c.deadline(),
@@ -141,7 +147,7 @@ impl PolicyEngine {
         let mut config = Config::new();
         config
             .epoch_interruption(true)
-            .consume_fuel(limits.fuel || limits.max_instructions > 0)
+            .consume_fuel(limits.counts_instructions())
             .memory_init_cow(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         // For profiling guests with `perf`: a /tmp/perf-<pid>.map naming
@@ -206,15 +212,13 @@ impl PolicyEngine {
         let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
             anyhow::anyhow!("does not fit the herald:policy/push-policy world: {e:#}")
         })?;
-        let decide = match component.get_export_index(None, "decide") {
-            Some(index) => index,
-            None => anyhow::bail!(
-                "does not export the herald:policy/push-policy world: no `decide` function"
-            ),
-        };
         let pre = bindings::PushPolicyPre::new(instance_pre).map_err(|e| {
             anyhow::anyhow!("does not export the herald:policy/push-policy world: {e:#}")
         })?;
+        // Checked just above: the world's `decide` is there.
+        let decide = component
+            .get_export_index(None, "decide")
+            .context("the component has no `decide` export")?;
         let json = serde_json::to_string(&toml_to_json(&toml::Value::Table(config.clone())))?;
         let maker = Arc::new(Maker {
             pre,
@@ -238,7 +242,6 @@ impl PolicyEngine {
             name: name.to_string(),
             version: short_digest(bytes),
             maker,
-            limits: self.limits.clone(),
             isolation: Isolation::Fresh,
             cache: cache::DecisionCache::new(&self.limits.cache),
             on_response: component.get_export_index(None, "on-response"),
@@ -548,7 +551,6 @@ pub struct Policy {
     name: String,
     version: String,
     maker: Arc<Maker>,
-    limits: Limits,
     isolation: Isolation,
     /// Answers by request key (`[policy.cache]`), for this version only.
     cache: Option<cache::DecisionCache>,
@@ -788,7 +790,7 @@ impl Policy {
         client_cache: Option<Arc<dyn ClientCache>>,
         start: Instant,
     ) -> (Result<Vec<Hint>, PolicyFailure>, CallStats) {
-        let deadline = start + self.limits.deadline;
+        let deadline = start + self.maker.limits.deadline;
         let mut stats = CallStats::default();
         // Guest code runs only under this guard: its deadline needs the clock.
         let _ticking = self.maker.clock.running();
@@ -836,8 +838,8 @@ impl Policy {
         deadline: Instant,
         stats: &mut CallStats,
     ) -> Result<Vec<Hint>, PolicyFailure> {
-        let counting = self.limits.fuel || self.limits.max_instructions > 0;
-        let budget = match self.limits.max_instructions {
+        let counting = self.maker.limits.counts_instructions();
+        let budget = match self.maker.limits.max_instructions {
             0 => u64::MAX / 2,
             n => n,
         };
@@ -925,7 +927,7 @@ impl Policy {
         let sound = matches!(result, Ok(_) | Err(PolicyFailure::Error(_)));
         if self.isolation == Isolation::Reuse
             && sound
-            && instance.calls < self.limits.reuse_max_calls
+            && instance.calls < self.maker.limits.reuse_max_calls
         {
             self.maker.give_back(instance);
         } else if self.isolation == Isolation::Fresh {
@@ -1057,7 +1059,7 @@ impl Maker {
             return;
         };
         let mut instance = self.new_instance(slot);
-        if self.limits.fuel || self.limits.max_instructions > 0 {
+        if self.limits.counts_instructions() {
             // The call sets its own budget; this one covers start-up code.
             let _ = instance.store.set_fuel(u64::MAX / 2);
         }
@@ -1105,11 +1107,11 @@ fn retire(instance: Instance, maker: Option<Arc<Maker>>) {
         drop(instance);
         return;
     };
-    let pending = PENDING.with(Arc::clone);
-    if pending.swap(true, Ordering::AcqRel) {
+    let Some(pending) = PENDING.with(|p| (!p.swap(true, Ordering::AcqRel)).then(|| p.clone()))
+    else {
         drop(instance);
         return;
-    }
+    };
     runtime.spawn(async move {
         drop(instance);
         if let Some(maker) = maker {
