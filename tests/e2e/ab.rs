@@ -71,17 +71,10 @@ async fn visit(
     (variant, set)
 }
 
-fn browser() -> ClientOptions {
-    ClientOptions {
-        enable_push: false,
-        ..Default::default()
-    }
-}
-
 #[tokio::test]
 async fn users_get_a_sticky_key_and_keep_their_variant() {
     let herald = Herald::start(&experiment((5000, 5000)));
-    let client = Client::h2c(&herald, browser()).await;
+    let client = Client::h2c(&herald, ClientOptions::browser()).await;
     let (first, set) = visit(&client, None, None).await;
     let set = set.expect("a user without a key gets one");
     assert!(
@@ -112,7 +105,7 @@ async fn users_get_a_sticky_key_and_keep_their_variant() {
 #[tokio::test]
 async fn the_split_follows_the_weights_and_the_override_forces_a_variant() {
     let herald = Herald::start(&experiment((2000, 8000)));
-    let client = Client::h2c(&herald, browser()).await;
+    let client = Client::h2c(&herald, ClientOptions::browser()).await;
     let mut bold = 0;
     for i in 0..300 {
         let (v, _) = visit(&client, Some(&format!("user-{i}")), None).await;
@@ -138,7 +131,7 @@ async fn the_split_follows_the_weights_and_the_override_forces_a_variant() {
 #[tokio::test]
 async fn metrics_and_the_report_are_per_variant() {
     let herald = Herald::start(&experiment((5000, 5000)));
-    let client = Client::h2c(&herald, browser()).await;
+    let client = Client::h2c(&herald, ClientOptions::browser()).await;
     for _ in 0..3 {
         visit(&client, None, Some("control")).await;
     }
@@ -195,7 +188,7 @@ async fn new_weights_apply_on_sighup_without_a_restart() {
         "{}",
         herald.logs()
     );
-    let client = Client::h2c(&herald, browser()).await;
+    let client = Client::h2c(&herald, ClientOptions::browser()).await;
     for i in 0..20 {
         assert_eq!(visit(&client, Some(&format!("u{i}")), None).await.0, "bold");
     }

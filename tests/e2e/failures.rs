@@ -214,7 +214,7 @@ async fn one_call_slot_serves_requests_back_to_back_and_at_once() {
     let herald = Herald::start(&format!("{config}\n[admin]\nlisten = \"127.0.0.1:0\"\n"));
     // Without push every answer shows as a `Link` (a push is not repeated
     // on a connection).
-    let client = std::sync::Arc::new(Client::tls(&herald, no_push()).await);
+    let client = std::sync::Arc::new(Client::tls(&herald, ClientOptions::browser()).await);
     let hinted = |page: &Page| {
         page.links()
             .iter()
@@ -234,20 +234,7 @@ async fn one_call_slot_serves_requests_back_to_back_and_at_once() {
         let page = task.await.unwrap();
         assert!(hinted(&page), "request {i} at once: {:?}", page.links());
     }
-    let text = herald.metrics_text();
-    let busy: Vec<&str> = text
-        .lines()
-        .filter(|l| l.starts_with("herald_policy_busy_total"))
-        .collect();
-    assert!(!busy.is_empty(), "no busy counter:\n{text}");
-    assert!(busy.iter().all(|l| l.ends_with(" 0")), "{busy:?}");
-}
-
-fn no_push() -> ClientOptions {
-    ClientOptions {
-        enable_push: false,
-        ..ClientOptions::default()
-    }
+    assert_eq!(herald.metric("herald_policy_busy_total"), 0.0);
 }
 
 #[tokio::test]
@@ -260,7 +247,7 @@ async fn fresh_instances_made_ahead_serve_one_request_each() {
         config_for(&demo_site(), Some(&policy("misbehave")), "")
     ));
     // `/count/N` names no file: it is hinted (`Link`), not pushed.
-    let client = Client::tls(&herald, no_push()).await;
+    let client = Client::tls(&herald, ClientOptions::browser()).await;
     for i in 0..10 {
         let page = client.get("/?misbehave=count").await;
         let counts: Vec<String> = page
@@ -272,19 +259,14 @@ async fn fresh_instances_made_ahead_serve_one_request_each() {
             })
             .collect();
         assert_eq!(counts, ["1"], "request {i}: {:?}", page.links());
+        // Time for the task after the call to make the next instance, on
+        // a machine as loaded as a full test run makes it.
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let text = herald.metrics_text();
-    let ahead: u64 = text
-        .lines()
-        .filter(|l| l.starts_with("herald_policy_instantiated_ahead_total"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum();
-    // The client waits for each response, by when the next instance is
-    // ready: all but the first few requests find one.
-    assert!(
-        ahead >= 5,
-        "{ahead} of 10 calls on instances made ahead:\n{text}"
-    );
+    let ahead = herald.metric("herald_policy_instantiated_ahead_total");
+    // With those pauses nearly every request finds one; without instances
+    // made ahead none would.
+    assert!(ahead >= 5.0, "{ahead} of 10 calls on instances made ahead");
 }
 
 #[tokio::test]

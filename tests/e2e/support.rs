@@ -379,6 +379,17 @@ pub struct ClientOptions {
     pub connection_window: u32,
 }
 
+impl ClientOptions {
+    /// A client that refuses push (SETTINGS_ENABLE_PUSH=0), as browsers do:
+    /// hints reach it as `103` and `Link`.
+    pub fn browser() -> ClientOptions {
+        ClientOptions {
+            enable_push: false,
+            ..ClientOptions::default()
+        }
+    }
+}
+
 impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {
