@@ -16,7 +16,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use herald::bench;
 use herald::config::Config;
-use herald::policy::{Isolation, Limits, PolicyEngine, input};
+use herald::policy::{Isolation, Limits, PolicyEngine};
 
 fn page_map() -> PathBuf {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -62,7 +62,7 @@ fn decide(c: &mut Criterion) {
         group.bench_function(name, |b| {
             b.iter(|| {
                 rt.block_on(async {
-                    let req = input::build(&parts, &bench::DEMO_VIEW);
+                    let req = policy.request_of(&parts, &bench::DEMO_VIEW);
                     let (result, _) = policy.decide(&req).await;
                     assert_eq!(result.unwrap().len(), 5);
                     // The used instance's teardown runs once this task

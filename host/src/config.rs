@@ -286,6 +286,14 @@ pub struct PolicyConfig {
     /// `[policy.cache]`: cache answers by the request parts the policy's
     /// answer depends on. Off by default.
     pub cache: PolicyCacheConfig,
+    /// The request headers a policy is shown (lowercase names); absent,
+    /// the default, shows every one. Least privilege, and speed: every
+    /// string passed is an allocation in the guest, and a browser sends
+    /// about twenty headers.
+    pub request_headers: Option<Vec<String>>,
+    /// The cookies a policy is shown, by name; absent, the default, shows
+    /// every one. When set, the `cookie` header itself is hidden too.
+    pub request_cookies: Option<Vec<String>>,
     /// How each call gets its instance: `fresh` (the default) instantiates
     /// the component anew for every request, so no state survives a call;
     /// right for Rust and C policies, which instantiate in microseconds.
@@ -331,6 +339,8 @@ impl Default for PolicyConfig {
             max_concurrent_calls: 128,
             max_instructions: 0,
             cache: PolicyCacheConfig::default(),
+            request_headers: None,
+            request_cookies: None,
             isolation: Isolation::Fresh,
             reuse_max_calls: 1000,
             reuse_idle: 8,
@@ -653,16 +663,10 @@ impl Config {
             1 << 30,
         )?;
         range("policy.cache.entries", p.cache.entries as u64, 0, 1 << 22)?;
-        for name in &p.cache.headers {
-            if name.is_empty()
-                || name.bytes().any(|b| b.is_ascii_uppercase())
-                || http::HeaderName::from_bytes(name.as_bytes()).is_err()
-            {
-                return Err(err(format!(
-                    "policy.cache.headers: `{name}` is not a lowercase header name"
-                )));
-            }
-        }
+        header_names("policy.cache.headers", &p.cache.headers)?;
+        cookie_names("policy.cache.cookies", &p.cache.cookies)?;
+        header_names("policy.request_headers", p.request_headers.iter().flatten())?;
+        cookie_names("policy.request_cookies", p.request_cookies.iter().flatten())?;
         range(
             "policy.reuse_idle",
             p.reuse_idle.into(),
@@ -690,17 +694,7 @@ impl Config {
             )));
         }
         range("push.cache_digest.fp_bits", d.fp_bits.into(), 1, 16)?;
-        if d.cookie.is_empty()
-            || !d
-                .cookie
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        {
-            return Err(err(format!(
-                "push.cache_digest.cookie: `{}` is not a cookie name",
-                d.cookie
-            )));
-        }
+        cookie_names("push.cache_digest.cookie", [&d.cookie])?;
         if let Some(p) = &d.key_file {
             match std::fs::metadata(p) {
                 Ok(m) if m.is_file() && m.len() >= 16 => {}
@@ -712,15 +706,7 @@ impl Config {
                 }
             }
         }
-        for name in &c.push.copy_headers {
-            if http::HeaderName::from_bytes(name.as_bytes()).is_err()
-                || name.bytes().any(|b| b.is_ascii_uppercase())
-            {
-                return Err(err(format!(
-                    "push.copy_headers: `{name}` is not a lowercase header name"
-                )));
-            }
-        }
+        header_names("push.copy_headers", &c.push.copy_headers)?;
         let h = &c.h2;
         range(
             "h2.initial_window_size",
@@ -830,6 +816,41 @@ impl ProxyRoute {
         }
         Ok(())
     }
+}
+
+/// Every name is a lowercase HTTP field name.
+fn header_names<'a>(
+    key: &str,
+    names: impl IntoIterator<Item = &'a String>,
+) -> Result<(), ConfigError> {
+    for name in names {
+        if name.is_empty()
+            || name.bytes().any(|b| b.is_ascii_uppercase())
+            || http::HeaderName::from_bytes(name.as_bytes()).is_err()
+        {
+            return Err(err(format!(
+                "{key}: `{name}` is not a lowercase header name"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Every name is a cookie name (an HTTP token, RFC 6265 §4.1.1).
+fn cookie_names<'a>(
+    key: &str,
+    names: impl IntoIterator<Item = &'a String>,
+) -> Result<(), ConfigError> {
+    for name in names {
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        {
+            return Err(err(format!("{key}: `{name}` is not a cookie name")));
+        }
+    }
+    Ok(())
 }
 
 fn range(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {

@@ -435,7 +435,7 @@ pub async fn response_hints(
     let metrics = &decided.metrics;
     let hints = match decided.version.as_deref() {
         Some(v) if v.policy.has_on_response() => {
-            let input = input::build(ask.parts, &ask.view(&v.variant));
+            let input = v.policy.request_of(ask.parts, &ask.view(&v.variant));
             let head = crate::policy::UpstreamResponse {
                 status: response.status.as_u16(),
                 headers: response

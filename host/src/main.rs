@@ -157,6 +157,10 @@ enum BenchCommand {
         /// `fresh` or `reuse`.
         #[arg(long, default_value = "fresh", value_parser = parse_isolation)]
         isolation: herald::policy::Isolation,
+        /// Show the policy only the headers and cookies the reference
+        /// policy reads (`[policy] request_headers`, `request_cookies`).
+        #[arg(long)]
+        shown_as_read: bool,
     },
     /// Swap latency: from a policy file landing (or an admin upload) to the
     /// new version answering.
@@ -309,11 +313,13 @@ fn main() -> ExitCode {
             policy,
             calls,
             isolation,
+            shown_as_read,
         }) => {
             let opts = herald::bench::instructions::Options {
                 policy,
                 calls,
                 isolation,
+                shown_as_read,
             };
             match herald::bench::instructions::run(&opts) {
                 Ok(planned) => {

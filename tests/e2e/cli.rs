@@ -53,6 +53,20 @@ fn bad_values_name_the_key() {
         err.contains("h2.max_frame_size: 10 is out of range"),
         "{err}"
     );
+    for (line, culprit) in [
+        (
+            "request_headers = [\"Accept\"]",
+            "policy.request_headers: `Accept`",
+        ),
+        (
+            "request_cookies = [\"a b\"]",
+            "policy.request_cookies: `a b`",
+        ),
+    ] {
+        let (code, err) = with_config(&format!("[policy]\n{line}\n"));
+        assert_eq!(code, 2);
+        assert!(err.contains(culprit), "{line}: {err}");
+    }
     let (code, err) = with_config("[policy]\npath = \"/nonexistent/p.wasm\"\n");
     assert_eq!(code, 2);
     assert!(

@@ -16,5 +16,6 @@ mod origin;
 mod proxy;
 mod push;
 mod raw;
+mod shown;
 mod support;
 mod swap;

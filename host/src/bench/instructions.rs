@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::planner;
-use crate::policy::{Isolation, Limits, Policy, PolicyEngine, input};
+use crate::policy::{Isolation, Limits, Policy, PolicyEngine};
 
 /// Options of `herald bench instructions`.
 #[derive(Debug, Clone)]
@@ -21,6 +21,9 @@ pub struct Options {
     pub policy: PathBuf,
     pub calls: usize,
     pub isolation: Isolation,
+    /// Show the policy only what the reference policy reads
+    /// (`request_headers`, `request_cookies`), not the whole request.
+    pub shown_as_read: bool,
 }
 
 /// Run the policy path `calls` times; returns the hints planned in all.
@@ -40,6 +43,11 @@ pub fn run(opts: &Options) -> anyhow::Result<usize> {
     let policy = engine
         .load_file(&opts.policy, &config.policy.config)?
         .with_isolation(opts.isolation);
+    let policy = if opts.shown_as_read {
+        policy.with_shown(super::shown_as_read())
+    } else {
+        policy
+    };
     let request = http::Request::builder()
         .method("GET")
         .uri("https://shop.example/")
@@ -67,7 +75,7 @@ pub fn measured(
     rt.block_on(async {
         let mut planned = 0;
         for _ in 0..calls {
-            let input = input::build(parts, &super::DEMO_VIEW);
+            let input = policy.request_of(parts, &super::DEMO_VIEW);
             let (result, _) = policy.decide(&input).await;
             let hints = result.unwrap_or_default();
             let plan = planner::plan(

@@ -27,6 +27,28 @@ pub const DEMO_VIEW: View<'static> = View {
     variant: "default",
 };
 
+/// What the reference policy's answer depends on: its `[policy.cache]`
+/// key, and all a least-privilege deployment shows it
+/// (`request_headers`, `request_cookies`).
+pub fn reference_reads() -> crate::policy::cache::CacheSpec {
+    crate::policy::cache::CacheSpec {
+        headers: ["sec-fetch-dest", "sec-fetch-mode", "accept"]
+            .map(String::from)
+            .to_vec(),
+        cookies: vec!["herald-have".into()],
+        entries: 1024,
+    }
+}
+
+/// [`reference_reads`] as what a policy is shown.
+pub fn shown_as_read() -> crate::policy::input::Shown {
+    let reads = reference_reads();
+    crate::policy::input::Shown {
+        headers: Some(reads.headers),
+        cookies: Some(reads.cookies),
+    }
+}
+
 /// The `p` quantile (0 to 1) of `v`, nearest rank; zero for an empty list.
 pub fn percentile(v: &[Duration], p: f64) -> Duration {
     let mut sorted = v.to_vec();

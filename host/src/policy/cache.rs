@@ -370,7 +370,7 @@ mod tests {
                 push_enabled,
                 variant: "b",
             };
-            let built = super::super::input::build(&parts, &view);
+            let built = super::super::input::build(&parts, &view, &Default::default());
             assert_eq!(c.key_of_parts(&parts, &view), c.key(&built), "{view:?}");
         }
         let (bare, ()) = http::Request::get("/").body(()).unwrap().into_parts();
@@ -380,7 +380,7 @@ mod tests {
             push_enabled: true,
             variant: "default",
         };
-        let built = super::super::input::build(&bare, &view);
+        let built = super::super::input::build(&bare, &view, &Default::default());
         assert_eq!(c.key_of_parts(&bare, &view), c.key(&built));
     }
 

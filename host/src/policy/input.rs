@@ -1,5 +1,7 @@
 //! Building the policy's view of a request from an HTTP request.
 
+use std::borrow::Cow;
+
 use super::{Header, Request};
 
 /// Parse every `cookie` header into (name, value) pairs, in order. Pairs
@@ -8,8 +10,17 @@ use super::{Header, Request};
 pub fn parse_cookies<'a>(
     values: impl Iterator<Item = &'a str>,
 ) -> Vec<super::bindings::herald::policy::types::Cookie> {
+    parse_shown_cookies(values, &Shown::default())
+}
+
+/// [`parse_cookies`], keeping the cookies `shown` lets the policy see.
+fn parse_shown_cookies<'a>(
+    values: impl Iterator<Item = &'a str>,
+    shown: &Shown,
+) -> Vec<super::bindings::herald::policy::types::Cookie> {
     values
         .flat_map(cookie_pairs)
+        .filter(|(name, _)| shown.cookie(name))
         .map(
             |(name, value)| super::bindings::herald::policy::types::Cookie {
                 name: name.to_string(),
@@ -55,22 +66,71 @@ pub struct View<'a> {
     pub variant: &'a str,
 }
 
-/// The policy request for an HTTP request, as `view` describes it.
-pub fn build(parts: &http::request::Parts, view: &View<'_>) -> Request {
+/// The request headers and cookies a policy is shown (`[policy]
+/// request_headers` and `request_cookies`); `None` shows every one.
+///
+/// Least privilege (a policy need not see `authorization`), and speed: each
+/// string handed to a policy is one allocation inside its instance, so a
+/// browser's twenty headers and a site's tracking cookies cost more to pass
+/// than most policies spend deciding. When cookies are listed, the `cookie`
+/// header itself is hidden, since it would show the others.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Shown {
+    pub headers: Option<Vec<String>>,
+    pub cookies: Option<Vec<String>>,
+}
+
+impl Shown {
+    /// Whether the header `name` (lowercase) is shown.
+    pub fn header(&self, name: &str) -> bool {
+        if self.cookies.is_some() && name == "cookie" {
+            return false;
+        }
+        self.headers
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|n| n == name))
+    }
+
+    /// Whether the cookie `name` is shown.
+    pub fn cookie(&self, name: &str) -> bool {
+        self.cookies
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|n| n == name))
+    }
+
+    /// `req` as a policy is shown it: borrowed when nothing in it is hidden.
+    pub fn apply<'r>(&self, req: &'r Request) -> Cow<'r, Request> {
+        if req.headers.iter().all(|h| self.header(&h.name))
+            && req.cookies.iter().all(|c| self.cookie(&c.name))
+        {
+            return Cow::Borrowed(req);
+        }
+        let mut shown = req.clone();
+        shown.headers.retain(|h| self.header(&h.name));
+        shown.cookies.retain(|c| self.cookie(&c.name));
+        Cow::Owned(shown)
+    }
+}
+
+/// The policy request for an HTTP request, as `view` describes it, with
+/// the headers and cookies `shown` lets the policy see.
+pub fn build(parts: &http::request::Parts, view: &View<'_>, shown: &Shown) -> Request {
     let headers: Vec<Header> = parts
         .headers
         .iter()
+        .filter(|(name, _)| shown.header(name.as_str()))
         .map(|(name, value)| Header {
             name: name.as_str().to_string(),
             value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
         })
         .collect();
-    let cookies = parse_cookies(
+    let cookies = parse_shown_cookies(
         parts
             .headers
             .get_all(http::header::COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok()),
+        shown,
     );
     Request {
         method: parts.method.as_str().to_string(),
@@ -113,10 +173,53 @@ mod tests {
             push_enabled: true,
             variant: "default",
         };
-        let r = build(&parts, &view);
+        let r = build(&parts, &view, &Shown::default());
         assert_eq!(r.path, "/shop");
         assert_eq!(r.query.as_deref(), Some("page=2"));
         assert_eq!(r.cookies[0].name, "k");
         assert_eq!(r.headers.len(), 2);
+    }
+
+    #[test]
+    fn shown_lists_hide_the_rest_and_the_cookie_header() {
+        let req = http::Request::get("https://example.com/")
+            .header("cookie", "session=secret; ab=b")
+            .header("authorization", "Bearer x")
+            .header("sec-fetch-dest", "document")
+            .body(())
+            .unwrap();
+        let (parts, ()) = req.into_parts();
+        let view = View {
+            scheme: "https",
+            authority: "example.com",
+            push_enabled: false,
+            variant: "default",
+        };
+        let names = |r: &Request| -> Vec<String> {
+            let h = r.headers.iter().map(|h| h.name.clone());
+            h.chain(r.cookies.iter().map(|c| format!("cookie {}", c.name)))
+                .collect()
+        };
+        let all = build(&parts, &view, &Shown::default());
+        assert_eq!(all.headers.len(), 3);
+        assert_eq!(all.cookies.len(), 2);
+
+        let only_dest = Shown {
+            headers: Some(vec!["sec-fetch-dest".into()]),
+            cookies: Some(vec!["ab".into()]),
+        };
+        let r = build(&parts, &view, &only_dest);
+        assert_eq!(names(&r), ["sec-fetch-dest", "cookie ab"]);
+        // The same from a request built with everything (samples, tools).
+        assert_eq!(names(&only_dest.apply(&all)), names(&r));
+        assert!(matches!(only_dest.apply(&r), Cow::Borrowed(_)));
+
+        // Cookies listed, headers not: every header but `cookie`.
+        let cookies_only = Shown {
+            headers: None,
+            cookies: Some(vec![]),
+        };
+        let r = build(&parts, &view, &cookies_only);
+        assert_eq!(names(&r), ["authorization", "sec-fetch-dest"]);
     }
 }

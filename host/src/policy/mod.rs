@@ -73,6 +73,8 @@ pub struct Limits {
     pub max_instructions: u64,
     /// What answers may be cached by (`[policy.cache]`); off by default.
     pub cache: cache::CacheSpec,
+    /// The request headers and cookies a policy is shown.
+    pub shown: input::Shown,
 }
 
 impl Limits {
@@ -96,6 +98,10 @@ impl Limits {
                 headers: c.cache.headers.clone(),
                 cookies: c.cache.cookies.clone(),
                 entries: c.cache.entries,
+            },
+            shown: input::Shown {
+                headers: c.request_headers.clone(),
+                cookies: c.request_cookies.clone(),
             },
         }
     }
@@ -244,6 +250,7 @@ impl PolicyEngine {
             maker,
             isolation: Isolation::Fresh,
             cache: cache::DecisionCache::new(&self.limits.cache),
+            shown: self.limits.shown.clone(),
             on_response: component.get_export_index(None, "on-response"),
         })
     }
@@ -554,6 +561,9 @@ pub struct Policy {
     isolation: Isolation,
     /// Answers by request key (`[policy.cache]`), for this version only.
     cache: Option<cache::DecisionCache>,
+    /// What this version is shown of a request (`[policy] request_headers`
+    /// and `request_cookies`).
+    shown: input::Shown,
     /// The `on-response` export (`proxy-policy` world), if the component has one.
     on_response: Option<wasmtime::component::ComponentExportIndex>,
 }
@@ -653,6 +663,13 @@ impl Policy {
         self
     }
 
+    /// Show the policy only what `shown` lets through (replacing the
+    /// engine-wide `[policy] request_headers` and `request_cookies`).
+    pub fn with_shown(mut self, shown: input::Shown) -> Policy {
+        self.shown = shown;
+        self
+    }
+
     /// Drop the warm instances and keep none until `unpark`: for a version
     /// that stops serving but stays loaded for a rollback.
     pub fn park(&self) {
@@ -676,11 +693,14 @@ impl Policy {
     /// Run the policy under the configured limits, on a fresh instance or a
     /// warm one (`reuse` isolation), or answer from the decision cache. For
     /// tools and benchmarks, which hold a built request and know no client;
-    /// the server calls [`answer`](Self::answer).
+    /// the server calls [`answer`](Self::answer). The policy is shown what
+    /// `[policy] request_headers` and `request_cookies` let it see of `req`
+    /// (`req` itself when it has nothing else).
     pub async fn decide(&self, req: &Request) -> (Result<Vec<Hint>, PolicyFailure>, CallStats) {
         let start = Instant::now();
         let key = self.cache.as_ref().map(|c| c.key(req));
-        let (result, mut stats) = self.answer_keyed(key, || Cow::Borrowed(req), None).await;
+        let req = || self.shown(req);
+        let (result, mut stats) = self.answer_keyed(key, req, None).await;
         // Timed whole here, cache hits too (tools print it).
         stats.elapsed = start.elapsed();
         let hints = result.map(|answer| match Arc::try_unwrap(answer) {
@@ -688,6 +708,18 @@ impl Policy {
             Err(shared) => shared.hints.clone(),
         });
         (hints, stats)
+    }
+
+    /// `req` as this policy is shown it (`req` itself when it holds
+    /// nothing hidden).
+    pub fn shown<'r>(&self, req: &'r Request) -> Cow<'r, Request> {
+        self.shown.apply(req)
+    }
+
+    /// The policy's view of the request `parts` describe: what it is shown
+    /// of it (`[policy] request_headers`, `request_cookies`).
+    pub fn request_of(&self, parts: &http::request::Parts, view: &input::View<'_>) -> Request {
+        input::build(parts, view, &self.shown)
     }
 
     /// The server's call: the answer for the request `parts` describe. A
@@ -700,7 +732,7 @@ impl Policy {
         view: &input::View<'_>,
         client_cache: Option<Arc<dyn ClientCache>>,
     ) -> (Result<Arc<cache::Answer>, PolicyFailure>, CallStats) {
-        let req = || Cow::Owned(input::build(parts, view));
+        let req = || Cow::Owned(self.request_of(parts, view));
         let Some(cache) = &self.cache else {
             return self.answer_keyed(None, req, client_cache).await;
         };

@@ -104,7 +104,7 @@ impl Sample {
             push_enabled: self.push,
             variant: self.variant.as_deref().unwrap_or("default"),
         };
-        Ok(input::build(&parts, &view))
+        Ok(input::build(&parts, &view, &input::Shown::default()))
     }
 }
 
