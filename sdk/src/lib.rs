@@ -33,7 +33,17 @@
 //!
 //! Everything in this crate compiles natively, so a policy's tests run with a
 //! plain `cargo test`; [`testing`] has helpers for them.
+//!
+//! In a guest, the crate also installs the instance's allocator: a bump
+//! arena for what a call allocates, which starts over once the call's
+//! blocks are freed, with the system allocator past 256 KiB. It makes a
+//! call's allocations a few instructions each (a warm call about a tenth
+//! cheaper, `BENCHMARKS.md`). To bring your own `#[global_allocator]`,
+//! depend on `herald-sdk` with `default-features = false`.
 
+// Only the guest's global allocator uses it; native builds test it.
+#[cfg_attr(not(all(target_arch = "wasm32", feature = "arena")), allow(dead_code))]
+mod arena;
 mod asset;
 mod config;
 mod hint;
