@@ -45,7 +45,7 @@ impl std::error::Error for AssetSpecError {}
 /// assert!(parse_asset_spec("/x u=9").is_err());
 /// ```
 pub fn parse_asset_spec(spec: &str) -> Result<Hint, AssetSpecError> {
-    let mut words = spec.split_whitespace();
+    let mut words = spec.split_ascii_whitespace();
     let path = words
         .next()
         .ok_or_else(|| AssetSpecError("empty asset spec".into()))?;
