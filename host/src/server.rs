@@ -241,6 +241,17 @@ pub async fn reload(shared: &Shared, config: Config) {
     if limits_changed {
         restart.push("policy limits");
     }
+    // What a policy is shown, and its cache key, are the engine's: a
+    // reload must not claim to hide a header it still shows.
+    if (&p.request_headers, &p.request_cookies, &p.cache)
+        != (
+            &old.policy.request_headers,
+            &old.policy.request_cookies,
+            &old.policy.cache,
+        )
+    {
+        restart.push("policy.request_headers, policy.request_cookies and policy.cache");
+    }
     if !restart.is_empty() {
         tracing::warn!(
             "changes to {} take effect after a restart; ignored for now",

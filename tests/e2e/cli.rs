@@ -336,6 +336,31 @@ fn policy_run_prints_hints_and_costs_per_request() {
 }
 
 #[test]
+fn policy_run_shows_the_policy_what_serving_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("herald.toml");
+    std::fs::write(&config, "[policy]\nrequest_headers = [\"accept\"]\n").unwrap();
+    let (code, out, err) = herald(&[
+        "policy",
+        "run",
+        policy("misbehave").to_str().unwrap(),
+        "-c",
+        config.to_str().unwrap(),
+        "-r",
+        "GET /?misbehave=seen",
+        "-H",
+        "accept: text/html",
+        "-H",
+        "authorization: Bearer secret",
+        "-H",
+        "cookie: session=secret",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("GET /?misbehave=seen -> 1 hint(s)"), "{out}");
+    assert!(out.contains("/seen/header/accept"), "{out}");
+}
+
+#[test]
 fn policy_test_runs_the_samples_and_fails_on_a_mismatch() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("herald.toml");

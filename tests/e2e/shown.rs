@@ -68,3 +68,9 @@ async fn a_policy_sees_only_the_listed_headers_and_cookies() {
         ]
     );
 }
+
+#[tokio::test]
+async fn headers_listed_without_cookie_hide_the_cookies_too() {
+    let herald = Herald::start(&config("request_headers = [\"accept\"]"));
+    assert_eq!(seen_by_policy(&herald).await, ["header/accept"]);
+}

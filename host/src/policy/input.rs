@@ -72,8 +72,10 @@ pub struct View<'a> {
 /// Least privilege (a policy need not see `authorization`), and speed: each
 /// string handed to a policy is one allocation inside its instance, so a
 /// browser's twenty headers and a site's tracking cookies cost more to pass
-/// than most policies spend deciding. When cookies are listed, the `cookie`
-/// header itself is hidden, since it would show the others.
+/// than most policies spend deciding. Cookies follow the `cookie` header:
+/// headers listed without it hide them all, unless `request_cookies` names
+/// some; cookies listed hide the `cookie` header itself, since it would
+/// show the others, and an upstream's `set-cookie` (`on-response`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Shown {
     pub headers: Option<Vec<String>>,
@@ -81,9 +83,9 @@ pub struct Shown {
 }
 
 impl Shown {
-    /// Whether the header `name` (lowercase) is shown.
+    /// Whether the request header `name` (lowercase) is shown.
     pub fn header(&self, name: &str) -> bool {
-        if self.cookies.is_some() && name == "cookie" {
+        if name == "cookie" && self.cookies.is_some() {
             return false;
         }
         self.headers
@@ -93,9 +95,16 @@ impl Shown {
 
     /// Whether the cookie `name` is shown.
     pub fn cookie(&self, name: &str) -> bool {
-        self.cookies
-            .as_ref()
-            .is_none_or(|list| list.iter().any(|n| n == name))
+        match &self.cookies {
+            Some(list) => list.iter().any(|n| n == name),
+            None => self.header("cookie"),
+        }
+    }
+
+    /// Whether the upstream response header `name` is shown: all but
+    /// `set-cookie` where the request's cookies are not all shown.
+    pub fn response_header(&self, name: &str) -> bool {
+        name != "set-cookie" || (self.cookies.is_none() && self.header("cookie"))
     }
 
     /// `req` as a policy is shown it: borrowed when nothing in it is hidden.
@@ -221,5 +230,25 @@ mod tests {
         };
         let r = build(&parts, &view, &cookies_only);
         assert_eq!(names(&r), ["authorization", "sec-fetch-dest"]);
+        assert!(!cookies_only.response_header("set-cookie"));
+        assert!(cookies_only.response_header("cache-control"));
+
+        // Headers listed without `cookie`: no cookies either.
+        let headers_only = Shown {
+            headers: Some(vec!["sec-fetch-dest".into()]),
+            cookies: None,
+        };
+        let r = build(&parts, &view, &headers_only);
+        assert_eq!(names(&r), ["sec-fetch-dest"]);
+        assert!(!headers_only.response_header("set-cookie"));
+        // ...and with it, all of them, as by default.
+        let with_cookie = Shown {
+            headers: Some(vec!["cookie".into()]),
+            cookies: None,
+        };
+        let r = build(&parts, &view, &with_cookie);
+        assert_eq!(names(&r), ["cookie", "cookie session", "cookie ab"]);
+        assert!(with_cookie.response_header("set-cookie"));
+        assert!(Shown::default().response_header("set-cookie"));
     }
 }

@@ -798,7 +798,10 @@ impl Policy {
     }
 
     /// Call `on-response` with the upstream's response head and the hints
-    /// read from it. Without the export, `hints` come back unchanged.
+    /// read from it. Without the export, `hints` come back unchanged. The
+    /// policy is shown what `[policy] request_headers` and
+    /// `request_cookies` let through of both (`set-cookie` follows the
+    /// cookies).
     pub async fn on_response(
         &self,
         req: &Request,
@@ -809,7 +812,21 @@ impl Policy {
             return (Ok(hints), CallStats::default());
         }
         let start = Instant::now();
-        let call = self.run(Call::OnResponse(req, response, &hints), None, start);
+        let req = self.shown(req);
+        let response = if response
+            .headers
+            .iter()
+            .all(|h| self.shown.response_header(&h.name))
+        {
+            Cow::Borrowed(response)
+        } else {
+            let mut shown = response.clone();
+            shown
+                .headers
+                .retain(|h| self.shown.response_header(&h.name));
+            Cow::Owned(shown)
+        };
+        let call = self.run(Call::OnResponse(&req, &response, &hints), None, start);
         let (result, mut stats) = Box::pin(call).await;
         stats.elapsed = start.elapsed();
         (result, stats)
