@@ -82,7 +82,11 @@ impl Bump {
             return false;
         }
         let last = ptr + layout.size() == base + self.top;
-        if last && ptr + new_size <= base + len {
+        if last
+            && ptr
+                .checked_add(new_size)
+                .is_some_and(|end| end <= base + len)
+        {
             self.top = ptr + new_size - base;
             return true;
         }
@@ -95,7 +99,13 @@ impl Bump {
     }
 }
 
-#[cfg(all(target_arch = "wasm32", feature = "arena"))]
+// Single-threaded guests only: with threads (`atomics`), the system
+// allocator stays.
+#[cfg(all(
+    target_arch = "wasm32",
+    feature = "arena",
+    not(target_feature = "atomics")
+))]
 mod global {
     use super::{ARENA_BYTES, Bump};
     use core::alloc::{GlobalAlloc, Layout};
@@ -111,7 +121,6 @@ mod global {
     }
 
     // A wasm32-wasip2 instance runs one thread: nothing is shared.
-    #[cfg(not(target_feature = "atomics"))]
     unsafe impl Sync for Arena {}
 
     impl Arena {

@@ -45,7 +45,10 @@ impl std::error::Error for AssetSpecError {}
 /// assert!(parse_asset_spec("/x u=9").is_err());
 /// ```
 pub fn parse_asset_spec(spec: &str) -> Result<Hint, AssetSpecError> {
-    let mut words = spec.split_ascii_whitespace();
+    // ASCII whitespace and vertical tab, as the C reference policy splits.
+    let mut words = spec
+        .split(|c: char| c.is_ascii_whitespace() || c == '\x0b')
+        .filter(|w| !w.is_empty());
     let path = words
         .next()
         .ok_or_else(|| AssetSpecError("empty asset spec".into()))?;
@@ -77,4 +80,20 @@ pub fn parse_asset_spec(spec: &str) -> Result<Hint, AssetSpecError> {
         };
     }
     Ok(hint)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attributes_split_on_ascii_whitespace_as_in_every_language() {
+        for spec in ["/a.css u=3 i", "  /a.css\tu=3\x0bi\r\n", "/a.css\x0cu=3  i"] {
+            let hint = parse_asset_spec(spec).unwrap();
+            assert_eq!(hint.path(), "/a.css", "{spec:?}");
+            assert_eq!(hint.get_urgency(), 3, "{spec:?}");
+            assert!(hint.is_incremental(), "{spec:?}");
+        }
+        assert!(parse_asset_spec(" \t ").is_err(), "no path");
+    }
 }

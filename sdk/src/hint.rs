@@ -35,8 +35,8 @@ impl Destination {
     /// assert_eq!(Destination::from_path("/data"), Destination::Fetch);
     /// ```
     pub fn from_path(path: &str) -> Destination {
-        // Byte scans and a case-insensitive table: no allocation, as this
-        // runs for every hint a policy builds with `Hint::new`.
+        // Byte scans and a match on the lowercased extension: no
+        // allocation, as this runs for every hint built with `Hint::new`.
         let bytes = path.as_bytes();
         let end = bytes
             .iter()

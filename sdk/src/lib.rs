@@ -42,7 +42,14 @@
 //! depend on `herald-sdk` with `default-features = false`.
 
 // Only the guest's global allocator uses it; native builds test it.
-#[cfg_attr(not(all(target_arch = "wasm32", feature = "arena")), allow(dead_code))]
+#[cfg_attr(
+    not(all(
+        target_arch = "wasm32",
+        feature = "arena",
+        not(target_feature = "atomics")
+    )),
+    allow(dead_code)
+)]
 mod arena;
 mod asset;
 mod config;

@@ -164,7 +164,8 @@ impl Request {
             .map(|(_, v)| v.as_str())
     }
 
-    /// Every header as (lowercase name, value).
+    /// Every header as (lowercase name, value): every one the client sent,
+    /// or those Herald's `[policy] request_headers` lets the policy see.
     pub fn headers(&self) -> &[(String, String)] {
         &self.headers
     }
@@ -192,7 +193,8 @@ impl Request {
             .unwrap_or_default()
     }
 
-    /// Every cookie as (name, value).
+    /// Every cookie as (name, value), or those Herald's `[policy]
+    /// request_cookies` lets the policy see.
     pub fn cookies(&self) -> &[(String, String)] {
         &self.cookies
     }
