@@ -436,17 +436,9 @@ pub async fn response_hints(
     let hints = match decided.version.as_deref() {
         Some(v) if v.policy.has_on_response() => {
             let input = v.policy.request_of(ask.parts, &ask.view(&v.variant));
-            let head = crate::policy::UpstreamResponse {
-                status: response.status.as_u16(),
-                headers: response
-                    .headers
-                    .iter()
-                    .map(|(name, value)| crate::policy::Header {
-                        name: name.as_str().to_string(),
-                        value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                    })
-                    .collect(),
-            };
+            let head = v
+                .policy
+                .response_of(response.status.as_u16(), &response.headers);
             Metrics::inc(&metrics.policy_calls);
             let (result, stats) = v.policy.on_response(&input, &head, links.clone()).await;
             metrics.observe_policy_call(stats.elapsed);

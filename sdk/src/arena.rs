@@ -55,7 +55,7 @@ impl Bump {
     /// Free the block at `ptr` if it is in the arena (`false`: it is not,
     /// free it elsewhere).
     pub fn dealloc(&mut self, base: usize, len: usize, ptr: usize, layout: Layout) -> bool {
-        if !(base..base + len).contains(&ptr) {
+        if !Self::owns(base, len, ptr) {
             return false;
         }
         self.live -= 1;
@@ -78,7 +78,7 @@ impl Bump {
         layout: Layout,
         new_size: usize,
     ) -> bool {
-        if !(base..base + len).contains(&ptr) {
+        if !Self::owns(base, len, ptr) {
             return false;
         }
         let last = ptr + layout.size() == base + self.top;

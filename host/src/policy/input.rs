@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use super::{Header, Request};
+use super::{Header, Request, UpstreamResponse};
 
 /// Parse every `cookie` header into (name, value) pairs, in order. Pairs
 /// without `=` or with an empty name are skipped; quotes around a value are
@@ -121,6 +121,27 @@ impl Shown {
     }
 }
 
+/// One HTTP field as the policy sees it (a value that is not UTF-8 made so).
+fn header_of((name, value): (&http::HeaderName, &http::HeaderValue)) -> Header {
+    Header {
+        name: name.as_str().to_string(),
+        value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
+    }
+}
+
+/// An upstream's response head as the policy is shown it (`on-response`):
+/// every header but those `shown` hides (`set-cookie`, with the cookies).
+pub fn build_response(status: u16, headers: &http::HeaderMap, shown: &Shown) -> UpstreamResponse {
+    UpstreamResponse {
+        status,
+        headers: headers
+            .iter()
+            .filter(|(name, _)| shown.response_header(name.as_str()))
+            .map(header_of)
+            .collect(),
+    }
+}
+
 /// The policy request for an HTTP request, as `view` describes it, with
 /// the headers and cookies `shown` lets the policy see.
 pub fn build(parts: &http::request::Parts, view: &View<'_>, shown: &Shown) -> Request {
@@ -128,10 +149,7 @@ pub fn build(parts: &http::request::Parts, view: &View<'_>, shown: &Shown) -> Re
         .headers
         .iter()
         .filter(|(name, _)| shown.header(name.as_str()))
-        .map(|(name, value)| Header {
-            name: name.as_str().to_string(),
-            value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
-        })
+        .map(header_of)
         .collect();
     let cookies = parse_shown_cookies(
         parts
@@ -158,6 +176,13 @@ pub fn build(parts: &http::request::Parts, view: &View<'_>, shown: &Shown) -> Re
 mod tests {
     use super::*;
 
+    const VIEW: View<'static> = View {
+        scheme: "https",
+        authority: "example.com",
+        push_enabled: true,
+        variant: "default",
+    };
+
     #[test]
     fn cookies_from_several_headers() {
         let c = parse_cookies(["a=1; b=\"two\"", "junk; =x; c=3=3"].into_iter());
@@ -176,13 +201,7 @@ mod tests {
             .body(())
             .unwrap();
         let (parts, ()) = req.into_parts();
-        let view = View {
-            scheme: "https",
-            authority: "example.com",
-            push_enabled: true,
-            variant: "default",
-        };
-        let r = build(&parts, &view, &Shown::default());
+        let r = build(&parts, &VIEW, &Shown::default());
         assert_eq!(r.path, "/shop");
         assert_eq!(r.query.as_deref(), Some("page=2"));
         assert_eq!(r.cookies[0].name, "k");
@@ -198,12 +217,7 @@ mod tests {
             .body(())
             .unwrap();
         let (parts, ()) = req.into_parts();
-        let view = View {
-            scheme: "https",
-            authority: "example.com",
-            push_enabled: false,
-            variant: "default",
-        };
+        let view = VIEW;
         let names = |r: &Request| -> Vec<String> {
             let h = r.headers.iter().map(|h| h.name.clone());
             h.chain(r.cookies.iter().map(|c| format!("cookie {}", c.name)))
@@ -232,6 +246,16 @@ mod tests {
         assert_eq!(names(&r), ["authorization", "sec-fetch-dest"]);
         assert!(!cookies_only.response_header("set-cookie"));
         assert!(cookies_only.response_header("cache-control"));
+        let mut head = http::HeaderMap::new();
+        head.insert("set-cookie", "session=new".parse().unwrap());
+        head.insert("cache-control", "no-store".parse().unwrap());
+        let shown_head = build_response(200, &head, &cookies_only);
+        let head_names: Vec<&str> = shown_head.headers.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(head_names, ["cache-control"]);
+        assert_eq!(
+            build_response(200, &head, &Shown::default()).headers.len(),
+            2
+        );
 
         // Headers listed without `cookie`: no cookies either.
         let headers_only = Shown {

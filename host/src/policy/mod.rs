@@ -797,11 +797,16 @@ impl Policy {
         self.on_response.is_some()
     }
 
+    /// An upstream's response head as this policy is shown it, for
+    /// [`on_response`](Self::on_response).
+    pub fn response_of(&self, status: u16, headers: &http::HeaderMap) -> UpstreamResponse {
+        input::build_response(status, headers, &self.shown)
+    }
+
     /// Call `on-response` with the upstream's response head and the hints
-    /// read from it. Without the export, `hints` come back unchanged. The
-    /// policy is shown what `[policy] request_headers` and
-    /// `request_cookies` let through of both (`set-cookie` follows the
-    /// cookies).
+    /// read from it. Without the export, `hints` come back unchanged. `req`
+    /// and `response` are what the policy is shown: made by
+    /// [`request_of`](Self::request_of) and [`response_of`](Self::response_of).
     pub async fn on_response(
         &self,
         req: &Request,
@@ -812,21 +817,7 @@ impl Policy {
             return (Ok(hints), CallStats::default());
         }
         let start = Instant::now();
-        let req = self.shown(req);
-        let response = if response
-            .headers
-            .iter()
-            .all(|h| self.shown.response_header(&h.name))
-        {
-            Cow::Borrowed(response)
-        } else {
-            let mut shown = response.clone();
-            shown
-                .headers
-                .retain(|h| self.shown.response_header(&h.name));
-            Cow::Owned(shown)
-        };
-        let call = self.run(Call::OnResponse(&req, &response, &hints), None, start);
+        let call = self.run(Call::OnResponse(req, response, &hints), None, start);
         let (result, mut stats) = Box::pin(call).await;
         stats.elapsed = start.elapsed();
         (result, stats)
