@@ -8,13 +8,16 @@
 //! that were neither pushed nor hinted (a `Link: rel=preload` in a `103 Early
 //! Hints` is fetched the moment it arrives, as browsers do). Critical assets
 //! are stylesheets and scripts; the load is timed from the end of the TLS
-//! handshake to the last critical asset complete. Pushed bytes the page references count as used, the rest as
-//! wasted. Optionally through the delaying proxy (`--rtt-ms`, `--mbit`).
+//! handshake to the last critical asset complete. Pushed bytes the page
+//! references count as used, the rest as wasted. Optionally through the
+//! delaying proxy (`--rtt-ms`, `--mbit`); then the last column is the rig's
+//! own round trip beyond the RTT, pinged through a second proxy while the
+//! loads run.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -55,6 +58,9 @@ pub struct Summary {
     pub errors: u64,
     pub first_error: Option<String>,
     pub wall: Duration,
+    /// Through the proxy: what its own round trips took beyond the RTT,
+    /// pinged while the loads ran (see [`rig_overhead`]).
+    pub rig: Vec<Duration>,
 }
 
 /// Accepts any certificate: the peers measured here use self-signed ones.
@@ -345,20 +351,54 @@ async fn one_load(
 /// A page load that takes longer is counted as an error.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The rig's own latency: one byte echoed through a second proxy with the
+/// same link, every 20 ms until `done`, each round trip's time beyond the
+/// RTT. The proxy's hops (a read, a timer, a write, in each direction) and
+/// the machine's wake-ups are paid by every page load and by every server
+/// alike, and no server can win them back: reported beside the loads, on
+/// the same loaded machine, so a row can be read against the physical
+/// limit with them and without.
+async fn rig_overhead(link: Link, done: Arc<AtomicBool>) -> anyhow::Result<Vec<Duration>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let echo_addr = echo.local_addr()?;
+    let server = tokio::spawn(async move {
+        let (mut s, _) = echo.accept().await?;
+        s.set_nodelay(true)?;
+        let mut b = [0u8; 1];
+        while s.read_exact(&mut b).await.is_ok() {
+            s.write_all(&b).await?;
+        }
+        anyhow::Ok(())
+    });
+    let mut c = proxy::connect(proxy::start(echo_addr, link).await?).await?;
+    let mut over = Vec::new();
+    let mut b = [0u8; 1];
+    while !done.load(Ordering::Relaxed) {
+        let sent = Instant::now();
+        c.write_all(b"x").await?;
+        c.read_exact(&mut b).await?;
+        over.push(sent.elapsed().saturating_sub(link.rtt));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.abort();
+    Ok(over)
+}
+
 /// Run the loads and collect them.
 pub async fn run(opts: &Options) -> anyhow::Result<Summary> {
-    let front = if opts.rtt.is_zero() && opts.mbit == 0.0 {
+    let link = Link {
+        rtt: opts.rtt,
+        down_bytes_per_sec: (opts.mbit * 1e6 / 8.0) as u64,
+    };
+    let direct = opts.rtt.is_zero() && opts.mbit == 0.0;
+    let front = if direct {
         opts.addr
     } else {
-        proxy::start(
-            opts.addr,
-            Link {
-                rtt: opts.rtt,
-                down_bytes_per_sec: (opts.mbit * 1e6 / 8.0) as u64,
-            },
-        )
-        .await?
+        proxy::start(opts.addr, link).await?
     };
+    let loads_done = Arc::new(AtomicBool::new(false));
+    let rig = (!direct).then(|| tokio::spawn(rig_overhead(link, loads_done.clone())));
     let tls = tls_config()?;
     let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -394,6 +434,10 @@ pub async fn run(opts: &Options) -> anyhow::Result<Summary> {
         }
     }
     summary.wall = start.elapsed();
+    loads_done.store(true, Ordering::Relaxed);
+    if let Some(rig) = rig {
+        summary.rig = rig.await?.context("the rig's own round trip")?;
+    }
     Ok(summary)
 }
 
@@ -427,9 +471,14 @@ pub async fn report(opts: &Options) -> anyhow::Result<String> {
         },
         s.wall.as_secs_f64()
     );
-    out.push_str("| pages/s | HTML p50 | critical p50 | critical p99 | pushes/page | pushed used | pushed wasted | errors |\n|---|---|---|---|---|---|---|---|\n");
+    out.push_str("| pages/s | HTML p50 | critical p50 | critical p99 | pushes/page | pushed used | pushed wasted | errors | rig round trip p50 |\n|---|---|---|---|---|---|---|---|---|\n");
+    let rig = if s.rig.is_empty() {
+        "-".to_string()
+    } else {
+        format!("+{:.2} ms", ms(&s.rig, 0.5))
+    };
     out.push_str(&format!(
-        "| {:.1} | {:.2} ms | {:.2} ms | {:.2} ms | {:.1} | {} KiB | {} KiB | {} |\n",
+        "| {:.1} | {:.2} ms | {:.2} ms | {:.2} ms | {:.1} | {} KiB | {} KiB | {} | {rig} |\n",
         n as f64 / s.wall.as_secs_f64(),
         ms(&html, 0.5),
         ms(&critical, 0.5),
