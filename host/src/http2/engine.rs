@@ -235,6 +235,10 @@ struct Stream {
     reset_waker: Option<Waker>,
     /// A PRIORITY_UPDATE that came before the stream was scheduled.
     priority: Option<Priority>,
+    /// A pushed response's HEADERS, held back to go out with its first
+    /// DATA: a push less urgent than its page does not put its head
+    /// before the page's bytes (HPACK encodes it then, in wire order).
+    head: Option<Box<(StatusCode, HeaderMap)>>,
 }
 
 impl Stream {
@@ -254,6 +258,7 @@ impl Stream {
             done: None,
             reset_waker: None,
             priority: None,
+            head: None,
         }
     }
 }
@@ -1357,17 +1362,26 @@ impl Engine {
         now: Instant,
     ) {
         let end = payload.is_empty();
-        self.block.clear();
-        self.enc.response(status.as_u16(), headers, &mut self.block);
-        frame::header_block(
-            &mut self.out,
-            frame_type::HEADERS,
-            id,
-            end,
-            &[],
-            &self.block,
-            self.peer.max_frame,
-        );
+        if !end && pushed {
+            let head: HeaderMap = headers
+                .into_iter()
+                .map(|(n, v)| (n.clone(), v.clone()))
+                .collect();
+            let s = self.streams.get_mut(&id).expect("the caller checked");
+            s.head = Some(Box::new((status, head)));
+        } else {
+            self.block.clear();
+            self.enc.response(status.as_u16(), headers, &mut self.block);
+            frame::header_block(
+                &mut self.out,
+                frame_type::HEADERS,
+                id,
+                end,
+                &[],
+                &self.block,
+                self.peer.max_frame,
+            );
+        }
         let s = self.streams.get_mut(&id).expect("the caller checked");
         s.send = SendState::Body;
         s.done = done;
@@ -1406,8 +1420,8 @@ impl Engine {
     }
 
     /// Promise `path` on the page `parent` and queue its response: the
-    /// PUSH_PROMISE, the pushed HEADERS, and the body in the scheduler at
-    /// `prio`. `patience`: refuse if the output has waited that long already.
+    /// PUSH_PROMISE now, the pushed HEADERS and body when the scheduler
+    /// picks it at `prio` (a push without a body answers at once). `patience`: refuse if the output has waited that long already.
     #[allow(clippy::too_many_arguments)]
     pub fn push(
         &mut self,
@@ -1595,6 +1609,17 @@ impl Engine {
         if n == 0 {
             return;
         }
+        if let Some(head) = s.head.take() {
+            let max = self.peer.max_frame;
+            write_head(
+                &mut self.enc,
+                &mut self.block,
+                &mut self.out,
+                max,
+                id,
+                &head,
+            );
+        }
         let chunk = o.buf.split_to(n);
         if o.buf.is_empty()
             && let Some(next) = o.next.take()
@@ -1707,6 +1732,18 @@ impl Engine {
         for (id, result) in ends {
             match result {
                 Ok(()) => {
+                    // A push whose body turned out empty: its HEADERS first.
+                    if let Some(head) = self.streams.get_mut(&id).and_then(|s| s.head.take()) {
+                        let max = self.peer.max_frame;
+                        write_head(
+                            &mut self.enc,
+                            &mut self.block,
+                            &mut self.out,
+                            max,
+                            id,
+                            &head,
+                        );
+                    }
                     frame::head(&mut self.out, 0, frame_type::DATA, flag::END_STREAM, id);
                     if let Some(s) = self.streams.get_mut(&id) {
                         s.out = None;
@@ -1724,6 +1761,22 @@ impl Engine {
 }
 
 /// What the scheduler needs to know of a stream.
+/// A pushed stream's held-back HEADERS (see `Stream::head`), encoded as
+/// they go on the wire. Takes the engine's fields apart so the stream can
+/// stay borrowed.
+fn write_head(
+    enc: &mut hpack::Encoder,
+    block: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+    max_frame: usize,
+    id: u32,
+    (status, fields): &(StatusCode, HeaderMap),
+) {
+    block.clear();
+    enc.response(status.as_u16(), fields, block);
+    frame::header_block(out, frame_type::HEADERS, id, false, &[], block, max_frame);
+}
+
 fn ready(stream: Option<&Stream>) -> Ready {
     let Some(s) = stream else {
         return Ready {

@@ -511,7 +511,77 @@ fn pushes_stop_at_the_clients_stream_limit_and_after_the_final_headers() {
     // Promised ids in the order made, each promise before its HEADERS.
     let kinds: Vec<(u8, u32)> = raw.take().iter().map(|(h, _)| (h.kind, h.stream)).collect();
     assert_eq!(kinds[0], (frame_type::PUSH_PROMISE, 1));
-    assert_eq!(kinds[1], (frame_type::HEADERS, 4));
+    let at = |k| kinds.iter().position(|f| *f == k);
+    assert!(at((frame_type::HEADERS, 4)) > at((frame_type::PUSH_PROMISE, 1)));
+    assert!(at((frame_type::DATA, 4)) > at((frame_type::HEADERS, 4)));
+}
+
+#[test]
+fn a_push_less_urgent_than_its_page_sends_its_headers_after_the_page() {
+    let mut raw = Raw::new(&[]);
+    raw.request(1, "/", true);
+    let id = raw.engine.take_requests()[0].id;
+    raw.engine.schedule(id, Priority::default(), raw.now);
+    let empty = HeaderMap::new();
+    let push = |raw: &mut Raw, path, urgency, body: &'static [u8]| {
+        let promise = PushRequest {
+            scheme: "https",
+            authority: "example.com",
+            path,
+            headers: &empty,
+        };
+        let prio = Priority {
+            urgency,
+            ..Priority::default()
+        };
+        let head = headers(&[("content-type", "image/svg+xml")]);
+        raw.engine
+            .push(
+                id,
+                promise,
+                StatusCode::OK,
+                &head,
+                Payload::Bytes(Bytes::from_static(body)),
+                prio,
+                None,
+                Duration::from_secs(1),
+                raw.now,
+            )
+            .unwrap()
+    };
+    let css = push(&mut raw, "/a.css", 0, b"css");
+    let img = push(&mut raw, "/b.svg", 5, b"svg");
+    let empty_img = push(&mut raw, "/c.svg", 5, b"");
+    raw.engine
+        .respond(
+            id,
+            StatusCode::OK,
+            &HeaderMap::new(),
+            Payload::Bytes(Bytes::from_static(b"<html>")),
+            None,
+            raw.now,
+        )
+        .unwrap();
+    let kinds: Vec<(u8, u32)> = raw.take().iter().map(|(h, _)| (h.kind, h.stream)).collect();
+    use frame_type::{DATA, HEADERS, PUSH_PROMISE};
+    assert_eq!(
+        kinds,
+        [
+            (PUSH_PROMISE, id),
+            (PUSH_PROMISE, id),
+            (PUSH_PROMISE, id),
+            // A push without a body is answered at once.
+            (HEADERS, empty_img),
+            (HEADERS, id),
+            // The stylesheet outranks the page: its head goes with it.
+            (HEADERS, css),
+            (DATA, css),
+            (DATA, id),
+            // The image's head waited for its turn, after the page.
+            (HEADERS, img),
+            (DATA, img),
+        ],
+    );
 }
 
 #[test]
