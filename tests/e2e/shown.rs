@@ -5,15 +5,22 @@ use crate::support::*;
 
 /// The headers and cookies the `seen` policy reported, from its hints.
 async fn seen_by_policy(herald: &Herald) -> Vec<String> {
+    seen_with(herald, None).await
+}
+
+/// The same, the request carrying one more header.
+async fn seen_with(herald: &Herald, extra: Option<(&str, http::HeaderValue)>) -> Vec<String> {
     let client = Client::h2c(herald, ClientOptions::browser()).await;
-    let req = client
+    let mut req = client
         .request("GET", "/?misbehave=seen")
         .header("accept", "text/html")
         .header("sec-fetch-dest", "document")
         .header("authorization", "Bearer secret")
-        .header("cookie", "session=secret; herald-have=css")
-        .body(())
-        .unwrap();
+        .header("cookie", "session=secret; herald-have=css");
+    if let Some((name, value)) = extra {
+        req = req.header(name, value);
+    }
+    let req = req.body(()).unwrap();
     let page = client.fetch(req).await;
     assert_eq!(page.status, 200);
     let mut seen: Vec<String> = page
@@ -73,4 +80,16 @@ async fn a_policy_sees_only_the_listed_headers_and_cookies() {
 async fn headers_listed_without_cookie_hide_the_cookies_too() {
     let herald = Herald::start(&config("request_headers = [\"accept\"]"));
     assert_eq!(seen_by_policy(&herald).await, ["header/accept"]);
+}
+
+#[tokio::test]
+async fn a_header_that_is_not_utf8_is_shown_and_the_request_served() {
+    // Lowered as it is elsewhere, without a copy; this one needs its bytes
+    // replaced first, and the policy still sees every header.
+    let herald = Herald::start(&config(""));
+    let latin1 = http::HeaderValue::from_bytes(b"caf\xe9").unwrap();
+    let seen = seen_with(&herald, Some(("x-latin1", latin1))).await;
+    for expected in ["header/x-latin1", "header/accept", "cookie/session"] {
+        assert!(seen.iter().any(|s| s == expected), "{expected} in {seen:?}");
+    }
 }

@@ -63,8 +63,8 @@ pub fn run(opts: &Options) -> anyhow::Result<usize> {
     Ok(measured(&rt, &policy, &parts, opts.calls))
 }
 
-/// The measured region: `calls` times, build the policy's request, call
-/// it, plan the answer.
+/// The measured region: `calls` times, hand the request to the policy (as
+/// `herald serve` does), call it, plan the answer.
 #[inline(never)]
 pub fn measured(
     rt: &tokio::runtime::Runtime,
@@ -75,9 +75,14 @@ pub fn measured(
     rt.block_on(async {
         let mut planned = 0;
         for _ in 0..calls {
-            let input = policy.request_of(parts, &super::DEMO_VIEW);
-            let (result, _) = policy.decide(&input).await;
-            let hints = result.unwrap_or_default();
+            // As the server calls it: lowered from the request's parts.
+            let (result, _) = policy.answer(parts, &super::DEMO_VIEW, None).await;
+            // Not shared without a cache, so taken, not copied.
+            let hints = result
+                .map(|a| {
+                    std::sync::Arc::try_unwrap(a).map_or_else(|a| a.hints.clone(), |a| a.hints)
+                })
+                .unwrap_or_default();
             let plan = planner::plan(
                 hints,
                 &planner::Context {

@@ -142,6 +142,113 @@ pub fn build_response(status: u16, headers: &http::HeaderMap, shown: &Shown) -> 
     }
 }
 
+/// A `header` or a `cookie` as it is lowered into a guest, borrowed (the two
+/// WIT records have the same shape, and records are typed by shape).
+#[derive(wasmtime::component::ComponentType, wasmtime::component::Lower, Clone, Copy, Debug)]
+#[component(record)]
+pub struct FieldRef<'a> {
+    pub name: &'a str,
+    pub value: &'a str,
+}
+
+/// The WIT `request` as it is lowered into a guest, borrowed from the HTTP
+/// request (or from a built [`Request`]): the host copies no string before
+/// the guest's own copy, where building a `Request` made two allocations
+/// per header and cookie and freed them after the call.
+#[derive(wasmtime::component::ComponentType, wasmtime::component::Lower, Clone, Copy, Debug)]
+#[component(record)]
+pub struct RequestRef<'a> {
+    pub method: &'a str,
+    pub scheme: &'a str,
+    pub authority: &'a str,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a [FieldRef<'a>],
+    pub cookies: &'a [FieldRef<'a>],
+    #[component(name = "push-enabled")]
+    pub push_enabled: bool,
+    #[component(name = "variant-name")]
+    pub variant_name: &'a str,
+}
+
+/// A request's headers and cookies, borrowed for a [`RequestRef`].
+pub type Fields<'a> = (Vec<FieldRef<'a>>, Vec<FieldRef<'a>>);
+
+/// The headers and cookies of `headers` that `shown` lets a policy see, as
+/// [`build`] would give them, borrowed. `None` when a shown header's value
+/// is not UTF-8: `build` replaces its bad bytes, which needs a copy.
+pub fn fields_of<'a>(headers: &'a http::HeaderMap, shown: &Shown) -> Option<Fields<'a>> {
+    let mut shown_headers = Vec::with_capacity(headers.len());
+    for (name, value) in headers {
+        if shown.header(name.as_str()) {
+            shown_headers.push(FieldRef {
+                name: name.as_str(),
+                value: std::str::from_utf8(value.as_bytes()).ok()?,
+            });
+        }
+    }
+    let cookies = cookies_in(headers)
+        .filter(|(name, _)| shown.cookie(name))
+        .map(|(name, value)| FieldRef { name, value })
+        .collect();
+    Some((shown_headers, cookies))
+}
+
+/// A built request's headers and cookies, borrowed for a [`RequestRef`].
+pub fn fields_of_request(req: &Request) -> Fields<'_> {
+    (
+        req.headers
+            .iter()
+            .map(|h| FieldRef {
+                name: &h.name,
+                value: &h.value,
+            })
+            .collect(),
+        req.cookies
+            .iter()
+            .map(|c| FieldRef {
+                name: &c.name,
+                value: &c.value,
+            })
+            .collect(),
+    )
+}
+
+/// A built request as it is lowered, with `fields` from [`fields_of_request`].
+pub fn request_ref<'a>(req: &'a Request, fields: &'a Fields<'a>) -> RequestRef<'a> {
+    RequestRef {
+        method: &req.method,
+        scheme: &req.scheme,
+        authority: &req.authority,
+        path: &req.path,
+        query: req.query.as_deref(),
+        headers: &fields.0,
+        cookies: &fields.1,
+        push_enabled: req.push_enabled,
+        variant_name: &req.variant_name,
+    }
+}
+
+/// The request [`build`] would make, as it is lowered, with `fields` from
+/// [`fields_of`].
+pub fn request_ref_of_parts<'a>(
+    parts: &'a http::request::Parts,
+    view: &View<'a>,
+    fields: &'a Fields<'a>,
+) -> RequestRef<'a> {
+    RequestRef {
+        method: parts.method.as_str(),
+        scheme: view.scheme,
+        authority: view.authority,
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        headers: &fields.0,
+        cookies: &fields.1,
+        push_enabled: view.push_enabled,
+        variant_name: view.variant,
+    }
+}
+
 /// The policy request for an HTTP request, as `view` describes it, with
 /// the headers and cookies `shown` lets the policy see.
 pub fn build(parts: &http::request::Parts, view: &View<'_>, shown: &Shown) -> Request {
@@ -274,5 +381,52 @@ mod tests {
         assert_eq!(names(&r), ["cookie", "cookie session", "cookie ab"]);
         assert!(with_cookie.response_header("set-cookie"));
         assert!(Shown::default().response_header("set-cookie"));
+    }
+
+    /// The borrowed view lowered into a guest is the request `build` makes,
+    /// field for field, for every `Shown`; a value that is not UTF-8 has
+    /// no borrowed view (the caller builds the request, bytes replaced).
+    #[test]
+    fn the_borrowed_view_is_the_built_request() {
+        let req = http::Request::get("https://example.com/shop?page=2")
+            .header("accept", "text/html")
+            .header("cookie", "session=secret; ab=b")
+            .header("cookie", "theme=dark")
+            .header("x-name", "Zoë")
+            .body(())
+            .unwrap();
+        let (parts, ()) = req.into_parts();
+        let lists = [
+            Shown::default(),
+            Shown {
+                headers: Some(vec!["accept".into()]),
+                cookies: Some(vec!["ab".into()]),
+            },
+            Shown {
+                headers: Some(vec!["cookie".into(), "x-name".into()]),
+                cookies: None,
+            },
+        ];
+        for shown in &lists {
+            let built = build(&parts, &VIEW, shown);
+            let fields = fields_of(&parts.headers, shown).expect("all UTF-8");
+            let view = request_ref_of_parts(&parts, &VIEW, &fields);
+            let from_built = fields_of_request(&built);
+            let expected = request_ref(&built, &from_built);
+            assert_eq!(format!("{view:?}"), format!("{expected:?}"), "{shown:?}");
+        }
+
+        let mut bad = parts.headers.clone();
+        bad.insert(
+            "x-bytes",
+            http::HeaderValue::from_bytes(b"caf\xe9").unwrap(),
+        );
+        assert!(fields_of(&bad, &Shown::default()).is_none());
+        // Hidden, it does not matter.
+        let hidden = Shown {
+            headers: Some(vec!["accept".into()]),
+            cookies: None,
+        };
+        assert!(fields_of(&bad, &hidden).is_some());
     }
 }

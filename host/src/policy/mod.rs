@@ -592,12 +592,20 @@ struct Maker {
 /// Which export a call runs.
 #[derive(Clone, Copy)]
 enum Call<'a> {
-    Decide(&'a Request),
+    Decide(input::RequestRef<'a>),
     OnResponse(&'a Request, &'a UpstreamResponse, &'a [Hint]),
 }
 
-/// `decide`'s signature in the `push-policy` world.
-type DecideFunc = wasmtime::component::TypedFunc<(&'static Request,), (Result<Vec<Hint>, String>,)>;
+/// `decide`'s signature in the `push-policy` world, its request borrowed.
+type DecideFunc =
+    wasmtime::component::TypedFunc<(input::RequestRef<'static>,), (Result<Vec<Hint>, String>,)>;
+
+/// What a call is shown of its request: a built one (tools, samples), or
+/// the HTTP request's parts, lowered from where they are.
+enum Asked<'r> {
+    Built(Cow<'r, Request>),
+    Parts(&'r http::request::Parts, input::View<'r>),
+}
 
 /// An instantiated policy: the typed `decide` and the raw instance (for
 /// `on-response`).
@@ -699,7 +707,7 @@ impl Policy {
     pub async fn decide(&self, req: &Request) -> (Result<Vec<Hint>, PolicyFailure>, CallStats) {
         let start = Instant::now();
         let key = self.cache.as_ref().map(|c| c.key(req));
-        let req = || self.shown(req);
+        let req = || Asked::Built(self.shown(req));
         let (result, mut stats) = self.answer_keyed(key, req, None).await;
         // Timed whole here, cache hits too (tools print it).
         stats.elapsed = start.elapsed();
@@ -732,7 +740,7 @@ impl Policy {
         view: &input::View<'_>,
         client_cache: Option<Arc<dyn ClientCache>>,
     ) -> (Result<Arc<cache::Answer>, PolicyFailure>, CallStats) {
-        let req = || Cow::Owned(self.request_of(parts, view));
+        let req = || Asked::Parts(parts, *view);
         let Some(cache) = &self.cache else {
             return self.answer_keyed(None, req, client_cache).await;
         };
@@ -762,7 +770,7 @@ impl Policy {
     async fn answer_keyed<'r>(
         &self,
         key: Option<Vec<u8>>,
-        req: impl FnOnce() -> Cow<'r, Request>,
+        req: impl FnOnce() -> Asked<'r>,
         client_cache: Option<Arc<dyn ClientCache>>,
     ) -> (Result<Arc<cache::Answer>, PolicyFailure>, CallStats) {
         if let (Some(cache), Some(key)) = (&self.cache, &key)
@@ -776,11 +784,32 @@ impl Policy {
             return (Ok(answer), stats);
         }
         let start = Instant::now();
-        let req = req();
+        let asked = req();
+        // Lowered from where the strings are; a request is built only from
+        // parts with a shown header that is not UTF-8 (made so).
+        let built: Request;
+        let fields: input::Fields<'_>;
+        let req = match &asked {
+            Asked::Built(req) => {
+                fields = input::fields_of_request(req);
+                input::request_ref(req, &fields)
+            }
+            Asked::Parts(parts, view) => match input::fields_of(&parts.headers, &self.shown) {
+                Some(borrowed) => {
+                    fields = borrowed;
+                    input::request_ref_of_parts(parts, view, &fields)
+                }
+                None => {
+                    built = input::build(parts, view, &self.shown);
+                    fields = input::fields_of_request(&built);
+                    input::request_ref(&built, &fields)
+                }
+            },
+        };
         // Boxed, as every call: Wasmtime's call future is about 2 KB, which
         // would otherwise be part of every request handler's future (moved
         // on each spawn) though a cache hit never makes it.
-        let call = self.run(Call::Decide(&req), client_cache, start);
+        let call = self.run(Call::Decide(req), client_cache, start);
         let (result, mut stats) = Box::pin(call).await;
         let result = result.map(|hints| Arc::new(cache::Answer::new(hints)));
         if let (Some(cache), Some(key), Ok(answer)) = (&self.cache, key, &result)
@@ -996,7 +1025,7 @@ impl Maker {
         use std::sync::atomic::Ordering;
         if !self.decide_checked.load(Ordering::Relaxed) {
             instance
-                .get_typed_func::<(&Request,), (Result<Vec<Hint>, String>,)>(
+                .get_typed_func::<(input::RequestRef<'_>,), (Result<Vec<Hint>, String>,)>(
                     &mut *store,
                     self.decide,
                 )
