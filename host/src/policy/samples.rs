@@ -81,6 +81,22 @@ impl Samples {
 impl Sample {
     /// The policy request for this sample.
     pub fn to_request(&self) -> Result<Request, String> {
+        let parts = self.to_parts()?;
+        Ok(input::build(&parts, &self.view(), &input::Shown::default()))
+    }
+
+    /// How the sample's request is seen besides its HTTP parts.
+    pub fn view(&self) -> input::View<'_> {
+        input::View {
+            scheme: "https",
+            authority: "localhost",
+            push_enabled: self.push,
+            variant: self.variant.as_deref().unwrap_or("default"),
+        }
+    }
+
+    /// The sample as the HTTP request a server would get.
+    pub fn to_parts(&self) -> Result<http::request::Parts, String> {
         let (method, target) = self
             .request
             .split_once(' ')
@@ -98,13 +114,7 @@ impl Sample {
             .body(())
             .map_err(|e| format!("`{}`: {e}", self.request))?
             .into_parts();
-        let view = input::View {
-            scheme: "https",
-            authority: "localhost",
-            push_enabled: self.push,
-            variant: self.variant.as_deref().unwrap_or("default"),
-        };
-        Ok(input::build(&parts, &view, &input::Shown::default()))
+        Ok(parts)
     }
 }
 
