@@ -120,9 +120,13 @@ async fn pipe(
         }
     });
     let mut pending: VecDeque<(Instant, Vec<u8>)> = VecDeque::new();
-    let Ok(timer) = Timer::new() else {
-        reader.abort();
-        return;
+    let timer = match Timer::new() {
+        Ok(timer) => timer,
+        Err(e) => {
+            eprintln!("delaying proxy: no timer for a connection, dropping it: {e}");
+            reader.abort();
+            return;
+        }
     };
     loop {
         if pending.is_empty() {

@@ -996,6 +996,7 @@ impl Engine {
             return Err(flood());
         }
         self.got_settings = true;
+        let mut window_changed = false;
         for entry in p.chunks_exact(6) {
             let id = u16::from_be_bytes([entry[0], entry[1]]);
             let value = u32::from_be_bytes([entry[2], entry[3], entry[4], entry[5]]);
@@ -1021,6 +1022,7 @@ impl Engine {
                     }
                     let delta = i64::from(value) - i64::from(self.peer.initial_window);
                     self.peer.initial_window = value;
+                    window_changed = true;
                     for s in self.streams.values_mut() {
                         s.send_window += delta;
                         if s.send_window > MAX_WINDOW {
@@ -1042,6 +1044,25 @@ impl Engine {
                 }
                 // MAX_HEADER_LIST_SIZE is advisory; unknown settings are ignored.
                 _ => {}
+            }
+        }
+        if window_changed {
+            // A held head waits for its stream's DATA; with the window shut
+            // it would wait on a client that may wait for it.
+            let max = self.peer.max_frame;
+            for (&id, s) in self.streams.iter_mut() {
+                if s.send_window <= 0
+                    && let Some(head) = s.head.take()
+                {
+                    write_head(
+                        &mut self.enc,
+                        &mut self.block,
+                        &mut self.out,
+                        max,
+                        id,
+                        &head,
+                    );
+                }
             }
         }
         frame::settings_ack(&mut self.out);
@@ -1362,7 +1383,11 @@ impl Engine {
         now: Instant,
     ) {
         let end = payload.is_empty();
-        if !end && pushed {
+        // Held only while the stream has window for its DATA: HEADERS are
+        // not flow-controlled, and a client may open a stream's window
+        // only once it has seen its response.
+        let window_open = self.streams.get(&id).is_some_and(|s| s.send_window > 0);
+        if !end && pushed && window_open {
             let head: HeaderMap = headers
                 .into_iter()
                 .map(|(n, v)| (n.clone(), v.clone()))
@@ -1760,7 +1785,6 @@ impl Engine {
     }
 }
 
-/// What the scheduler needs to know of a stream.
 /// A pushed stream's held-back HEADERS (see `Stream::head`), encoded as
 /// they go on the wire. Takes the engine's fields apart so the stream can
 /// stay borrowed.
@@ -1777,6 +1801,7 @@ fn write_head(
     frame::header_block(out, frame_type::HEADERS, id, false, &[], block, max_frame);
 }
 
+/// What the scheduler needs to know of a stream.
 fn ready(stream: Option<&Stream>) -> Ready {
     let Some(s) = stream else {
         return Ready {

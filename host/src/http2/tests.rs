@@ -584,6 +584,70 @@ fn a_push_less_urgent_than_its_page_sends_its_headers_after_the_page() {
     );
 }
 
+/// HEADERS are not flow-controlled: a push whose stream has no window
+/// (from the start, or shut by a SETTINGS before its turn) sends its
+/// response head at once, for a client that opens a stream's window only
+/// once it has seen its response.
+#[test]
+fn a_push_without_window_sends_its_headers_at_once() {
+    let empty = HeaderMap::new();
+    let push = |raw: &mut Raw, id: u32, path| {
+        let promise = PushRequest {
+            scheme: "https",
+            authority: "example.com",
+            path,
+            headers: &empty,
+        };
+        let prio = Priority {
+            urgency: 5,
+            ..Priority::default()
+        };
+        raw.engine
+            .push(
+                id,
+                promise,
+                StatusCode::OK,
+                &HeaderMap::new(),
+                Payload::Bytes(Bytes::from_static(b"body")),
+                prio,
+                None,
+                Duration::from_secs(1),
+                raw.now,
+            )
+            .unwrap()
+    };
+    let kinds = |frames: Vec<(FrameHead, Vec<u8>)>| -> Vec<(u8, u32)> {
+        frames.iter().map(|(h, _)| (h.kind, h.stream)).collect()
+    };
+
+    // No window from the start.
+    let mut raw = Raw::new(&[(setting::INITIAL_WINDOW_SIZE, 0)]);
+    raw.request(1, "/", true);
+    let id = raw.engine.take_requests()[0].id;
+    let pushed = push(&mut raw, id, "/a.svg");
+    let frames = kinds(raw.take());
+    assert!(
+        frames.contains(&(frame_type::HEADERS, pushed)),
+        "{frames:?}"
+    );
+    assert!(!frames.contains(&(frame_type::DATA, pushed)), "{frames:?}");
+
+    // Window at the promise, shut before the push's turn.
+    let mut raw = Raw::new(&[]);
+    raw.request(1, "/", true);
+    let id = raw.engine.take_requests()[0].id;
+    let pushed = push(&mut raw, id, "/b.svg");
+    let mut shut = Vec::new();
+    frame::settings(&mut shut, &[(setting::INITIAL_WINDOW_SIZE, 0)]);
+    raw.feed(&shut);
+    let frames = kinds(raw.take());
+    assert!(
+        frames.contains(&(frame_type::HEADERS, pushed)),
+        "{frames:?}"
+    );
+    assert!(!frames.contains(&(frame_type::DATA, pushed)), "{frames:?}");
+}
+
 #[test]
 fn priority_update_reorders_streams_waiting_for_the_wire() {
     let mut raw = Raw::new(&[]);
