@@ -1049,20 +1049,14 @@ impl Engine {
         if window_changed {
             // A held head waits for its stream's DATA; with the window shut
             // it would wait on a client that may wait for it.
-            let max = self.peer.max_frame;
-            for (&id, s) in self.streams.iter_mut() {
-                if s.send_window <= 0
-                    && let Some(head) = s.head.take()
-                {
-                    write_head(
-                        &mut self.enc,
-                        &mut self.block,
-                        &mut self.out,
-                        max,
-                        id,
-                        &head,
-                    );
-                }
+            let shut: Vec<u32> = self
+                .streams
+                .iter()
+                .filter(|(_, s)| s.send_window <= 0 && s.head.is_some())
+                .map(|(&id, _)| id)
+                .collect();
+            for id in shut {
+                self.flush_head(id);
             }
         }
         frame::settings_ack(&mut self.out);
@@ -1386,8 +1380,8 @@ impl Engine {
         // Held only while the stream has window for its DATA: HEADERS are
         // not flow-controlled, and a client may open a stream's window
         // only once it has seen its response.
-        let window_open = self.streams.get(&id).is_some_and(|s| s.send_window > 0);
-        if !end && pushed && window_open {
+        let window_open = || self.streams.get(&id).is_some_and(|s| s.send_window > 0);
+        if !end && pushed && window_open() {
             let head: HeaderMap = headers
                 .into_iter()
                 .map(|(n, v)| (n.clone(), v.clone()))
@@ -1395,17 +1389,9 @@ impl Engine {
             let s = self.streams.get_mut(&id).expect("the caller checked");
             s.head = Some(Box::new((status, head)));
         } else {
-            self.block.clear();
-            self.enc.response(status.as_u16(), headers, &mut self.block);
-            frame::header_block(
-                &mut self.out,
-                frame_type::HEADERS,
-                id,
-                end,
-                &[],
-                &self.block,
-                self.peer.max_frame,
-            );
+            let max = self.peer.max_frame;
+            let (enc, block, out) = (&mut self.enc, &mut self.block, &mut self.out);
+            write_head(enc, block, out, max, id, status, headers, end);
         }
         let s = self.streams.get_mut(&id).expect("the caller checked");
         s.send = SendState::Body;
@@ -1636,14 +1622,8 @@ impl Engine {
         }
         if let Some(head) = s.head.take() {
             let max = self.peer.max_frame;
-            write_head(
-                &mut self.enc,
-                &mut self.block,
-                &mut self.out,
-                max,
-                id,
-                &head,
-            );
+            let (enc, block, out) = (&mut self.enc, &mut self.block, &mut self.out);
+            write_head(enc, block, out, max, id, head.0, &head.1, false);
         }
         let chunk = o.buf.split_to(n);
         if o.buf.is_empty()
@@ -1667,6 +1647,15 @@ impl Engine {
         if end {
             s.out = None;
             self.body_sent(id);
+        }
+    }
+
+    /// Write `id`'s held-back HEADERS, if it has any (see `Stream::head`).
+    fn flush_head(&mut self, id: u32) {
+        if let Some(head) = self.streams.get_mut(&id).and_then(|s| s.head.take()) {
+            let max = self.peer.max_frame;
+            let (enc, block, out) = (&mut self.enc, &mut self.block, &mut self.out);
+            write_head(enc, block, out, max, id, head.0, &head.1, false);
         }
     }
 
@@ -1758,17 +1747,7 @@ impl Engine {
             match result {
                 Ok(()) => {
                     // A push whose body turned out empty: its HEADERS first.
-                    if let Some(head) = self.streams.get_mut(&id).and_then(|s| s.head.take()) {
-                        let max = self.peer.max_frame;
-                        write_head(
-                            &mut self.enc,
-                            &mut self.block,
-                            &mut self.out,
-                            max,
-                            id,
-                            &head,
-                        );
-                    }
+                    self.flush_head(id);
                     frame::head(&mut self.out, 0, frame_type::DATA, flag::END_STREAM, id);
                     if let Some(s) = self.streams.get_mut(&id) {
                         s.out = None;
@@ -1785,20 +1764,23 @@ impl Engine {
     }
 }
 
-/// A pushed stream's held-back HEADERS (see `Stream::head`), encoded as
-/// they go on the wire. Takes the engine's fields apart so the stream can
-/// stay borrowed.
-fn write_head(
+/// A response's HEADERS, encoded as they go on the wire (HPACK state is
+/// order-sensitive). Takes the engine's fields apart so a stream can stay
+/// borrowed meanwhile.
+#[allow(clippy::too_many_arguments)]
+fn write_head<'a>(
     enc: &mut hpack::Encoder,
     block: &mut Vec<u8>,
     out: &mut Vec<u8>,
     max_frame: usize,
     id: u32,
-    (status, fields): &(StatusCode, HeaderMap),
+    status: StatusCode,
+    fields: impl IntoIterator<Item = (&'a HeaderName, &'a HeaderValue)>,
+    end: bool,
 ) {
     block.clear();
     enc.response(status.as_u16(), fields, block);
-    frame::header_block(out, frame_type::HEADERS, id, false, &[], block, max_frame);
+    frame::header_block(out, frame_type::HEADERS, id, end, &[], block, max_frame);
 }
 
 /// What the scheduler needs to know of a stream.

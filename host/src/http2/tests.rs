@@ -516,39 +516,42 @@ fn pushes_stop_at_the_clients_stream_limit_and_after_the_final_headers() {
     assert!(at((frame_type::DATA, 4)) > at((frame_type::HEADERS, 4)));
 }
 
+/// Push `path` on page `parent` at `urgency`, an SVG of `body`.
+fn push_to(raw: &mut Raw, parent: u32, path: &str, urgency: u8, body: &'static [u8]) -> u32 {
+    let empty = HeaderMap::new();
+    let promise = PushRequest {
+        scheme: "https",
+        authority: "example.com",
+        path,
+        headers: &empty,
+    };
+    let prio = Priority {
+        urgency,
+        ..Priority::default()
+    };
+    let head = headers(&[("content-type", "image/svg+xml")]);
+    raw.engine
+        .push(
+            parent,
+            promise,
+            StatusCode::OK,
+            &head,
+            Payload::Bytes(Bytes::from_static(body)),
+            prio,
+            None,
+            Duration::from_secs(1),
+            raw.now,
+        )
+        .unwrap()
+}
+
 #[test]
 fn a_push_less_urgent_than_its_page_sends_its_headers_after_the_page() {
     let mut raw = Raw::new(&[]);
     raw.request(1, "/", true);
     let id = raw.engine.take_requests()[0].id;
     raw.engine.schedule(id, Priority::default(), raw.now);
-    let empty = HeaderMap::new();
-    let push = |raw: &mut Raw, path, urgency, body: &'static [u8]| {
-        let promise = PushRequest {
-            scheme: "https",
-            authority: "example.com",
-            path,
-            headers: &empty,
-        };
-        let prio = Priority {
-            urgency,
-            ..Priority::default()
-        };
-        let head = headers(&[("content-type", "image/svg+xml")]);
-        raw.engine
-            .push(
-                id,
-                promise,
-                StatusCode::OK,
-                &head,
-                Payload::Bytes(Bytes::from_static(body)),
-                prio,
-                None,
-                Duration::from_secs(1),
-                raw.now,
-            )
-            .unwrap()
-    };
+    let push = |raw: &mut Raw, path, urgency, body| push_to(raw, id, path, urgency, body);
     let css = push(&mut raw, "/a.css", 0, b"css");
     let img = push(&mut raw, "/b.svg", 5, b"svg");
     let empty_img = push(&mut raw, "/c.svg", 5, b"");
@@ -590,32 +593,7 @@ fn a_push_less_urgent_than_its_page_sends_its_headers_after_the_page() {
 /// once it has seen its response.
 #[test]
 fn a_push_without_window_sends_its_headers_at_once() {
-    let empty = HeaderMap::new();
-    let push = |raw: &mut Raw, id: u32, path| {
-        let promise = PushRequest {
-            scheme: "https",
-            authority: "example.com",
-            path,
-            headers: &empty,
-        };
-        let prio = Priority {
-            urgency: 5,
-            ..Priority::default()
-        };
-        raw.engine
-            .push(
-                id,
-                promise,
-                StatusCode::OK,
-                &HeaderMap::new(),
-                Payload::Bytes(Bytes::from_static(b"body")),
-                prio,
-                None,
-                Duration::from_secs(1),
-                raw.now,
-            )
-            .unwrap()
-    };
+    let push = |raw: &mut Raw, id, path| push_to(raw, id, path, 5, b"body");
     let kinds = |frames: Vec<(FrameHead, Vec<u8>)>| -> Vec<(u8, u32)> {
         frames.iter().map(|(h, _)| (h.kind, h.stream)).collect()
     };
