@@ -185,7 +185,7 @@ pub async fn fetch_upstream(
     match upstream.fetch(*ask, headers, body, early).await {
         Ok(response) => response,
         Err(e) => {
-            Metrics::inc(&shared.metrics.upstream_errors);
+            shared.metrics.inc(|c| &c.upstream_errors);
             let status = e.status().as_u16();
             if let Some(suppressed) = shared.upstream_log.admit() {
                 tracing::warn!(
@@ -274,18 +274,41 @@ pub struct Decided {
     pub plan: Arc<Plan>,
     /// A `Set-Cookie` for the final response: the user's new sticky key.
     pub set_cookie: Option<http::HeaderValue>,
-    pub metrics: Arc<Metrics>,
     /// The client's cache digest (`[push.cache_digest]`): record what is
     /// sent in it, then add its `Set-Cookie`.
     pub digest: Option<Arc<crate::client_cache::ClientDigest>>,
-    /// The policy version that answered, for its `on-response`.
-    pub version: Option<Arc<Version>>,
+    /// The policy version that answered (for its `on-response` and its
+    /// counters), or the process's counters when none did.
+    answered: Answered,
+}
+
+/// Who answered a request. A version's counters are reached through it:
+/// one reference count fewer a request than holding both.
+enum Answered {
+    Version(Arc<Version>),
+    Nobody(Arc<Metrics>),
 }
 
 impl Decided {
+    /// The counters of the policy version that answered, or the process's.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        match &self.answered {
+            Answered::Version(v) => &v.metrics,
+            Answered::Nobody(m) => m,
+        }
+    }
+
+    /// The policy version that answered.
+    pub fn version(&self) -> Option<&Version> {
+        match &self.answered {
+            Answered::Version(v) => Some(v),
+            Answered::Nobody(_) => None,
+        }
+    }
+
     /// The A/B variant that answered (`default` outside experiments).
     pub fn variant(&self) -> &str {
-        self.version.as_ref().map_or("default", |v| &v.variant)
+        self.version().map_or("default", |v| &v.variant)
     }
 
     /// The digest cookie to set, if this response changed it.
@@ -300,36 +323,31 @@ impl Decided {
 /// Call the active policy (if any) and plan its hints. The registry is read
 /// once: a swap during the call does not change which version answers.
 pub async fn hints_for(shared: &Shared, ask: &Ask<'_>) -> Decided {
-    // Not ours to serve: no policy call, no hints.
-    let live = match ask.status {
-        StatusCode::MISDIRECTED_REQUEST => None,
-        _ => shared.registry.as_ref().map(|r| r.snapshot()),
+    let pick = |live: &crate::policy::registry::Live| match &live.experiment {
+        Some(experiment) => {
+            let assignment = crate::experiment::assign(
+                &experiment.config,
+                &experiment.sticky,
+                &crate::experiment::Ask {
+                    headers: &ask.parts.headers,
+                    client: ask.client,
+                    https: ask.scheme == "https",
+                },
+            );
+            let name = &experiment.config.variants[assignment.variant].name;
+            let cookie = assignment
+                .set_cookie
+                .and_then(|c| http::HeaderValue::from_str(&c).ok());
+            (live.slots.get(name).map(|s| s.current.clone()), cookie)
+        }
+        None => (live.active().cloned(), None),
     };
-    let (version, set_cookie) = match live.as_deref() {
-        Some(live) => match &live.experiment {
-            Some(experiment) => {
-                let assignment = crate::experiment::assign(
-                    &experiment.config,
-                    &experiment.sticky,
-                    &crate::experiment::Ask {
-                        headers: &ask.parts.headers,
-                        client: ask.client,
-                        https: ask.scheme == "https",
-                    },
-                );
-                let name = &experiment.config.variants[assignment.variant].name;
-                let cookie = assignment
-                    .set_cookie
-                    .and_then(|c| http::HeaderValue::from_str(&c).ok());
-                (live.slots.get(name).map(|s| s.current.clone()), cookie)
-            }
-            None => (live.active().cloned(), None),
-        },
-        None => (None, None),
+    let (version, set_cookie) = match (ask.status, &shared.registry) {
+        // Not ours to serve: no policy call, no hints.
+        (StatusCode::MISDIRECTED_REQUEST, _) | (_, None) => (None, None),
+        (_, Some(registry)) => registry.with_live(pick),
     };
-    let metrics = version
-        .as_ref()
-        .map_or_else(|| shared.metrics.clone(), |v| v.metrics.clone());
+    let metrics = version.as_ref().map_or(&shared.metrics, |v| &v.metrics);
     let digest = shared.digest_key.as_ref().map(|key| {
         Arc::new(crate::client_cache::ClientDigest::from_request(
             key.clone(),
@@ -338,13 +356,15 @@ pub async fn hints_for(shared: &Shared, ask: &Ask<'_>) -> Decided {
             &ask.parts.headers,
         ))
     });
-    let plan = plan_with(shared, ask, version.as_deref(), &metrics, digest.clone()).await;
+    let plan = plan_with(shared, ask, version.as_deref(), metrics, digest.clone()).await;
     Decided {
         plan,
         set_cookie,
-        metrics,
+        answered: match version {
+            Some(v) => Answered::Version(v),
+            None => Answered::Nobody(shared.metrics.clone()),
+        },
         digest,
-        version,
     }
 }
 
@@ -361,20 +381,20 @@ async fn plan_with(
     metrics: &Metrics,
     digest: Option<Arc<crate::client_cache::ClientDigest>>,
 ) -> Arc<Plan> {
-    Metrics::inc(&metrics.requests);
+    metrics.inc(|c| &c.requests);
     let Some(version) = version else {
         return no_plan();
     };
     let policy = &version.policy;
-    Metrics::inc(&metrics.policy_calls);
+    metrics.inc(|c| &c.policy_calls);
     let view = ask.view(&version.variant);
     let client_cache = digest.map(|d| d as Arc<dyn crate::policy::ClientCache>);
     let (result, stats) = policy.answer(ask.parts, &view, client_cache).await;
     if stats.ahead {
-        Metrics::inc(&metrics.policy_ahead);
+        metrics.inc(|c| &c.policy_ahead);
     }
     if stats.cached {
-        Metrics::inc(&metrics.policy_cached);
+        metrics.inc(|c| &c.policy_cached);
     } else {
         metrics.observe_policy_call(stats.elapsed);
     }
@@ -385,14 +405,21 @@ async fn plan_with(
             return no_plan();
         }
     };
-    Metrics::add(&metrics.hints, answer.hints.len() as u64);
+    metrics.add(|c| &c.hints, answer.hints.len() as u64);
 
     // Hints only for a page that is actually served: not for errors, and not
     // for a 304 (the client has the page, and most likely its assets).
     if ask.status != StatusCode::OK || answer.hints.is_empty() {
         return no_plan();
     }
-    match Arc::try_unwrap(answer) {
+    // A hit is shared with the cache: not worth a failed unwrap (a locked
+    // instruction) to learn it.
+    let owned = if stats.cached {
+        Err(answer)
+    } else {
+        Arc::try_unwrap(answer)
+    };
+    match owned {
         Ok(answer) => Arc::new(plan_hints(shared, ask, answer.hints, metrics)),
         // A cached answer: planned (and its links formatted) once, by the
         // first request that got it. Everything the plan depends on is in
@@ -432,19 +459,19 @@ pub async fn response_hints(
     } else {
         Vec::new()
     };
-    let metrics = &decided.metrics;
-    let hints = match decided.version.as_deref() {
+    let metrics = decided.metrics();
+    let hints = match decided.version() {
         Some(v) if v.policy.has_on_response() => {
             let input = v.policy.request_of(ask.parts, &ask.view(&v.variant));
             let head = v
                 .policy
                 .response_of(response.status.as_u16(), &response.headers);
-            Metrics::inc(&metrics.policy_calls);
+            metrics.inc(|c| &c.policy_calls);
             let (result, stats) = v.policy.on_response(&input, &head, links.clone()).await;
             metrics.observe_policy_call(stats.elapsed);
             match result {
                 Ok(hints) => {
-                    Metrics::add(&metrics.hints, hints.len() as u64);
+                    metrics.add(|c| &c.hints, hints.len() as u64);
                     hints
                 }
                 Err(failure) => {
@@ -506,8 +533,8 @@ fn plan_only(shared: &Shared, ask: &Ask<'_>, hints: Vec<crate::policy::Hint>) ->
 /// Count and log (once per burst) what a plan dropped.
 fn report_invalid(shared: &Shared, ask: &Ask<'_>, plan: &Plan, metrics: &Metrics) {
     if !plan.invalid.is_empty() || plan.over_limit > 0 {
-        Metrics::add(
-            &metrics.invalid_hints,
+        metrics.add(
+            |c| &c.invalid_hints,
             (plan.invalid.len() + plan.over_limit) as u64,
         );
         if let Some(suppressed) = shared.invalid_log.admit() {
@@ -535,12 +562,13 @@ fn count_failure(
     policy: &str,
     failure: &PolicyFailure,
 ) {
-    Metrics::inc(match failure {
-        PolicyFailure::Trap(_) => &m.policy_traps,
-        PolicyFailure::Timeout => &m.policy_timeouts,
-        PolicyFailure::Error(_) => &m.policy_errors,
-        PolicyFailure::Busy => &m.policy_busy,
-    });
+    let pick: crate::metrics::Pick = match failure {
+        PolicyFailure::Trap(_) => |c| &c.policy_traps,
+        PolicyFailure::Timeout => |c| &c.policy_timeouts,
+        PolicyFailure::Error(_) => |c| &c.policy_errors,
+        PolicyFailure::Busy => |c| &c.policy_busy,
+    };
+    m.inc(pick);
     if let Some(suppressed) = shared.failure_log.admit() {
         tracing::warn!(
             conn = ask.conn,

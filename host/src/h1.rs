@@ -194,14 +194,14 @@ async fn handle<IO: AsyncRead + AsyncWrite>(
         .collect();
     // RFC 8297: no 1xx to an HTTP/1.0 client.
     let early_ok = parts.version == Version::HTTP_11;
-    if !links.is_empty() && early_ok && write_103(&write, &links, &decided.metrics, conn).await {
+    if !links.is_empty() && early_ok && write_103(&write, &links, decided.metrics(), conn).await {
         followups.hinted(
             decided
                 .plan
                 .items
                 .iter()
                 .map(|p| p.hint.path_and_query.as_str()),
-            &decided.metrics,
+            decided.metrics(),
         );
     }
     if let Some(digest) = &decided.digest {
@@ -226,7 +226,7 @@ async fn handle<IO: AsyncRead + AsyncWrite>(
                     let values: Vec<HeaderValue> =
                         hints.get_all(http::header::LINK).iter().cloned().collect();
                     if !values.is_empty() && early_ok {
-                        write_103(&write, &values, &decided.metrics, conn).await;
+                        write_103(&write, &values, decided.metrics(), conn).await;
                     }
                 }
             }
@@ -294,8 +294,8 @@ async fn write_103<IO: AsyncRead + AsyncWrite>(
     early.extend_from_slice(b"\r\n");
     match write_all(write, &early).await {
         Ok(()) => {
-            Metrics::inc(&metrics.early_hints_sent);
-            Metrics::add(&metrics.hinted_links, links.len() as u64);
+            metrics.inc(|c| &c.early_hints_sent);
+            metrics.add(|c| &c.hinted_links, links.len() as u64);
             true
         }
         Err(e) => {

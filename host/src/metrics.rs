@@ -1,10 +1,14 @@
 //! Counters, and logging that says a thing once per burst.
 //!
-//! The counters are plain atomics so the request path never takes a lock for
-//! them. Prometheus exposition builds on them (issue: hot swap and A/B).
+//! The request path never takes a lock for a counter, nor a locked
+//! instruction: each thread that counts writes a set of counters of its own
+//! (a plain load and store), and a read sums the sets. A cached policy
+//! answer bumps half a dozen counters, and a locked add each cost about as
+//! much as the rest of the cache hit (perf, BENCHMARKS.md). Prometheus
+//! exposition builds on them (issue: hot swap and A/B).
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Upper bounds of the policy latency histogram, in microseconds: from a
@@ -13,9 +17,11 @@ pub const LATENCY_BOUNDS_US: [u64; 12] = [
     5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000,
 ];
 
-/// Process-wide counters.
+/// One thread's counters (see [`Metrics`]). Cache-line aligned: two
+/// threads' sets never share a line.
 #[derive(Debug, Default)]
-pub struct Metrics {
+#[repr(align(64))]
+pub struct Counters {
     pub requests: AtomicU64,
     pub policy_calls: AtomicU64,
     pub policy_traps: AtomicU64,
@@ -51,23 +57,83 @@ pub struct Metrics {
     pub connections: AtomicU64,
 }
 
+/// Which counter: `|c| &c.requests`.
+pub type Pick = fn(&Counters) -> &AtomicU64;
+
+/// Sets of counters per [`Metrics`]: the first `SETS - 1` counting threads
+/// get one each; later threads share the last, with locked adds.
+const SETS: usize = 16;
+
+/// This thread's set, and whether it is this thread's alone.
+fn set_of_thread() -> (usize, bool) {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SET: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+    }
+    let set = SET.with(|s| {
+        let mut set = s.get();
+        if set == usize::MAX {
+            // Never handed out again: a set's only writer is its thread.
+            set = NEXT.fetch_add(1, Ordering::Relaxed).min(SETS - 1);
+            s.set(set);
+        }
+        set
+    });
+    (set, set < SETS - 1)
+}
+
+/// A set of counters (the process's, or one policy version's), counted per
+/// thread and summed when read.
+pub struct Metrics {
+    sets: Box<[Counters]>,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics {
+            sets: (0..SETS).map(|_| Counters::default()).collect(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("requests", &self.get(|c| &c.requests))
+            .finish_non_exhaustive()
+    }
+}
+
 impl Metrics {
-    pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
+    pub fn add(&self, pick: impl Fn(&Counters) -> &AtomicU64, n: u64) {
+        let (set, own) = set_of_thread();
+        let counter = pick(&self.sets[set]);
+        if own {
+            // This thread is the only writer: no read-modify-write needed.
+            counter.store(
+                counter.load(Ordering::Relaxed).wrapping_add(n),
+                Ordering::Relaxed,
+            );
+        } else {
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
     }
 
-    pub fn inc(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+    pub fn inc(&self, pick: impl Fn(&Counters) -> &AtomicU64) {
+        self.add(pick, 1);
     }
 
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
+    /// The counter's value: the sum of every thread's.
+    pub fn get(&self, pick: impl Fn(&Counters) -> &AtomicU64) -> u64 {
+        self.sets
+            .iter()
+            .map(|set| pick(set).load(Ordering::Relaxed))
+            .fold(0, u64::wrapping_add)
     }
 
     /// The Prometheus text exposition of several label sets (e.g.
     /// `policy="x",version="y"`), one HELP/TYPE block per series name.
     pub fn render_all(sets: &[(String, std::sync::Arc<Metrics>)]) -> String {
-        type Pick = fn(&Metrics) -> &AtomicU64;
         let series: [(&str, &str, Pick); 23] = [
             ("herald_requests_total", "Requests received.", |m| {
                 &m.requests
@@ -179,7 +245,7 @@ impl Metrics {
         for (name, help, pick) in series {
             out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
             for (labels, m) in sets {
-                out.push_str(&format!("{name}{{{labels}}} {}\n", Self::get(pick(m))));
+                out.push_str(&format!("{name}{{{labels}}} {}\n", m.get(pick)));
             }
         }
         let name = "herald_policy_call_seconds";
@@ -189,19 +255,19 @@ impl Metrics {
         for (labels, m) in sets {
             let mut cumulative = 0;
             for (i, bound) in LATENCY_BOUNDS_US.iter().enumerate() {
-                cumulative += Self::get(&m.policy_latency[i]);
+                cumulative += m.get(|c| &c.policy_latency[i]);
                 out.push_str(&format!(
                     "{name}_bucket{{{labels},le=\"{}\"}} {cumulative}\n",
                     *bound as f64 / 1e6
                 ));
             }
-            cumulative += Self::get(&m.policy_latency[LATENCY_BOUNDS_US.len()]);
+            cumulative += m.get(|c| &c.policy_latency[LATENCY_BOUNDS_US.len()]);
             out.push_str(&format!(
                 "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}\n"
             ));
             out.push_str(&format!(
                 "{name}_sum{{{labels}}} {}\n",
-                Self::get(&m.policy_nanos) as f64 / 1e9
+                m.get(|c| &c.policy_nanos) as f64 / 1e9
             ));
             out.push_str(&format!("{name}_count{{{labels}}} {cumulative}\n"));
         }
@@ -210,13 +276,13 @@ impl Metrics {
 
     /// Record one policy call's latency.
     pub fn observe_policy_call(&self, elapsed: std::time::Duration) {
-        Self::add(&self.policy_nanos, elapsed.as_nanos() as u64);
+        self.add(|c| &c.policy_nanos, elapsed.as_nanos() as u64);
         let us = elapsed.as_micros() as u64;
         let slot = LATENCY_BOUNDS_US
             .iter()
             .position(|&b| us <= b)
             .unwrap_or(LATENCY_BOUNDS_US.len());
-        Self::inc(&self.policy_latency[slot]);
+        self.inc(|c| &c.policy_latency[slot]);
     }
 }
 
@@ -255,17 +321,19 @@ impl Followups {
         }
     }
 
-    fn record<'a>(
+    fn record<'a, T: std::any::Any + Send + Sync>(
         &self,
         paths: impl IntoIterator<Item = &'a str>,
         metrics: &std::sync::Arc<Metrics>,
         pushed: bool,
-        set: Option<&Set>,
+        set: Option<&std::sync::Arc<T>>,
     ) {
         let mut d = self.delivered.lock().unwrap_or_else(|e| e.into_inner());
         let metrics_at = std::sync::Arc::as_ptr(metrics) as usize;
+        // Compared by address, and held only when it becomes the last: the
+        // same list again takes no reference count.
         if let (Some(set), Some((last, at))) = (set, &d.last)
-            && std::sync::Arc::ptr_eq(set, last)
+            && std::ptr::addr_eq(std::sync::Arc::as_ptr(set), std::sync::Arc::as_ptr(last))
             && *at == metrics_at
         {
             return;
@@ -282,11 +350,11 @@ impl Followups {
                 d.map.insert(path.to_string(), (metrics.clone(), pushed));
             }
         }
-        d.last = set.map(|s| (s.clone(), metrics_at));
+        d.last = set.map(|s| (s.clone() as Set, metrics_at));
     }
 
     pub fn pushed(&self, path: &str, metrics: &std::sync::Arc<Metrics>) {
-        self.record([path], metrics, true, None);
+        self.record([path], metrics, true, None::<&std::sync::Arc<()>>);
     }
 
     /// Paths sent as hints (a `103` and `Link`s).
@@ -295,15 +363,15 @@ impl Followups {
         paths: impl IntoIterator<Item = &'a str>,
         metrics: &std::sync::Arc<Metrics>,
     ) {
-        self.record(paths, metrics, false, None);
+        self.record(paths, metrics, false, None::<&std::sync::Arc<()>>);
     }
 
     /// The paths of a shared hint list (a cached plan's, `set`): the same
     /// list again, with nothing requested in between, costs a comparison
     /// instead of a lookup per path.
-    pub fn hinted_set<'a>(
+    pub fn hinted_set<'a, T: std::any::Any + Send + Sync>(
         &self,
-        set: &Set,
+        set: &std::sync::Arc<T>,
         paths: impl IntoIterator<Item = &'a str>,
         metrics: &std::sync::Arc<Metrics>,
     ) {
@@ -321,8 +389,8 @@ impl Followups {
             hit
         };
         match hit {
-            Some((m, true)) => Metrics::inc(&m.pushed_requested_anyway),
-            Some((m, false)) => Metrics::inc(&m.hinted_requested),
+            Some((m, true)) => m.inc(|c| &c.pushed_requested_anyway),
+            Some((m, false)) => m.inc(|c| &c.hinted_requested),
             None => {}
         }
     }
@@ -375,6 +443,29 @@ impl BurstLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_from_many_threads_add_up() {
+        // More threads than sets: some count alone, the rest share one.
+        let m = std::sync::Arc::new(Metrics::default());
+        let threads: Vec<_> = (0..SETS * 2)
+            .map(|_| {
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        m.inc(|c| &c.requests);
+                        m.add(|c| &c.pushed_bytes, 3);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(m.get(|c| &c.requests), (SETS * 2 * 1000) as u64);
+        assert_eq!(m.get(|c| &c.pushed_bytes), (SETS * 2 * 3000) as u64);
+        assert_eq!(m.get(|c| &c.hints), 0);
+    }
 
     #[test]
     fn burst_log_admits_first_then_summarises() {

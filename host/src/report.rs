@@ -21,8 +21,8 @@ pub struct Row {
     pub metrics: Vec<Arc<Metrics>>,
 }
 
-fn sum(row: &Row, pick: fn(&Metrics) -> &std::sync::atomic::AtomicU64) -> u64 {
-    row.metrics.iter().map(|m| Metrics::get(pick(m))).sum()
+fn sum(row: &Row, pick: crate::metrics::Pick) -> u64 {
+    row.metrics.iter().map(|m| m.get(pick)).sum()
 }
 
 /// A proportion and its sample size.
@@ -175,9 +175,9 @@ mod tests {
     fn report_lists_every_variant_with_rates() {
         let row = |name: &str, promised: u64, cancelled: u64| {
             let m = Arc::new(Metrics::default());
-            Metrics::add(&m.requests, 100);
-            Metrics::add(&m.pushes_promised, promised);
-            Metrics::add(&m.pushes_cancelled, cancelled);
+            m.add(|c| &c.requests, 100);
+            m.add(|c| &c.pushes_promised, promised);
+            m.add(|c| &c.pushes_cancelled, cancelled);
             Row {
                 variant: name.into(),
                 versions: "p@1".into(),

@@ -464,7 +464,7 @@ async fn accept_loop(
         };
         let _ = tcp.set_nodelay(true);
         set_notsent_lowat(&tcp, shared.config.server.tcp_notsent_lowat);
-        crate::metrics::Metrics::inc(&shared.metrics.connections);
+        shared.metrics.inc(|c| &c.connections);
         let id = crate::conn::next_id();
         tracing::debug!(conn = id, %addr, "accepted");
         let (shared, acceptor, rx) = (shared.clone(), acceptor.clone(), shutdown.clone());

@@ -14,6 +14,7 @@
 pub mod flush;
 pub mod push;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -110,7 +111,7 @@ pub async fn serve<IO>(
             handshake.as_millis()
         ),
         http2::Ended::Error(e) if e.flood => {
-            Metrics::inc(&shared.metrics.floods);
+            shared.metrics.inc(|c| &c.floods);
             if let Some(suppressed) = shared.flood_log.admit() {
                 tracing::warn!(
                     conn = id,
@@ -196,15 +197,7 @@ async fn handle(conn: Arc<Conn>, request: http2::Request, mut respond: Responder
     };
     let decided = crate::decide::hints_for(shared, &ask).await;
 
-    // The parent takes its place before its pushes: a push of the same
-    // urgency that is not incremental then follows the page, not the reverse.
-    respond.schedule(Priority::from_header(
-        parts.headers.get(http2::sched::PRIORITY),
-    ));
-    if upstreaming.is_some() {
-        // No body until the upstream answers: the pushes go meanwhile.
-        respond.idle();
-    }
+    let prio = Priority::from_header(parts.headers.get(http2::sched::PRIORITY));
     let parent = Parent {
         conn: &conn,
         authority: authority.as_deref(),
@@ -213,9 +206,32 @@ async fn handle(conn: Arc<Conn>, request: http2::Request, mut respond: Responder
         can_push,
     };
     let mut sent = Sent::default();
-    parent
-        .push_and_hint(&mut respond, &decided.plan, &mut sent)
-        .await;
+    // A page that is ready, with nothing to push and no digest to keep,
+    // needs nothing on the wire before its response: its place in the
+    // scheduler, its 103 and its HEADERS go in one turn of the engine.
+    let plan = &decided.plan;
+    let early_only = plan.early_links(can_push);
+    let held = ready.is_some()
+        && decided.digest.is_none()
+        && (plan.items.is_empty() || early_only.is_some());
+    let mut held_103 = None;
+    if held {
+        if let Some(field) = early_only {
+            // The final response repeats it (borrowed from the plan).
+            sent.hinted += plan.items.len();
+            held_103 = Some(field);
+        }
+    } else {
+        // The parent takes its place before its pushes: a push of the same
+        // urgency that is not incremental then follows the page, not the
+        // reverse.
+        respond.schedule(prio);
+        if upstreaming.is_some() {
+            // No body until the upstream answers: the pushes go meanwhile.
+            respond.idle();
+        }
+        parent.push_and_hint(&mut respond, plan, &mut sent).await;
+    }
 
     let response = match (ready, upstreaming.as_mut()) {
         (Some(response), _) => response,
@@ -233,10 +249,10 @@ async fn handle(conn: Arc<Conn>, request: http2::Request, mut respond: Responder
                     let values: Vec<HeaderValue> =
                         hints.get_all(http::header::LINK).iter().cloned().collect();
                     if can_push && up.link_hints {
-                        let plan = crate::decide::plan_links(shared, &ask, &values, &decided.metrics);
+                        let plan = crate::decide::plan_links(shared, &ask, &values, decided.metrics());
                         parent.push_and_hint(&mut respond, &plan, &mut sent).await;
                     } else if let Some(field) = planner::link::join(&values) {
-                        send_103(&conn, &mut respond, field, values.len(), &decided.metrics);
+                        send_103(&conn, &mut respond, &field, values.len(), decided.metrics());
                     }
                 }
                 // The client gave up on the page: so does the upstream
@@ -312,9 +328,21 @@ async fn handle(conn: Arc<Conn>, request: http2::Request, mut respond: Responder
     let fields = response
         .headers
         .iter()
+        .chain(held_103.as_deref().map(|v| (&http::header::LINK, v)))
         .chain(extra.iter().flatten().map(|(n, v)| (n, v)));
-    if let Err(e) = respond.respond(status, fields, body, done) {
-        tracing::debug!(conn = conn.id, path = %path_and_query, "response not sent: {e:?}");
+    let before = http2::Before {
+        schedule: held.then_some(prio),
+        early_hints: held_103.as_deref(),
+    };
+    match respond.respond_after(before, status, fields, body, done) {
+        Ok(()) if held_103.is_some() => {
+            count_103(decided.metrics(), plan.items.len());
+            parent.hinted_plan(plan);
+        }
+        Ok(()) => {}
+        Err(e) => {
+            tracing::debug!(conn = conn.id, path = %path_and_query, "response not sent: {e:?}")
+        }
     }
 }
 
@@ -394,7 +422,7 @@ impl Parent<'_> {
             &plan.items,
             self.authority,
             self.headers,
-            &self.decided.metrics,
+            self.decided.metrics(),
         )
         .await;
         sent.pushed += delivered.promised.len();
@@ -411,44 +439,55 @@ impl Parent<'_> {
         delivered.early
     }
 
+    /// Remember a plan's links as hinted on this connection (a 103 of
+    /// them was sent); `send_103` counted the 103.
+    fn hinted_plan(&self, plan: &planner::Plan) {
+        let metrics = self.decided.metrics();
+        let paths = plan.items.iter().map(|i| i.hint.path_and_query.as_str());
+        if std::ptr::eq(plan, &*self.decided.plan) {
+            self.conn
+                .followups
+                .hinted_set(&self.decided.plan, paths, metrics);
+        } else {
+            self.conn.followups.hinted(paths, metrics);
+        }
+    }
+
     /// A round, then what it did not push as a `103 Early Hints`, whose
     /// `Link` field the final response repeats.
     async fn push_and_hint(&self, respond: &mut Responder, plan: &planner::Plan, sent: &mut Sent) {
+        // Most requests (assets, pages without a policy) have nothing to
+        // deliver: no round to run.
+        if plan.items.is_empty() {
+            return;
+        }
         // Nothing to push and no digest to keep: the plan's own field (a
         // cached plan's is made once), with no delivery round at all.
         if self.decided.digest.is_none()
             && let Some(field) = plan.early_links(self.can_push)
         {
             let count = plan.items.len();
-            sent.add_links(field.clone(), count);
-            let metrics = &self.decided.metrics;
-            if send_103(self.conn, respond, field, count, metrics) {
-                let paths = plan.items.iter().map(|i| i.hint.path_and_query.as_str());
-                if std::ptr::eq(plan, &*self.decided.plan) {
-                    let set: crate::metrics::Set = self.decided.plan.clone();
-                    self.conn.followups.hinted_set(&set, paths, metrics);
-                } else {
-                    self.conn.followups.hinted(paths, metrics);
-                }
+            if send_103(self.conn, respond, &field, count, self.decided.metrics()) {
+                self.hinted_plan(plan);
             }
+            sent.add_links(field.into_owned(), count);
             return;
         }
         let early = self.round(respond, plan, sent).await;
         // Nothing was to be pushed: the plan's own field (a cached plan's is
         // made once); otherwise the field of what is left.
-        let Some(field) = plan
-            .early_links(self.can_push)
-            .or_else(|| planner::link::field(early.iter().map(|h| &**h), self.can_push))
-        else {
+        let Some(field) = plan.early_links(self.can_push).or_else(|| {
+            planner::link::field(early.iter().map(|h| &**h), self.can_push).map(Cow::Owned)
+        }) else {
             return;
         };
-        sent.add_links(field.clone(), early.len());
-        let metrics = &self.decided.metrics;
-        if send_103(self.conn, respond, field, early.len(), metrics) {
+        let metrics = self.decided.metrics();
+        if send_103(self.conn, respond, &field, early.len(), metrics) {
             self.conn
                 .followups
                 .hinted(early.iter().map(|h| h.path_and_query.as_str()), metrics);
         }
+        sent.add_links(field.into_owned(), early.len());
     }
 }
 
@@ -456,14 +495,13 @@ impl Parent<'_> {
 fn send_103(
     conn: &Conn,
     respond: &mut Responder,
-    links: HeaderValue,
+    links: &HeaderValue,
     count: usize,
     metrics: &Metrics,
 ) -> bool {
-    match respond.informational(StatusCode::EARLY_HINTS, [(&http::header::LINK, &links)]) {
+    match respond.informational(StatusCode::EARLY_HINTS, [(&http::header::LINK, links)]) {
         Ok(()) => {
-            Metrics::inc(&metrics.early_hints_sent);
-            Metrics::add(&metrics.hinted_links, count as u64);
+            count_103(metrics, count);
             true
         }
         Err(e) => {
@@ -471,4 +509,10 @@ fn send_103(
             false
         }
     }
+}
+
+/// Count a `103 Early Hints` of `count` links sent.
+fn count_103(metrics: &Metrics, count: usize) {
+    metrics.inc(|c| &c.early_hints_sent);
+    metrics.add(|c| &c.hinted_links, count as u64);
 }

@@ -181,7 +181,7 @@ pub async fn deliver(
             || this_request_bytes + len > cfg.max_bytes_per_request
             || book.pushed_bytes + len > cfg.max_bytes_per_connection;
         if over_budget {
-            Metrics::inc(&metrics.pushes_over_budget);
+            metrics.inc(|c| &c.pushes_over_budget);
             fallback(&mut out, hint);
             continue;
         }
@@ -219,12 +219,12 @@ pub async fn deliver(
                 book.pushed_bytes += len;
                 this_request += 1;
                 this_request_bytes += len;
-                Metrics::inc(&metrics.pushes_promised);
+                metrics.inc(|c| &c.pushes_promised);
                 out.promised.push(Promised { hint, etag });
             }
             Err(PushError::Limit) => {
                 // The client's MAX_CONCURRENT_STREAMS is reached.
-                Metrics::inc(&metrics.pushes_over_budget);
+                metrics.inc(|c| &c.pushes_over_budget);
                 fallback(&mut out, hint);
             }
             Err(PushError::Stalled) => {
@@ -252,12 +252,12 @@ pub async fn deliver(
 fn finished(conn: u64, metrics: Arc<Metrics>, path: &str) -> http2::Done {
     let path = path.to_string();
     Box::new(move |f: http2::Finished| {
-        Metrics::add(&metrics.pushed_bytes, f.bytes);
+        metrics.add(|c| &c.pushed_bytes, f.bytes);
         match f.outcome {
-            http2::Outcome::Complete => Metrics::inc(&metrics.pushes_completed),
+            http2::Outcome::Complete => metrics.inc(|c| &c.pushes_completed),
             http2::Outcome::Reset(reason) => {
-                Metrics::inc(&metrics.pushes_cancelled);
-                Metrics::add(&metrics.wasted_bytes, f.bytes);
+                metrics.inc(|c| &c.pushes_cancelled);
+                metrics.add(|c| &c.wasted_bytes, f.bytes);
                 tracing::debug!(conn, path, sent = f.bytes, "client reset push: {reason}");
             }
             other => tracing::debug!(conn, path, "push not completed: {other:?}"),

@@ -155,7 +155,22 @@ impl Responder {
 
     /// The final response. `done` is told how the body's sending ended.
     pub fn respond<'a>(
+        self,
+        status: StatusCode,
+        headers: impl IntoIterator<Item = (&'a HeaderName, &'a HeaderValue)>,
+        payload: Payload,
+        done: Option<Done>,
+    ) -> Result<(), Gone> {
+        self.respond_after(Before::default(), status, headers, payload, done)
+    }
+
+    /// The final response, and what was held to precede it: the same
+    /// frames in the same order as separate calls, in one turn of the engine
+    /// (for a page whose response is ready at once, nothing is gained by
+    /// sending them earlier). `Ok` means all of it was queued.
+    pub fn respond_after<'a>(
         mut self,
+        before: Before<'_>,
         status: StatusCode,
         headers: impl IntoIterator<Item = (&'a HeaderName, &'a HeaderValue)>,
         payload: Payload,
@@ -163,8 +178,18 @@ impl Responder {
     ) -> Result<(), Gone> {
         let now = Instant::now();
         self.answered = true;
-        self.conn
-            .with(|e| e.respond(self.id, status, headers, payload, done, now))
+        self.conn.with(|e| {
+            if let Some(prio) = before.schedule {
+                e.schedule(self.id, prio, now);
+            }
+            if let Some(links) = before.early_hints {
+                // A stream that cannot take the 103 cannot take the
+                // response either, and `respond` says so (and tells `done`).
+                let link = &http::header::LINK;
+                let _ = e.informational(self.id, StatusCode::EARLY_HINTS, [(link, links)]);
+            }
+            e.respond(self.id, status, headers, payload, done, now)
+        })
     }
 
     /// Resolves when the client resets the stream (or it is otherwise gone).
@@ -176,6 +201,15 @@ impl Responder {
     pub fn is_open(&self) -> bool {
         self.conn.lock().is_open(self.id)
     }
+}
+
+/// What [`Responder::respond_after`] sends before the response.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Before<'a> {
+    /// Take the page's place in the scheduler ([`Responder::schedule`]).
+    pub schedule: Option<Priority>,
+    /// A `103 Early Hints` with this `Link` field.
+    pub early_hints: Option<&'a HeaderValue>,
 }
 
 impl Drop for Responder {

@@ -51,7 +51,7 @@ impl Plan {
     /// hint (nothing to push, so delivery sends them all, in this order).
     /// Made once per plan: a cached plan's field serves every request that
     /// gets it.
-    pub fn early_links(&self, nopush: bool) -> Option<http::HeaderValue> {
+    pub fn early_links(&self, nopush: bool) -> Option<std::borrow::Cow<'_, http::HeaderValue>> {
         if self.items.is_empty() || self.items.iter().any(|i| i.route != Route::EarlyHint) {
             return None;
         }
@@ -144,6 +144,7 @@ pub fn plan(raw: Vec<Hint>, ctx: &Context<'_>) -> Plan {
 mod tests {
     use super::*;
     use crate::policy::Destination;
+    use std::borrow::Cow;
 
     fn hint(path: &str, delivery: Delivery) -> Hint {
         Hint {
@@ -217,14 +218,17 @@ mod tests {
             ]
         };
         let hints_only = plan(raw(), &ctx(&get, false));
-        let field = hints_only.early_links(false).unwrap();
+        let field = hints_only.early_links(false).unwrap().into_owned();
         assert_eq!(
             field,
             "</a.js>; rel=preload; as=script, </c.js>; rel=preload; as=script"
         );
-        assert_eq!(hints_only.early_links(false).unwrap(), field, "kept");
+        assert!(
+            matches!(hints_only.early_links(false), Some(Cow::Borrowed(f)) if *f == field),
+            "kept, and lent"
+        );
         assert_eq!(
-            hints_only.early_links(true).unwrap(),
+            hints_only.early_links(true).unwrap().into_owned(),
             "</a.js>; rel=preload; as=script; nopush, </c.js>; rel=preload; as=script; nopush",
             "made again for the other push setting"
         );

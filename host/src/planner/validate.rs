@@ -32,19 +32,25 @@ pub struct LinkMemo(std::sync::OnceLock<(bool, http::HeaderValue)>);
 impl LinkMemo {
     /// The value for `nopush`: kept, or made by `make` (and kept if none
     /// was yet).
+    /// Borrowed when kept: a request that only reads it copies nothing
+    /// (a clone of the value is a reference count, a locked instruction).
     pub fn get_or(
         &self,
         nopush: bool,
         make: impl FnOnce() -> http::HeaderValue,
-    ) -> http::HeaderValue {
+    ) -> std::borrow::Cow<'_, http::HeaderValue> {
+        use std::borrow::Cow;
         if let Some((memo_nopush, value)) = self.0.get()
             && *memo_nopush == nopush
         {
-            return value.clone();
+            return Cow::Borrowed(value);
         }
         let value = make();
-        let _ = self.0.set((nopush, value.clone()));
-        value
+        match self.0.set((nopush, value)) {
+            Ok(()) => Cow::Borrowed(&self.0.get().expect("just set").1),
+            // Kept for the other `nopush` (or by a racing first caller).
+            Err((_, value)) => Cow::Owned(value),
+        }
     }
 }
 
@@ -62,6 +68,7 @@ impl ValidHint {
     pub fn link(&self, nopush: bool) -> http::HeaderValue {
         self.link
             .get_or(nopush, || super::link::preload(self, nopush))
+            .into_owned()
     }
 }
 

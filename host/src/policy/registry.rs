@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -129,6 +130,12 @@ const RETIRED_KEPT: usize = 16;
 pub struct Registry {
     engine: Arc<PolicyEngine>,
     live: ArcSwap<Live>,
+    /// Bumped after every store to `live`: a thread that saw this
+    /// generation may serve on the snapshot it kept ([`Registry::with_live`]).
+    stored: AtomicU64,
+    /// Names this registry in threads' kept snapshots (an address can be
+    /// reused by the next registry, an id is never).
+    id: u64,
     /// Serialises updates (readers never wait).
     update: tokio::sync::Mutex<()>,
     retired: Mutex<VecDeque<Arc<Version>>>,
@@ -137,9 +144,12 @@ pub struct Registry {
 impl Registry {
     /// A registry with no policy yet.
     pub fn empty(engine: Arc<PolicyEngine>) -> Registry {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Registry {
             engine,
             live: ArcSwap::from_pointee(Live::default()),
+            stored: AtomicU64::new(0),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             update: tokio::sync::Mutex::new(()),
             retired: Mutex::new(VecDeque::new()),
         }
@@ -191,9 +201,38 @@ impl Registry {
         Ok(())
     }
 
-    /// The snapshot a request is served with.
+    /// The current snapshot, held.
     pub fn snapshot(&self) -> Arc<Live> {
         self.live.load_full()
+    }
+
+    /// `f` of the snapshot a request is served with, as this thread last
+    /// saw it if nothing was stored since: one load instead of an
+    /// `ArcSwap` load and a reference count, taken and dropped, on every
+    /// request (each a locked instruction). A thread keeps the last
+    /// snapshot it used until its next request sees a newer one.
+    pub fn with_live<R>(&self, f: impl FnOnce(&Live) -> R) -> R {
+        thread_local! {
+            static KEPT: std::cell::RefCell<Option<(u64, u64, Arc<Live>)>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        // Read before the snapshot: a store in between is seen next time.
+        let stored = self.stored.load(Ordering::Acquire);
+        KEPT.with(|kept| {
+            let Ok(mut kept) = kept.try_borrow_mut() else {
+                // Called from inside `f`: no keeping.
+                return f(&self.live.load());
+            };
+            match &*kept {
+                Some((id, seen, live)) if *id == self.id && *seen == stored => f(live),
+                _ => {
+                    let live = self.live.load_full();
+                    let out = f(&live);
+                    *kept = Some((self.id, stored, live));
+                    out
+                }
+            }
+        })
     }
 
     /// Compile, check and run samples, off the request path.
@@ -335,6 +374,7 @@ impl Registry {
             }
         }
         self.live.store(Arc::new(next));
+        self.stored.fetch_add(1, Ordering::Release);
     }
 
     /// Every version whose counters `/metrics` shows: live, previous, retired.
@@ -491,5 +531,32 @@ pub async fn watch(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry() -> Registry {
+        let limits = super::super::Limits::from_config(&crate::config::PolicyConfig::default());
+        Registry::empty(Arc::new(PolicyEngine::new(limits, None).unwrap()))
+    }
+
+    #[test]
+    fn a_thread_serves_on_its_kept_snapshot_until_one_is_stored() {
+        let (a, b) = (registry(), registry());
+        let generation = |r: &Registry| r.with_live(|live| live.generation);
+        assert_eq!(generation(&a), 0);
+        a.swap(|_| {});
+        assert_eq!(generation(&a), 1, "a store is seen by the next request");
+        // Another registry's snapshot is never taken for this one's.
+        assert_eq!(generation(&b), 0);
+        assert_eq!(generation(&a), 1);
+        a.swap(|_| {});
+        a.swap(|_| {});
+        assert_eq!(generation(&a), 3);
+        // From inside `f`: the current snapshot, not the kept one.
+        assert_eq!(a.with_live(|_| generation(&a)), 3);
     }
 }
