@@ -294,8 +294,7 @@ async fn write_103<IO: AsyncRead + AsyncWrite>(
     early.extend_from_slice(b"\r\n");
     match write_all(write, &early).await {
         Ok(()) => {
-            metrics.inc(|c| &c.early_hints_sent);
-            metrics.add(|c| &c.hinted_links, links.len() as u64);
+            metrics.early_hints_sent(links.len());
             true
         }
         Err(e) => {

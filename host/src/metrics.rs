@@ -274,6 +274,12 @@ impl Metrics {
         out
     }
 
+    /// A `103 Early Hints` of `links` links was sent (HTTP/2 or HTTP/1.1).
+    pub fn early_hints_sent(&self, links: usize) {
+        self.inc(|c| &c.early_hints_sent);
+        self.add(|c| &c.hinted_links, links as u64);
+    }
+
     /// Record one policy call's latency.
     pub fn observe_policy_call(&self, elapsed: std::time::Duration) {
         self.add(|c| &c.policy_nanos, elapsed.as_nanos() as u64);

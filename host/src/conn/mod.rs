@@ -210,13 +210,11 @@ async fn handle(conn: Arc<Conn>, request: http2::Request, mut respond: Responder
     // needs nothing on the wire before its response: its place in the
     // scheduler, its 103 and its HEADERS go in one turn of the engine.
     let plan = &decided.plan;
-    let early_only = plan.early_links(can_push);
-    let held = ready.is_some()
-        && decided.digest.is_none()
-        && (plan.items.is_empty() || early_only.is_some());
+    let outgoing = parent.outgoing(plan);
+    let held = ready.is_some() && !matches!(outgoing, Outgoing::Round);
     let mut held_103 = None;
     if held {
-        if let Some(field) = early_only {
+        if let Outgoing::EarlyOnly(field) = outgoing {
             // The final response repeats it (borrowed from the plan).
             sent.hinted += plan.items.len();
             held_103 = Some(field);
@@ -230,7 +228,7 @@ async fn handle(conn: Arc<Conn>, request: http2::Request, mut respond: Responder
             // No body until the upstream answers: the pushes go meanwhile.
             respond.idle();
         }
-        parent.push_and_hint(&mut respond, plan, &mut sent).await;
+        parent.send(&mut respond, plan, outgoing, &mut sent).await;
     }
 
     let response = match (ready, upstreaming.as_mut()) {
@@ -336,7 +334,7 @@ async fn handle(conn: Arc<Conn>, request: http2::Request, mut respond: Responder
     };
     match respond.respond_after(before, status, fields, body, done) {
         Ok(()) if held_103.is_some() => {
-            count_103(decided.metrics(), plan.items.len());
+            decided.metrics().early_hints_sent(plan.items.len());
             parent.hinted_plan(plan);
         }
         Ok(()) => {}
@@ -374,6 +372,17 @@ impl AccessLog {
             "request"
         );
     }
+}
+
+/// What a plan's delivery takes.
+enum Outgoing<'p> {
+    /// Nothing: most requests (assets, pages without a policy).
+    Nothing,
+    /// Nothing to push and no digest to keep: the plan's own `Link` field
+    /// (a cached plan's is made once) in one 103, with no delivery round.
+    EarlyOnly(Cow<'p, HeaderValue>),
+    /// A delivery round: pushes, budgets, the digest.
+    Round,
 }
 
 /// What every round of a page's pushes and hints needs.
@@ -456,22 +465,40 @@ impl Parent<'_> {
     /// A round, then what it did not push as a `103 Early Hints`, whose
     /// `Link` field the final response repeats.
     async fn push_and_hint(&self, respond: &mut Responder, plan: &planner::Plan, sent: &mut Sent) {
-        // Most requests (assets, pages without a policy) have nothing to
-        // deliver: no round to run.
+        let outgoing = self.outgoing(plan);
+        self.send(respond, plan, outgoing, sent).await;
+    }
+
+    /// What delivering `plan` takes.
+    fn outgoing<'p>(&self, plan: &'p planner::Plan) -> Outgoing<'p> {
         if plan.items.is_empty() {
-            return;
+            return Outgoing::Nothing;
         }
-        // Nothing to push and no digest to keep: the plan's own field (a
-        // cached plan's is made once), with no delivery round at all.
-        if self.decided.digest.is_none()
-            && let Some(field) = plan.early_links(self.can_push)
-        {
-            let count = plan.items.len();
-            if send_103(self.conn, respond, &field, count, self.decided.metrics()) {
-                self.hinted_plan(plan);
+        match plan.early_links(self.can_push) {
+            Some(field) if self.decided.digest.is_none() => Outgoing::EarlyOnly(field),
+            _ => Outgoing::Round,
+        }
+    }
+
+    /// [`push_and_hint`](Self::push_and_hint), once its `outgoing` is known.
+    async fn send(
+        &self,
+        respond: &mut Responder,
+        plan: &planner::Plan,
+        outgoing: Outgoing<'_>,
+        sent: &mut Sent,
+    ) {
+        match outgoing {
+            Outgoing::Nothing => return,
+            Outgoing::EarlyOnly(field) => {
+                let count = plan.items.len();
+                if send_103(self.conn, respond, &field, count, self.decided.metrics()) {
+                    self.hinted_plan(plan);
+                }
+                sent.add_links(field.into_owned(), count);
+                return;
             }
-            sent.add_links(field.into_owned(), count);
-            return;
+            Outgoing::Round => {}
         }
         let early = self.round(respond, plan, sent).await;
         // Nothing was to be pushed: the plan's own field (a cached plan's is
@@ -501,7 +528,7 @@ fn send_103(
 ) -> bool {
     match respond.informational(StatusCode::EARLY_HINTS, [(&http::header::LINK, links)]) {
         Ok(()) => {
-            count_103(metrics, count);
+            metrics.early_hints_sent(count);
             true
         }
         Err(e) => {
@@ -509,10 +536,4 @@ fn send_103(
             false
         }
     }
-}
-
-/// Count a `103 Early Hints` of `count` links sent.
-fn count_103(metrics: &Metrics, count: usize) {
-    metrics.inc(|c| &c.early_hints_sent);
-    metrics.add(|c| &c.hinted_links, count as u64);
 }

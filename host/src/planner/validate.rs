@@ -31,8 +31,7 @@ pub struct LinkMemo(std::sync::OnceLock<(bool, http::HeaderValue)>);
 
 impl LinkMemo {
     /// The value for `nopush`: kept, or made by `make` (and kept if none
-    /// was yet).
-    /// Borrowed when kept: a request that only reads it copies nothing
+    /// was yet). Borrowed when kept: a request that only reads it copies nothing
     /// (a clone of the value is a reference count, a locked instruction).
     pub fn get_or(
         &self,
