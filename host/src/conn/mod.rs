@@ -526,7 +526,7 @@ fn send_103(
     count: usize,
     metrics: &Metrics,
 ) -> bool {
-    match respond.informational(StatusCode::EARLY_HINTS, [(&http::header::LINK, links)]) {
+    match respond.early_hints(links) {
         Ok(()) => {
             metrics.early_hints_sent(count);
             true

@@ -1314,13 +1314,29 @@ impl Engine {
         status: StatusCode,
         headers: impl IntoIterator<Item = (&'a HeaderName, &'a HeaderValue)>,
     ) -> Result<(), Gone> {
+        debug_assert!(status.is_informational());
+        self.write_1xx(id, |enc, block| {
+            enc.response(status.as_u16(), headers, block)
+        })
+    }
+
+    /// A `103 Early Hints` with one `Link` field (most often the same block
+    /// as the connection's last 103: see [`hpack::Encoder::early_hints`]).
+    pub fn early_hints(&mut self, id: u32, links: &HeaderValue) -> Result<(), Gone> {
+        self.write_1xx(id, |enc, block| enc.early_hints(links, block))
+    }
+
+    fn write_1xx(
+        &mut self,
+        id: u32,
+        encode: impl FnOnce(&mut hpack::Encoder, &mut Vec<u8>),
+    ) -> Result<(), Gone> {
         let s = self.streams.get(&id).ok_or(Gone::Stream)?;
         if s.send != SendState::Pending {
             return Err(Gone::Answered);
         }
-        debug_assert!(status.is_informational());
         self.block.clear();
-        self.enc.response(status.as_u16(), headers, &mut self.block);
+        encode(&mut self.enc, &mut self.block);
         frame::header_block(
             &mut self.out,
             frame_type::HEADERS,

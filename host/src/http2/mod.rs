@@ -123,13 +123,9 @@ impl Responder {
         self.conn.with(|e| e.idle(self.id, now));
     }
 
-    /// A 1xx response (103 Early Hints).
-    pub fn informational<'a>(
-        &mut self,
-        status: StatusCode,
-        fields: impl IntoIterator<Item = (&'a HeaderName, &'a HeaderValue)>,
-    ) -> Result<(), Gone> {
-        self.conn.with(|e| e.informational(self.id, status, fields))
+    /// A `103 Early Hints` with one `Link` field.
+    pub fn early_hints(&mut self, links: &HeaderValue) -> Result<(), Gone> {
+        self.conn.with(|e| e.early_hints(self.id, links))
     }
 
     /// Promise a pushed response on this page and queue it (see
@@ -185,8 +181,7 @@ impl Responder {
             if let Some(links) = before.early_hints {
                 // A stream that cannot take the 103 cannot take the
                 // response either, and `respond` says so (and tells `done`).
-                let link = &http::header::LINK;
-                let _ = e.informational(self.id, StatusCode::EARLY_HINTS, [(link, links)]);
+                let _ = e.early_hints(self.id, links);
             }
             e.respond(self.id, status, headers, payload, done, now)
         })

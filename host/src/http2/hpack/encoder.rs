@@ -35,6 +35,22 @@ pub struct Encoder {
     seen: std::collections::HashMap<(usize, usize, usize), Seen, foldhash::fast::FixedState>,
     /// The last status outside the static table, and its entry.
     last_status: Option<(u16, u64)>,
+    /// The last `103` block ([`Encoder::early_hints`]) that only named
+    /// table entries, and the table it is valid for.
+    early: Option<EarlyBlock>,
+}
+
+/// A `103 Early Hints` block of indices only, sent again as it is while the
+/// table is as it was: no entry added or dropped since. A page's hints are
+/// a cached plan's one `Link` field, the same allocation on every response,
+/// so most 103s of a connection are this block.
+#[derive(Debug)]
+struct EarlyBlock {
+    /// Held: its address cannot be reused for other bytes meanwhile.
+    links: HeaderValue,
+    inserted: u64,
+    entries: usize,
+    block: Vec<u8>,
 }
 
 /// A field found by address: where it went in the table.
@@ -81,6 +97,7 @@ impl Encoder {
             pending: None,
             seen: Default::default(),
             last_status: None,
+            early: None,
         }
     }
 
@@ -142,6 +159,31 @@ impl Encoder {
             }
         }
         self.headers(headers, out);
+    }
+
+    /// A `103 Early Hints` block with one `Link` field: the block sent last
+    /// time, when it is the same field and the table has not changed since.
+    pub fn early_hints(&mut self, links: &HeaderValue, out: &mut Vec<u8>) {
+        if self.pending.is_none()
+            && let Some(e) = &self.early
+            && e.inserted == self.table.inserted
+            && e.entries == self.table.entries.len()
+            && e.links.as_bytes().as_ptr() == links.as_bytes().as_ptr()
+            && e.links.len() == links.len()
+        {
+            out.extend_from_slice(&e.block);
+            return;
+        }
+        let (start, inserted, resized) = (out.len(), self.table.inserted, self.pending.is_some());
+        self.response(103, [(&http::header::LINK, links)], out);
+        // Only a block of indices may be sent again: a literal would add
+        // its field to the peer's table a second time.
+        self.early = (self.table.inserted == inserted && !resized).then(|| EarlyBlock {
+            links: links.clone(),
+            inserted,
+            entries: self.table.entries.len(),
+            block: out[start..].to_vec(),
+        });
     }
 
     /// The request of a PUSH_PROMISE: always a GET.
@@ -438,6 +480,44 @@ mod tests {
             m.append(*n, HeaderValue::from_static(v));
         }
         m
+    }
+
+    #[test]
+    fn an_early_hints_block_is_sent_again_only_while_the_table_is_unchanged() {
+        let mut e = Encoder::new();
+        let mut d = Decoder::new();
+        let links = HeaderValue::from_static(
+            "</a.css>; rel=preload; as=style, </b.js>; rel=preload; as=script",
+        );
+        let expected = vec![
+            (b":status".to_vec(), b"103".to_vec()),
+            (b"link".to_vec(), links.as_bytes().to_vec()),
+        ];
+        let early = |e: &mut Encoder, d: &mut Decoder, links: &HeaderValue| {
+            let mut block = Vec::new();
+            e.early_hints(links, &mut block);
+            assert_eq!(decode_all(d, &block), expected);
+            block
+        };
+        // Literals first, then two indices, then the same two bytes again.
+        early(&mut e, &mut d, &links);
+        let indexed = early(&mut e, &mut d, &links);
+        assert_eq!(indexed.len(), 2, "{indexed:x?}");
+        assert_eq!(early(&mut e, &mut d, &links), indexed);
+        // A response adds an entry: the indices move, and the next 103 says so.
+        let mut response = Vec::new();
+        e.response(200, &map(&[("x-new", "1")]), &mut response);
+        decode_all(&mut d, &response);
+        assert_ne!(early(&mut e, &mut d, &links), indexed);
+        // The same bytes in another allocation, and a smaller table.
+        early(
+            &mut e,
+            &mut d,
+            &HeaderValue::from_bytes(links.as_bytes()).unwrap(),
+        );
+        e.set_peer_limit(256);
+        early(&mut e, &mut d, &links);
+        early(&mut e, &mut d, &links);
     }
 
     #[test]
