@@ -381,21 +381,32 @@ async fn plan_with(
     metrics: &Metrics,
     digest: Option<Arc<crate::client_cache::ClientDigest>>,
 ) -> Arc<Plan> {
-    metrics.inc(|c| &c.requests);
     let Some(version) = version else {
+        metrics.inc(|c| &c.requests);
         return no_plan();
     };
     let policy = &version.policy;
-    metrics.inc(|c| &c.policy_calls);
     let view = ask.view(&version.variant);
-    let client_cache = digest.map(|d| d as Arc<dyn crate::policy::ClientCache>);
-    let (result, stats) = policy.answer(ask.parts, &view, client_cache).await;
-    if stats.ahead {
-        metrics.inc(|c| &c.policy_ahead);
-    }
+    // A hit makes no future: the call's is large, and would be moved here
+    // (and its state kept) on every request.
+    let (result, stats) = match policy.cached(ask.parts, &view) {
+        crate::policy::Cached::Hit(answer) => (Ok(answer), crate::policy::CallStats::cache_hit()),
+        crate::policy::Cached::Miss(key) => {
+            let client_cache = digest.map(|d| d as Arc<dyn crate::policy::ClientCache>);
+            policy
+                .answer_missed(ask.parts, &view, key, client_cache)
+                .await
+        }
+    };
+    let hints = result.as_ref().map_or(0, |a| a.hints.len() as u64);
+    let adder = metrics.adder();
+    adder.add(|c| &c.requests, 1);
+    adder.add(|c| &c.policy_calls, 1);
+    adder.add(|c| &c.hints, hints);
     if stats.cached {
-        metrics.inc(|c| &c.policy_cached);
+        adder.add(|c| &c.policy_cached, 1);
     } else {
+        adder.add(|c| &c.policy_ahead, u64::from(stats.ahead));
         metrics.observe_policy_call(stats.elapsed);
     }
     let answer = match result {
@@ -405,7 +416,6 @@ async fn plan_with(
             return no_plan();
         }
     };
-    metrics.add(|c| &c.hints, answer.hints.len() as u64);
 
     // Hints only for a page that is actually served: not for errors, and not
     // for a 304 (the client has the page, and most likely its assets).

@@ -82,6 +82,31 @@ fn set_of_thread() -> (usize, bool) {
     (set, set < SETS - 1)
 }
 
+/// Add `n` to a counter of this thread's set (`own`: this thread is its
+/// only writer, so no read-modify-write is needed).
+fn bump(counter: &AtomicU64, n: u64, own: bool) {
+    if own {
+        counter.store(
+            counter.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
+    } else {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// One thread's counters of a [`Metrics`] ([`Metrics::adder`]).
+pub struct Adder<'a> {
+    counters: &'a Counters,
+    own: bool,
+}
+
+impl Adder<'_> {
+    pub fn add(&self, pick: impl Fn(&Counters) -> &AtomicU64, n: u64) {
+        bump(pick(self.counters), n, self.own);
+    }
+}
+
 /// A set of counters (the process's, or one policy version's), counted per
 /// thread and summed when read.
 pub struct Metrics {
@@ -107,15 +132,15 @@ impl std::fmt::Debug for Metrics {
 impl Metrics {
     pub fn add(&self, pick: impl Fn(&Counters) -> &AtomicU64, n: u64) {
         let (set, own) = set_of_thread();
-        let counter = pick(&self.sets[set]);
-        if own {
-            // This thread is the only writer: no read-modify-write needed.
-            counter.store(
-                counter.load(Ordering::Relaxed).wrapping_add(n),
-                Ordering::Relaxed,
-            );
-        } else {
-            counter.fetch_add(n, Ordering::Relaxed);
+        bump(pick(&self.sets[set]), n, own);
+    }
+
+    /// This thread's counters, found once for several adds.
+    pub fn adder(&self) -> Adder<'_> {
+        let (set, own) = set_of_thread();
+        Adder {
+            counters: &self.sets[set],
+            own,
         }
     }
 
@@ -276,8 +301,9 @@ impl Metrics {
 
     /// A `103 Early Hints` of `links` links was sent (HTTP/2 or HTTP/1.1).
     pub fn early_hints_sent(&self, links: usize) {
-        self.inc(|c| &c.early_hints_sent);
-        self.add(|c| &c.hinted_links, links as u64);
+        let adder = self.adder();
+        adder.add(|c| &c.early_hints_sent, 1);
+        adder.add(|c| &c.hinted_links, links as u64);
     }
 
     /// Record one policy call's latency.

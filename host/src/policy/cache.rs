@@ -12,6 +12,14 @@
 //! it becomes the old one and a new one starts; a hit in the old map moves
 //! the entry forward. O(1) per operation, at most `capacity` entries, and
 //! what is still asked for survives.
+//!
+//! In front of that shared map, under its lock, each thread keeps its last
+//! hits (64 slots, direct-mapped by a hash of the key's parts), found
+//! without a lock or a copy of the key: the hash is taken, and the key
+//! compared, straight from the HTTP request. A slot names the cache it came
+//! from, so another version's cache never answers from it; an answer
+//! evicted from the shared map may still be given from a slot until that
+//! slot is taken, which changes nothing (the same version, the same key).
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -78,6 +86,9 @@ impl std::fmt::Debug for Answer {
 }
 
 pub struct DecisionCache {
+    /// Names this cache in the threads' fronts (an address could be reused
+    /// by a later version's cache).
+    id: u64,
     spec: CacheSpec,
     /// `spec.headers`, parsed at load: a lookup by `&str` would parse the
     /// name on every request.
@@ -95,24 +106,115 @@ struct Generations {
     old: KeyMap,
 }
 
-/// The fixed parts of a key: what every answer depends on.
-struct Head<'a> {
-    method: &'a str,
-    path: &'a str,
-    query: Option<&'a str>,
-    view: View<'a>,
+/// Where a key's parts come from: a built request (tools, samples) or the
+/// HTTP request itself (the server). Both give the same parts in the same
+/// order, so both give the same key.
+trait KeySource {
+    fn method(&self) -> &str;
+    fn path(&self) -> &str;
+    fn query(&self) -> Option<&str>;
+    fn view(&self) -> View<'_>;
+    /// Each value of the `i`th declared header (`name`), in order.
+    fn header_values(&self, cache: &DecisionCache, i: usize, part: &mut impl FnMut(&[u8]));
+    /// Each value of the declared cookie `name`, in order.
+    fn cookie_values(&self, name: &str, part: &mut impl FnMut(&[u8]));
 }
 
-/// Feeds each value of a declared header or cookie to `part`, in order.
-/// Gets the declared name's index and the name itself.
-type Values<'a> = &'a dyn Fn(usize, &str, &mut dyn FnMut(&[u8]));
+impl KeySource for Request {
+    fn method(&self) -> &str {
+        &self.method
+    }
+    fn path(&self) -> &str {
+        &self.path
+    }
+    fn query(&self) -> Option<&str> {
+        self.query.as_deref()
+    }
+    fn view(&self) -> View<'_> {
+        View {
+            scheme: &self.scheme,
+            authority: &self.authority,
+            push_enabled: self.push_enabled,
+            variant: &self.variant_name,
+        }
+    }
+    fn header_values(&self, cache: &DecisionCache, i: usize, part: &mut impl FnMut(&[u8])) {
+        let name = &cache.spec.headers[i];
+        for h in self.headers.iter().filter(|h| h.name == *name) {
+            part(h.value.as_bytes());
+        }
+    }
+    fn cookie_values(&self, name: &str, part: &mut impl FnMut(&[u8])) {
+        for c in self.cookies.iter().filter(|c| c.name == name) {
+            part(c.value.as_bytes());
+        }
+    }
+}
+
+/// The HTTP request a key is found from, as `input::build` would see it.
+struct Parts<'a> {
+    parts: &'a http::request::Parts,
+    view: &'a View<'a>,
+}
+
+impl KeySource for Parts<'_> {
+    fn method(&self) -> &str {
+        self.parts.method.as_str()
+    }
+    fn path(&self) -> &str {
+        self.parts.uri.path()
+    }
+    fn query(&self) -> Option<&str> {
+        self.parts.uri.query()
+    }
+    fn view(&self) -> View<'_> {
+        *self.view
+    }
+    fn header_values(&self, cache: &DecisionCache, i: usize, part: &mut impl FnMut(&[u8])) {
+        // A name no request header can have matches nothing.
+        let Some(name) = &cache.header_names[i] else {
+            return;
+        };
+        for v in self.parts.headers.get_all(name) {
+            part(String::from_utf8_lossy(v.as_bytes()).as_bytes());
+        }
+    }
+    fn cookie_values(&self, name: &str, part: &mut impl FnMut(&[u8])) {
+        let cookies = super::input::cookies_in(&self.parts.headers);
+        for (_, value) in cookies.filter(|(n, _)| *n == name) {
+            part(value.as_bytes());
+        }
+    }
+}
+
+/// A thread's front of recent hits, direct-mapped by key hash: a hit found
+/// here takes no lock and copies no key. Each slot holds one key of one
+/// cache; at most `FRONT_SLOTS` answers per thread are kept alive by it.
+const FRONT_SLOTS: usize = 64;
+
+struct FrontEntry {
+    cache: u64,
+    hash: u64,
+    key: Box<[u8]>,
+    answer: Arc<Answer>,
+}
+
+thread_local! {
+    static FRONT: std::cell::RefCell<Vec<Option<FrontEntry>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Seeds the front's hash (fixed: the front's slots are this process's own,
+/// and a collision costs a shared lookup, never a wrong answer).
+const FRONT_SEED: u64 = 0x6865_7261_6c64_6b79;
 
 impl DecisionCache {
     /// `None` when the spec turns caching off.
     pub fn new(spec: &CacheSpec) -> Option<DecisionCache> {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         (spec.entries > 0).then(|| DecisionCache {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             spec: spec.clone(),
-            // A name no request header can have matches nothing.
             header_names: spec
                 .headers
                 .iter()
@@ -125,106 +227,118 @@ impl DecisionCache {
     /// The key of `req`: every part the answer may depend on, each
     /// length-prefixed so no two requests share a key by concatenation.
     pub fn key(&self, req: &Request) -> Vec<u8> {
-        let head = Head {
-            method: &req.method,
-            path: &req.path,
-            query: req.query.as_deref(),
-            view: View {
-                scheme: &req.scheme,
-                authority: &req.authority,
-                push_enabled: req.push_enabled,
-                variant: &req.variant_name,
-            },
-        };
-        let headers = |_, name: &str, part: &mut dyn FnMut(&[u8])| {
-            for h in req.headers.iter().filter(|h| h.name == name) {
-                part(h.value.as_bytes());
-            }
-        };
-        let cookies = |_, name: &str, part: &mut dyn FnMut(&[u8])| {
-            for c in req.cookies.iter().filter(|c| c.name == name) {
-                part(c.value.as_bytes());
-            }
-        };
-        self.build_key(&head, &headers, &cookies)
+        self.key_from(req)
     }
 
     /// The same key as [`key`](Self::key) of the request `input::build`
-    /// would make from these arguments, without building it: a hit then
-    /// copies nothing of the request.
+    /// would make from these arguments, without building it.
     pub fn key_of_parts(&self, parts: &http::request::Parts, view: &View<'_>) -> Vec<u8> {
+        self.key_from(&Parts { parts, view })
+    }
+
+    fn key_from(&self, src: &impl KeySource) -> Vec<u8> {
         let mut key = Vec::with_capacity(128);
-        self.write_key_of_parts(parts, view, &mut key);
-        key
-    }
-
-    /// [`key_of_parts`](Self::key_of_parts), appended to `key` (a buffer
-    /// reused across requests: a hit then allocates nothing).
-    pub fn write_key_of_parts(
-        &self,
-        parts: &http::request::Parts,
-        view: &View<'_>,
-        key: &mut Vec<u8>,
-    ) {
-        let head = Head {
-            method: parts.method.as_str(),
-            path: parts.uri.path(),
-            query: parts.uri.query(),
-            view: *view,
-        };
-        let headers = |i: usize, _: &str, part: &mut dyn FnMut(&[u8])| {
-            let Some(name) = &self.header_names[i] else {
-                return;
-            };
-            for v in parts.headers.get_all(name) {
-                part(String::from_utf8_lossy(v.as_bytes()).as_bytes());
-            }
-        };
-        let cookies = |_, name: &str, part: &mut dyn FnMut(&[u8])| {
-            for (_, value) in super::input::cookies_in(&parts.headers).filter(|(n, _)| *n == name) {
-                part(value.as_bytes());
-            }
-        };
-        self.write_key(&head, &headers, &cookies, key)
-    }
-
-    fn build_key(&self, head: &Head<'_>, headers: Values<'_>, cookies: Values<'_>) -> Vec<u8> {
-        let mut key = Vec::with_capacity(128);
-        self.write_key(head, headers, cookies, &mut key);
-        key
-    }
-
-    fn write_key(
-        &self,
-        head: &Head<'_>,
-        headers: Values<'_>,
-        cookies: Values<'_>,
-        key: &mut Vec<u8>,
-    ) {
-        let mut part = |bytes: &[u8]| {
+        self.visit(src, |bytes| {
             key.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
             key.extend_from_slice(bytes);
-        };
-        part(head.method.as_bytes());
-        part(head.view.scheme.as_bytes());
-        part(head.view.authority.as_bytes());
-        part(head.path.as_bytes());
-        match head.query {
+        });
+        key
+    }
+
+    /// Each part of `src`'s key, in order.
+    fn visit(&self, src: &impl KeySource, mut part: impl FnMut(&[u8])) {
+        let view = src.view();
+        part(src.method().as_bytes());
+        part(view.scheme.as_bytes());
+        part(view.authority.as_bytes());
+        part(src.path().as_bytes());
+        match src.query() {
             Some(q) => part(q.as_bytes()),
             None => part(b"\xff"),
         }
-        part(&[u8::from(head.view.push_enabled)]);
-        part(head.view.variant.as_bytes());
-        for (names, values) in [(&self.spec.headers, headers), (&self.spec.cookies, cookies)] {
-            for (i, name) in names.iter().enumerate() {
-                let mut n = 0u8;
-                values(i, name, &mut |v| {
-                    part(v);
-                    n = n.saturating_add(1);
-                });
-                part(&[n]);
-            }
+        part(&[u8::from(view.push_enabled)]);
+        part(view.variant.as_bytes());
+        for i in 0..self.spec.headers.len() {
+            let mut n = 0u8;
+            src.header_values(self, i, &mut |v| {
+                part(v);
+                n = n.saturating_add(1);
+            });
+            part(&[n]);
         }
+        for name in &self.spec.cookies {
+            let mut n = 0u8;
+            src.cookie_values(name, &mut |v| {
+                part(v);
+                n = n.saturating_add(1);
+            });
+            part(&[n]);
+        }
+    }
+
+    /// The answer for the HTTP request `parts` describe, or its key (to
+    /// insert the answer under once the policy has given it).
+    pub fn lookup(
+        &self,
+        parts: &http::request::Parts,
+        view: &View<'_>,
+    ) -> Result<Arc<Answer>, Vec<u8>> {
+        let src = Parts { parts, view };
+        let hash = self.front_hash(&src);
+        let slot = (hash >> 58) as usize % FRONT_SLOTS;
+        let front = FRONT.with_borrow(|front| {
+            let e = front.get(slot)?.as_ref()?;
+            (e.cache == self.id && e.hash == hash && self.matches(&src, &e.key))
+                .then(|| e.answer.clone())
+        });
+        if let Some(answer) = front {
+            return Ok(answer);
+        }
+        let key = self.key_from(&src);
+        let Some(answer) = self.get(&key) else {
+            return Err(key);
+        };
+        FRONT.with_borrow_mut(|front| {
+            if front.is_empty() {
+                front.resize_with(FRONT_SLOTS, || None);
+            }
+            front[slot] = Some(FrontEntry {
+                cache: self.id,
+                hash,
+                key: key.into_boxed_slice(),
+                answer: answer.clone(),
+            });
+        });
+        Ok(answer)
+    }
+
+    fn front_hash(&self, src: &impl KeySource) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = foldhash::fast::FixedState::with_seed(FRONT_SEED).build_hasher();
+        self.visit(src, |bytes| h.write(bytes));
+        h.finish()
+    }
+
+    /// Whether `src`'s key is `key`, compared part by part.
+    fn matches(&self, src: &impl KeySource, key: &[u8]) -> bool {
+        let mut rest = key;
+        let mut same = true;
+        self.visit(src, |bytes| {
+            if !same {
+                return;
+            }
+            same = match rest.split_first_chunk::<4>() {
+                Some((len, after)) if u32::from_le_bytes(*len) as usize == bytes.len() => {
+                    after.len() >= bytes.len() && {
+                        let (stored, after) = after.split_at(bytes.len());
+                        rest = after;
+                        stored == bytes
+                    }
+                }
+                _ => false,
+            };
+        });
+        same && rest.is_empty()
     }
 
     pub fn get(&self, key: &[u8]) -> Option<Arc<Answer>> {
@@ -382,6 +496,105 @@ mod tests {
         };
         let built = super::super::input::build(&bare, &view, &Default::default());
         assert_eq!(c.key_of_parts(&bare, &view), c.key(&built));
+    }
+
+    fn parts_of(uri: &str, headers: &[(&str, &str)]) -> http::request::Parts {
+        let mut req = http::Request::get(uri);
+        for (n, v) in headers {
+            req = req.header(*n, *v);
+        }
+        req.body(()).unwrap().into_parts().0
+    }
+
+    const VIEW: View<'static> = View {
+        scheme: "https",
+        authority: "shop.example",
+        push_enabled: false,
+        variant: "default",
+    };
+
+    #[test]
+    fn a_lookup_answers_what_was_inserted_under_its_key_and_nothing_else() {
+        let c = cache(16);
+        let page = parts_of(
+            "/p?x=1",
+            &[("sec-fetch-dest", "document"), ("cookie", "have=/a.css")],
+        );
+        let Err(key) = c.lookup(&page, &VIEW) else {
+            panic!("an empty cache answered");
+        };
+        assert_eq!(key, c.key_of_parts(&page, &VIEW));
+        c.insert(key, hint("/a.css"));
+        // From the shared map, then from this thread's front: the same answer.
+        let first = c.lookup(&page, &VIEW).expect("inserted");
+        let again = c.lookup(&page, &VIEW).expect("kept");
+        assert!(Arc::ptr_eq(&first, &again));
+        assert_eq!(again.hints[0].path, "/a.css");
+        // A request that differs in any part of the key misses, front or not.
+        let others = [
+            parts_of(
+                "/p?x=2",
+                &[("sec-fetch-dest", "document"), ("cookie", "have=/a.css")],
+            ),
+            parts_of(
+                "/p",
+                &[("sec-fetch-dest", "document"), ("cookie", "have=/a.css")],
+            ),
+            parts_of(
+                "/p?x=1",
+                &[("sec-fetch-dest", "image"), ("cookie", "have=/a.css")],
+            ),
+            parts_of("/p?x=1", &[("sec-fetch-dest", "document")]),
+            parts_of("/p?x=1", &[("cookie", "have=/a.css")]),
+            parts_of(
+                "/p?x=1",
+                &[
+                    ("sec-fetch-dest", "document"),
+                    ("sec-fetch-dest", "document"),
+                    ("cookie", "have=/a.css"),
+                ],
+            ),
+        ];
+        for other in &others {
+            match c.lookup(other, &VIEW) {
+                Ok(_) => panic!("{other:?} answered from another request's entry"),
+                Err(key) => assert_eq!(key, c.key_of_parts(other, &VIEW)),
+            }
+        }
+        for view in [
+            View {
+                push_enabled: true,
+                ..VIEW
+            },
+            View {
+                variant: "b",
+                ..VIEW
+            },
+            View {
+                authority: "other.example",
+                ..VIEW
+            },
+        ] {
+            assert!(c.lookup(&page, &view).is_err(), "{view:?}");
+        }
+        // Still there after the misses.
+        assert!(Arc::ptr_eq(&c.lookup(&page, &VIEW).unwrap(), &first));
+    }
+
+    #[test]
+    fn another_cache_never_answers_from_a_threads_front() {
+        let (one, two) = (cache(16), cache(16));
+        let page = parts_of("/", &[("sec-fetch-dest", "document")]);
+        one.insert(one.key_of_parts(&page, &VIEW), hint("/one.css"));
+        for _ in 0..2 {
+            assert_eq!(one.lookup(&page, &VIEW).unwrap().hints[0].path, "/one.css");
+        }
+        assert!(two.lookup(&page, &VIEW).is_err());
+        two.insert(two.key_of_parts(&page, &VIEW), hint("/two.css"));
+        for _ in 0..2 {
+            assert_eq!(two.lookup(&page, &VIEW).unwrap().hints[0].path, "/two.css");
+            assert_eq!(one.lookup(&page, &VIEW).unwrap().hints[0].path, "/one.css");
+        }
     }
 
     #[test]

@@ -553,6 +553,24 @@ pub struct CallStats {
     pub asked_client_cache: bool,
 }
 
+impl CallStats {
+    /// An answer from the decision cache. Not timed: two clock reads would
+    /// cost a tenth of the hit.
+    pub fn cache_hit() -> CallStats {
+        CallStats {
+            cached: true,
+            ..CallStats::default()
+        }
+    }
+}
+
+/// What the decision cache has for a request ([`Policy::cached`]).
+pub enum Cached {
+    Hit(Arc<cache::Answer>),
+    /// No answer: the key to keep the policy's under, if caching is on.
+    Miss(Option<Vec<u8>>),
+}
+
 /// A compiled, type-checked policy, ready to be called concurrently.
 pub struct Policy {
     name: String,
@@ -740,31 +758,36 @@ impl Policy {
         view: &input::View<'_>,
         client_cache: Option<Arc<dyn ClientCache>>,
     ) -> (Result<Arc<cache::Answer>, PolicyFailure>, CallStats) {
-        let req = || Asked::Parts(parts, *view);
-        let Some(cache) = &self.cache else {
-            return self.answer_keyed(None, req, client_cache).await;
-        };
-        // The key is built in a buffer this thread reuses: a hit, the
-        // common case, allocates nothing; a miss takes a copy along.
-        thread_local! {
-            static KEY: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(256));
+        match self.cached(parts, view) {
+            Cached::Hit(answer) => (Ok(answer), CallStats::cache_hit()),
+            Cached::Miss(key) => self.answer_missed(parts, view, key, client_cache).await,
         }
-        let hit = KEY.with_borrow_mut(|key| {
-            key.clear();
-            cache.write_key_of_parts(parts, view, key);
-            cache.get(key).ok_or_else(|| key.clone())
-        });
-        match hit {
-            // Not timed: two clock reads would cost a tenth of the hit.
-            Ok(answer) => (
-                Ok(answer),
-                CallStats {
-                    cached: true,
-                    ..CallStats::default()
-                },
-            ),
-            Err(key) => self.answer_keyed(Some(key), req, client_cache).await,
+    }
+
+    /// [`answer`](Self::answer)'s first half, without a future: the
+    /// decision cache's answer, found without a lock or a copy of the key
+    /// (the thread's front of recent hits) when it has one.
+    pub fn cached(&self, parts: &http::request::Parts, view: &input::View<'_>) -> Cached {
+        match &self.cache {
+            None => Cached::Miss(None),
+            Some(cache) => match cache.lookup(parts, view) {
+                Ok(answer) => Cached::Hit(answer),
+                Err(key) => Cached::Miss(Some(key)),
+            },
         }
+    }
+
+    /// [`answer`](Self::answer)'s second half, after a miss: call the
+    /// policy, and keep its answer under `key`.
+    pub async fn answer_missed(
+        &self,
+        parts: &http::request::Parts,
+        view: &input::View<'_>,
+        key: Option<Vec<u8>>,
+        client_cache: Option<Arc<dyn ClientCache>>,
+    ) -> (Result<Arc<cache::Answer>, PolicyFailure>, CallStats) {
+        self.answer_keyed(key, || Asked::Parts(parts, *view), client_cache)
+            .await
     }
 
     async fn answer_keyed<'r>(
@@ -776,12 +799,7 @@ impl Policy {
         if let (Some(cache), Some(key)) = (&self.cache, &key)
             && let Some(answer) = cache.get(key)
         {
-            // Not timed: two clock reads would cost a tenth of the hit.
-            let stats = CallStats {
-                cached: true,
-                ..CallStats::default()
-            };
-            return (Ok(answer), stats);
+            return (Ok(answer), CallStats::cache_hit());
         }
         let start = Instant::now();
         let asked = req();

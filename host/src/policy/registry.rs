@@ -58,6 +58,9 @@ pub struct Live {
     pub experiment: Option<Arc<LiveExperiment>>,
     /// Incremented by every swap.
     pub generation: u64,
+    /// `active`'s current version, found at each swap rather than by name
+    /// on every request.
+    serving: Option<Arc<Version>>,
 }
 
 /// An experiment and its parsed sticky key.
@@ -69,10 +72,7 @@ pub struct LiveExperiment {
 impl Live {
     /// The version requests are served with.
     pub fn active(&self) -> Option<&Arc<Version>> {
-        self.active
-            .as_ref()
-            .and_then(|name| self.slots.get(name))
-            .map(|s| &s.current)
+        self.serving.as_ref()
     }
 }
 
@@ -355,6 +355,11 @@ impl Registry {
         let mut next = (*old).clone();
         change(&mut next);
         next.generation = old.generation + 1;
+        next.serving = next
+            .active
+            .as_ref()
+            .and_then(|name| next.slots.get(name))
+            .map(|s| s.current.clone());
         // Versions that left every slot keep their counters visible for a while.
         let still: Vec<*const Version> = next
             .slots
