@@ -94,10 +94,6 @@ const JS: &[File] = &[
         text: include_str!("../templates/js/policy.js.tmpl"),
     },
     File {
-        path: "package.json",
-        text: include_str!("../templates/js/package.json.tmpl"),
-    },
-    File {
         path: "build.sh",
         text: include_str!("../templates/js/build.sh.tmpl"),
     },

@@ -1,7 +1,8 @@
 //! "Policies in any Wasm language", proven: the reference policy written in
-//! Rust, Python, JavaScript and C, each built from source by its own build
-//! script, must give exactly the hints of `plugins-example/conformance.toml`
-//! for every row, on fresh and on reused instances. And the two isolation
+//! Rust, Python, JavaScript (on QuickJS-ng and on StarlingMonkey) and C,
+//! each built from source by its own build script, must give exactly the
+//! hints of `plugins-example/conformance.toml` for every row, on fresh and
+//! on reused instances. And the two isolation
 //! modes do what they say about state.
 
 use std::collections::BTreeMap;
@@ -192,6 +193,34 @@ fn javascript_reference_policy_matches_the_conformance_table() {
 }
 
 #[test]
+fn a_javascript_policy_that_does_not_parse_fails_its_build_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("broken.js");
+    std::fs::write(&policy, "export function decide(req) {\n  return [;\n}\n").unwrap();
+    let out = dir.path().join("broken.wasm");
+    let build = Command::new(workspace().join("sdk/js/build-policy.sh"))
+        .arg(&policy)
+        .arg(&out)
+        .env("HERALD_JS_TARGET_DIR", workspace().join("target/guests"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&build.stderr);
+    assert!(!build.status.success() && !out.exists(), "{err}");
+    assert_eq!(
+        err.trim(),
+        format!(
+            "herald-js: {}:2:11: unexpected token in expression: ';'",
+            policy.display()
+        )
+    );
+}
+
+#[test]
+fn javascript_reference_policy_on_starlingmonkey_matches_the_conformance_table() {
+    conformance("js-starlingmonkey");
+}
+
+#[test]
 fn c_reference_policy_matches_the_conformance_table() {
     conformance("c");
 }
@@ -304,15 +333,12 @@ fn new_project_builds_and_passes_its_samples(lang: &str) {
     );
     assert!(stdout.contains("./build.sh"), "{stdout}");
     let project = dir.path().join("shop-hints");
-    if lang == "js" {
-        // The packages scripts/setup installed, instead of a fresh download.
-        std::os::unix::fs::symlink(
-            workspace().join("plugins-example/js/node_modules"),
-            project.join("node_modules"),
-        )
+    // A JavaScript project builds with the QuickJS the reference policy's
+    // build compiled, instead of its own.
+    let build = Command::new(project.join("build.sh"))
+        .env("HERALD_JS_TARGET_DIR", workspace().join("target/guests"))
+        .output()
         .unwrap();
-    }
-    let build = Command::new(project.join("build.sh")).output().unwrap();
     assert!(
         build.status.success(),
         "{lang} build.sh: {}{}",

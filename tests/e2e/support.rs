@@ -83,8 +83,9 @@ pub fn policy(name: &str) -> PathBuf {
     p
 }
 
-/// Build the reference policy written in `lang` (`python`, `js`, `c`) with
-/// its own `plugins-example/<lang>/build.sh`, once per test run.
+/// Build the reference policy written in `lang` (`python`, `js`, `c`, or
+/// `js-starlingmonkey` for the JavaScript one built with componentize-js)
+/// with its own `plugins-example/<lang>/build.sh`, once per test run.
 pub fn language_policy(lang: &str) -> PathBuf {
     static BUILT: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
@@ -92,9 +93,14 @@ pub fn language_policy(lang: &str) -> PathBuf {
         return p.clone();
     }
     let out = workspace().join(format!("target/guests/languages/reference_{lang}.wasm"));
-    let script = workspace().join(format!("plugins-example/{lang}/build.sh"));
+    let (dir, engine) = match lang.split_once('-') {
+        Some((dir, engine)) => (dir, Some(engine)),
+        None => (lang, None),
+    };
+    let script = workspace().join(format!("plugins-example/{dir}/build.sh"));
     let result = Command::new(&script)
         .arg(&out)
+        .args(engine.map(|e| ["--engine", e]).into_iter().flatten())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
     assert!(

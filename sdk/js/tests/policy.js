@@ -1,0 +1,85 @@
+// The runner's own test policy (src/lib.rs's tests, natively): what it
+// does is picked by the request's path.
+import { get, keys, json } from "herald:policy/config@0.1.1";
+
+function hint(path) {
+  return {
+    path,
+    urgency: 3,
+    incremental: false,
+    weight: 16,
+    destination: "fetch",
+    crossorigin: undefined,
+    copyHeaders: undefined,
+    headers: [],
+    delivery: "auto",
+  };
+}
+
+let calls = 0;
+
+export function decide(req) {
+  calls += 1;
+  switch (req.path) {
+    case "/echo":
+      return [
+        `/m/${req.method}`,
+        `/s/${req.scheme}`,
+        `/a/${req.authority}`,
+        `/p/${encodeURIComponent(req.path)}`,
+        `/q/${req.query === undefined ? "undefined" : encodeURIComponent(req.query)}`,
+        `/h/${req.headers.map((h) => `${h.name}%3D${encodeURIComponent(h.value)}`).join(",")}`,
+        `/c/${req.cookies.map((c) => `${c.name}%3D${encodeURIComponent(c.value)}`).join(",")}`,
+        `/push/${req.pushEnabled}`,
+        `/v/${req.variantName}`,
+      ].map(hint);
+    case "/full":
+      return [
+        {
+          path: "/font.woff2?v=2",
+          urgency: 1,
+          incremental: true,
+          weight: 200,
+          destination: "font",
+          crossorigin: "use-credentials",
+          copyHeaders: ["accept-language"],
+          headers: [{ name: "accept", value: "font/woff2" }],
+          delivery: "push-only",
+        },
+        { ...hint("/b"), crossorigin: null, copyHeaders: null, delivery: "hint-only" },
+      ];
+    case "/config":
+      return [
+        ...get("/"),
+        `/keys/${keys().map(encodeURIComponent).join(",")}`,
+        `/json/${Object.keys(JSON.parse(json())).length}`,
+      ].map(hint);
+    case "/count":
+      return [hint(`/count/${calls}`)];
+    case "/throw/string":
+      throw "no hints for you";
+    case "/throw/error":
+      throw new TypeError("bad input");
+    case "/throw/object":
+      throw { code: 7 };
+    case "/wrong/result":
+      return 5;
+    case "/wrong/hint":
+      return ["/a.css"];
+    case "/wrong/path":
+      return [{ ...hint("/x"), path: 1 }];
+    case "/wrong/urgency":
+      return [{ ...hint("/x"), urgency: 1.5 }];
+    case "/wrong/destination":
+      return [{ ...hint("/x"), destination: "stylesheet" }];
+    case "/wrong/delivery":
+      return [{ ...hint("/x"), delivery: "later" }];
+    case "/wrong/headers": {
+      const h = hint("/x");
+      delete h.headers;
+      return [h];
+    }
+    default:
+      return [];
+  }
+}
