@@ -387,28 +387,37 @@ async fn plan_with(
     };
     let policy = &version.policy;
     let view = ask.view(&version.variant);
+    let hit = policy.cached(ask.parts, &view);
+    {
+        // Counted as it arrives: a request whose client leaves during the
+        // call was still received (an experiment's rates would otherwise
+        // undercount its slower variant).
+        let adder = metrics.adder();
+        adder.add(|c| &c.requests, 1);
+        adder.add(|c| &c.policy_calls, 1);
+        if let crate::policy::Cached::Hit(answer) = &hit {
+            adder.add(|c| &c.policy_cached, 1);
+            adder.add(|c| &c.hints, answer.hints.len() as u64);
+        }
+    }
     // A hit makes no future: the call's is large, and would be moved here
     // (and its state kept) on every request.
-    let (result, stats) = match policy.cached(ask.parts, &view) {
+    let (result, stats) = match hit {
         crate::policy::Cached::Hit(answer) => (Ok(answer), crate::policy::CallStats::cache_hit()),
         crate::policy::Cached::Miss(key) => {
             let client_cache = digest.map(|d| d as Arc<dyn crate::policy::ClientCache>);
-            policy
+            let (result, stats) = policy
                 .answer_missed(ask.parts, &view, key, client_cache)
-                .await
+                .await;
+            let hints = result.as_ref().map_or(0, |a| a.hints.len() as u64);
+            metrics.add(|c| &c.hints, hints);
+            if stats.ahead {
+                metrics.inc(|c| &c.policy_ahead);
+            }
+            metrics.observe_policy_call(stats.elapsed);
+            (result, stats)
         }
     };
-    let hints = result.as_ref().map_or(0, |a| a.hints.len() as u64);
-    let adder = metrics.adder();
-    adder.add(|c| &c.requests, 1);
-    adder.add(|c| &c.policy_calls, 1);
-    adder.add(|c| &c.hints, hints);
-    if stats.cached {
-        adder.add(|c| &c.policy_cached, 1);
-    } else {
-        adder.add(|c| &c.policy_ahead, u64::from(stats.ahead));
-        metrics.observe_policy_call(stats.elapsed);
-    }
     let answer = match result {
         Ok(answer) => answer,
         Err(failure) => {

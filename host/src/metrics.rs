@@ -95,10 +95,13 @@ fn bump(counter: &AtomicU64, n: u64, own: bool) {
     }
 }
 
-/// One thread's counters of a [`Metrics`] ([`Metrics::adder`]).
+/// One thread's counters of a [`Metrics`] ([`Metrics::adder`]). Not `Send`:
+/// held across an `.await`, it could be used from another thread, whose
+/// adds to this set would race its owner's.
 pub struct Adder<'a> {
     counters: &'a Counters,
     own: bool,
+    _this_thread: std::marker::PhantomData<*const ()>,
 }
 
 impl Adder<'_> {
@@ -141,6 +144,7 @@ impl Metrics {
         Adder {
             counters: &self.sets[set],
             own,
+            _this_thread: std::marker::PhantomData,
         }
     }
 

@@ -192,27 +192,65 @@ fn javascript_reference_policy_matches_the_conformance_table() {
     conformance("js");
 }
 
-#[test]
-fn a_javascript_policy_that_does_not_parse_fails_its_build_with_one_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let policy = dir.path().join("broken.js");
-    std::fs::write(&policy, "export function decide(req) {\n  return [;\n}\n").unwrap();
-    let out = dir.path().join("broken.wasm");
+/// Build `source` as a JavaScript policy with `sdk/js/build-policy.sh`
+/// (sharing the reference policy's QuickJS build): the component's path,
+/// and the build's output.
+fn build_js(dir: &Path, source: &str) -> (PathBuf, std::process::Output) {
+    let policy = dir.join("policy.js");
+    std::fs::write(&policy, source).unwrap();
+    let out = dir.join("policy.wasm");
     let build = Command::new(workspace().join("sdk/js/build-policy.sh"))
         .arg(&policy)
         .arg(&out)
         .env("HERALD_JS_TARGET_DIR", workspace().join("target/guests"))
         .output()
         .unwrap();
+    (out, build)
+}
+
+#[test]
+fn a_javascript_policy_that_does_not_parse_fails_its_build_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, build) = build_js(
+        dir.path(),
+        "export function decide(req) {\n  return [;\n}\n",
+    );
     let err = String::from_utf8_lossy(&build.stderr);
     assert!(!build.status.success() && !out.exists(), "{err}");
     assert_eq!(
         err.trim(),
         format!(
             "herald-js: {}:2:11: unexpected token in expression: ';'",
-            policy.display()
+            dir.path().join("policy.js").display()
         )
     );
+}
+
+#[test]
+fn a_javascript_policy_that_throws_as_it_loads_fails_each_request_with_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let (policy, build) = build_js(
+        dir.path(),
+        "throw \"broken at load\";\nexport function decide(req) { return []; }\n",
+    );
+    assert!(build.status.success(), "{build:?}");
+    let requests = [
+        serde_json::json!({"request": "GET /"}),
+        serde_json::json!({"request": "GET /"}),
+    ];
+    for isolation in ["fresh", "reuse"] {
+        let outcomes = run(
+            &policy,
+            &config_toml(isolation, &toml::Table::new()),
+            &requests,
+        );
+        for outcome in outcomes {
+            assert!(
+                matches!(&outcome, Outcome::Error(why) if why.contains("loading the policy: broken at load")),
+                "{isolation}: {outcome:?}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -20,6 +20,9 @@
 //! from, so another version's cache never answers from it; an answer
 //! evicted from the shared map may still be given from a slot until that
 //! slot is taken, which changes nothing (the same version, the same key).
+//! A key answered from the fronts is not refreshed in the shared map, so it
+//! may age out there: it costs a call once its slots are taken, never a
+//! wrong answer.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -258,21 +261,23 @@ impl DecisionCache {
         }
         part(&[u8::from(view.push_enabled)]);
         part(view.variant.as_bytes());
+        // Each declared list ends with its count, four bytes (a count that
+        // saturated, or a byte long, could be imitated by a value).
         for i in 0..self.spec.headers.len() {
-            let mut n = 0u8;
+            let mut n = 0u32;
             src.header_values(self, i, &mut |v| {
                 part(v);
-                n = n.saturating_add(1);
+                n += 1;
             });
-            part(&[n]);
+            part(&n.to_le_bytes());
         }
         for name in &self.spec.cookies {
-            let mut n = 0u8;
+            let mut n = 0u32;
             src.cookie_values(name, &mut |v| {
                 part(v);
-                n = n.saturating_add(1);
+                n += 1;
             });
-            part(&[n]);
+            part(&n.to_le_bytes());
         }
     }
 
@@ -449,6 +454,30 @@ mod tests {
         let one = c.key(&request("/", &[("sec-fetch-dest", "ab")], &[("have", "c")]));
         let two = c.key(&request("/", &[("sec-fetch-dest", "a")], &[("have", "bc")]));
         assert_ne!(one, two);
+    }
+
+    #[test]
+    fn a_value_cannot_pass_for_a_count() {
+        // With one-byte counts that stopped at 255, 48 values counted "0"
+        // (byte 48), and a 256th cookie went uncounted: these two requests
+        // had one key.
+        let c = DecisionCache::new(&CacheSpec {
+            headers: vec!["x-a".into()],
+            cookies: vec!["c".into()],
+            entries: 16,
+        })
+        .unwrap();
+        let values: Vec<String> = (0..48).map(|i| format!("v{i}")).collect();
+        let cookies: Vec<String> = (0..255).map(|i| format!("k{i}")).collect();
+        let b_headers: Vec<(&str, &str)> = values.iter().map(|v| ("x-a", v.as_str())).collect();
+        let mut a_headers = b_headers.clone();
+        a_headers.push(("x-a", "0"));
+        let a_jar: Vec<(&str, &str)> = cookies.iter().map(|v| ("c", v.as_str())).collect();
+        let mut b_jar = vec![("c", "1")];
+        b_jar.extend(a_jar.iter().copied());
+        let a = c.key(&request("/", &a_headers, &a_jar));
+        let b = c.key(&request("/", &b_headers, &b_jar));
+        assert_ne!(a, b);
     }
 
     #[test]

@@ -43,8 +43,10 @@ thread_local! {
     /// The policy's configuration (the host's, in a component), for the
     /// config module's functions.
     static CONFIG: RefCell<Option<Config>> = const { RefCell::new(None) };
-    /// Made on the first call, kept for the instance's life.
-    static ENGINE: RefCell<Option<Engine>> = const { RefCell::new(None) };
+    /// Made on the first call, kept for the instance's life; so is a
+    /// failure to make it (the module and the configuration are fixed for
+    /// the instance, so it would fail again, at the cost of a fresh start).
+    static ENGINE: RefCell<Option<Result<Engine, String>>> = const { RefCell::new(None) };
 }
 
 /// QuickJS, with the policy loaded.
@@ -112,22 +114,33 @@ fn thrown(ctx: &Ctx<'_>, err: Error) -> String {
     if !matches!(err, Error::Exception) {
         return err.to_string();
     }
-    let value = ctx.catch();
+    message_of(ctx, ctx.catch())
+}
+
+/// A thrown (or rejected) value, as [`thrown`] words it.
+fn message_of<'js>(ctx: &Ctx<'js>, value: rquickjs::Value<'js>) -> String {
     if let Some(s) = value.as_string() {
         return s.to_string().unwrap_or_default();
     }
-    if let Some(e) = value.as_exception() {
-        let name: Option<String> = e.get("name").ok();
-        return match (name, e.message()) {
-            (Some(n), Some(m)) => format!("{n}: {m}"),
-            (None, Some(m)) => m,
-            (n, None) => n.unwrap_or_else(|| "Error".into()),
-        };
+    let message = match value.as_exception() {
+        Some(e) => {
+            let name: Option<String> = e.get("name").ok();
+            match (name, e.message()) {
+                (Some(n), Some(m)) => format!("{n}: {m}"),
+                (None, Some(m)) => m,
+                (n, None) => n.unwrap_or_else(|| "Error".into()),
+            }
+        }
+        None => value
+            .get::<rquickjs::Coerced<String>>()
+            .map(|s| s.0)
+            .unwrap_or_else(|_| "the policy threw a value that is not a string".into()),
+    };
+    // A getter or `toString` that threw while being read: not left pending.
+    if ctx.has_exception() {
+        let _ = ctx.catch();
     }
-    value
-        .get::<rquickjs::Coerced<String>>()
-        .map(|s| s.0)
-        .unwrap_or_else(|_| "the policy threw a value that is not a string".into())
+    message
 }
 
 /// QuickJS with the policy's module evaluated and its `decide` found.
@@ -169,7 +182,9 @@ fn start() -> Result<Engine, String> {
 }
 
 impl Engine {
-    /// One call of the policy's `decide`.
+    /// One call of the policy's `decide`: its result, or what its promise
+    /// settled to once every job it queued has run (an `async decide` is
+    /// awaited, as componentize-js awaits it).
     fn decide(&self, req: &Request) -> Decision {
         self.context.with(|ctx| {
             let raw = ctx.as_raw().as_ptr();
@@ -186,15 +201,52 @@ impl Engine {
                     drop(out);
                     return Err(thrown(&ctx, Error::Exception));
                 }
-                let decision = marshal::hints(&self.atoms, &out);
-                if decision.is_err() && ctx.has_exception() {
-                    // A getter threw while the hints were read: the field
-                    // named in the error says enough.
-                    let _ = ctx.catch();
-                }
-                decision
+                run_jobs(&ctx);
+                let out = match qjs::JS_PromiseState(raw, out.value()) {
+                    qjs::JSPromiseStateEnum_JS_PROMISE_NOT_A_PROMISE => out,
+                    qjs::JSPromiseStateEnum_JS_PROMISE_FULFILLED => {
+                        marshal::Owned::new(raw, qjs::JS_PromiseResult(raw, out.value()))
+                    }
+                    qjs::JSPromiseStateEnum_JS_PROMISE_REJECTED => {
+                        let reason = qjs::JS_PromiseResult(raw, out.value());
+                        return Err(message_of(
+                            &ctx,
+                            rquickjs::Value::from_raw(ctx.clone(), reason),
+                        ));
+                    }
+                    _ => return Err("decide's promise did not settle".into()),
+                };
+                marshal::hints(&self.atoms, &out).map_err(|why| {
+                    // A getter threw while the hints were read.
+                    if ctx.has_exception() {
+                        format!("{why}: {}", thrown(&ctx, Error::Exception))
+                    } else {
+                        why
+                    }
+                })
             }
         })
+    }
+}
+
+/// Run the jobs the call queued (promise reactions), until none is left; a
+/// job that throws has nobody to tell but its own promise.
+fn run_jobs(ctx: &Ctx<'_>) {
+    let raw = ctx.as_raw().as_ptr();
+    // SAFETY: the runtime of a live context; the context a job ran in is
+    // this one (the runtime has no other).
+    unsafe {
+        let runtime = qjs::JS_GetRuntime(raw);
+        let mut ran_in = std::ptr::null_mut();
+        loop {
+            match qjs::JS_ExecutePendingJob(runtime, &mut ran_in) {
+                0 => break,
+                n if n < 0 => {
+                    let _ = ctx.catch();
+                }
+                _ => {}
+            }
+        }
     }
 }
 
@@ -208,11 +260,9 @@ impl Policy for JsPolicy {
                 *c = Some(config.clone());
             }
         });
-        ENGINE.with_borrow_mut(|engine| {
-            if engine.is_none() {
-                *engine = Some(start()?);
-            }
-            engine.as_ref().expect("just made").decide(req)
+        ENGINE.with_borrow_mut(|engine| match engine.get_or_insert_with(start) {
+            Ok(engine) => engine.decide(req),
+            Err(why) => Err(why.clone()),
         })
     }
 }
@@ -303,6 +353,25 @@ mod tests {
     }
 
     #[test]
+    fn a_promise_is_awaited_and_its_jobs_run() {
+        assert_eq!(decide("/async").unwrap()[0].path(), "/async");
+        assert_eq!(decide("/async/rejected").unwrap_err(), "no hints, later");
+        assert_eq!(
+            decide("/async/never").unwrap_err(),
+            "decide's promise did not settle"
+        );
+        let jobs = |d: Decision| -> u32 {
+            d.unwrap()[0]
+                .path()
+                .trim_start_matches("/jobs/")
+                .parse()
+                .unwrap()
+        };
+        let first = jobs(decide("/jobs"));
+        assert_eq!(jobs(decide("/jobs")), first + 1);
+    }
+
+    #[test]
     fn a_wrong_value_names_the_field() {
         for (path, says) in [
             (
@@ -324,6 +393,11 @@ mod tests {
                 "/wrong/headers",
                 "hint.headers: expected an array, got undefined",
             ),
+            (
+                "/getter",
+                "hint.path: expected a string, got an exception (a getter threw): Error: no path",
+            ),
+            ("/long", "decide's result: 20000 elements, more than 10000"),
         ] {
             let err = decide(path).unwrap_err();
             assert!(err.contains(says), "{path}: {err}");

@@ -35,8 +35,8 @@ pub(crate) struct Atoms {
 
 impl Atoms {
     /// # Safety
-    /// `ctx` is a live context; the atoms are never freed (they live as
-    /// long as the runtime, which lives as long as the instance).
+    /// `ctx` is a live context, which outlives the atoms (freed by
+    /// [`Atoms::free`] before it goes).
     pub(crate) unsafe fn new(ctx: *mut JSContext) -> Atoms {
         let a = |s: &str| unsafe { qjs::JS_NewAtomLen(ctx, s.as_ptr().cast(), s.len() as _) };
         Atoms {
@@ -181,6 +181,7 @@ fn type_name(v: &Owned) -> &'static str {
         qjs::JS_TAG_STRING | qjs::JS_TAG_STRING_ROPE => "a string",
         qjs::JS_TAG_OBJECT if unsafe { qjs::JS_IsArray(v.v) } => "an array",
         qjs::JS_TAG_OBJECT => "an object",
+        qjs::JS_TAG_EXCEPTION => "an exception (a getter threw)",
         _ => "another type",
     }
 }
@@ -219,8 +220,17 @@ fn integer(v: &Owned, what: &str, max: f64) -> Result<f64, String> {
     }
 }
 
-/// The elements of an array, each owned.
-fn elements(v: &Owned, what: &str) -> Result<Vec<Owned>, String> {
+/// The most elements an array may have here: Herald takes at most 10,000
+/// hints (`policy.max_hints`), and a longer (or sparse) array is an error,
+/// not a million reads.
+const MAX_ELEMENTS: i64 = 10_000;
+
+/// `f` of each element of an array, in order, stopping at the first error.
+fn each<T>(
+    v: &Owned,
+    what: &str,
+    mut f: impl FnMut(Owned) -> Result<T, String>,
+) -> Result<Vec<T>, String> {
     if v.tag() != qjs::JS_TAG_OBJECT || !unsafe { qjs::JS_IsArray(v.v) } {
         return Err(format!("{what}: expected an array, got {}", type_name(v)));
     }
@@ -228,10 +238,13 @@ fn elements(v: &Owned, what: &str) -> Result<Vec<Owned>, String> {
     if unsafe { qjs::JS_GetLength(v.ctx, v.v, &mut len) } < 0 {
         return Err(format!("{what}: no length"));
     }
-    // SAFETY: each element read is a new reference of `v`'s context.
-    Ok((0..len as u32)
-        .map(|i| unsafe { Owned::new(v.ctx, qjs::JS_GetPropertyUint32(v.ctx, v.v, i)) })
-        .collect())
+    if len > MAX_ELEMENTS {
+        return Err(format!("{what}: {len} elements, more than {MAX_ELEMENTS}"));
+    }
+    (0..len as u32)
+        // SAFETY: each element read is a new reference of `v`'s context.
+        .map(|i| f(unsafe { Owned::new(v.ctx, qjs::JS_GetPropertyUint32(v.ctx, v.v, i)) }))
+        .collect()
 }
 
 /// An `option`'s `none`: `undefined`, or `null` (componentize-js takes both).
@@ -273,13 +286,12 @@ fn hint(atoms: &Atoms, o: &Owned) -> Result<Hint, String> {
     }
     let copy = field(atoms.copy_headers);
     if !absent(&copy) {
-        let names = elements(&copy, "hint.copyHeaders")?
-            .iter()
-            .map(|n| text(n, "hint.copyHeaders[]"))
-            .collect::<Result<Vec<_>, _>>()?;
+        let names = each(&copy, "hint.copyHeaders", |n| {
+            text(&n, "hint.copyHeaders[]")
+        })?;
         h = h.copy_headers(names);
     }
-    for pair in elements(&field(atoms.headers), "hint.headers")? {
+    let headers = each(&field(atoms.headers), "hint.headers", |pair| {
         if pair.tag() != qjs::JS_TAG_OBJECT {
             return Err(format!(
                 "hint.headers[]: expected an object, got {}",
@@ -288,6 +300,9 @@ fn hint(atoms: &Atoms, o: &Owned) -> Result<Hint, String> {
         }
         let name = text(&unsafe { get(ctx, pair.v, atoms.name) }, "header.name")?;
         let value = text(&unsafe { get(ctx, pair.v, atoms.value) }, "header.value")?;
+        Ok((name, value))
+    })?;
+    for (name, value) in headers {
         h = h.header(name, value);
     }
     h = h.delivery_is(
@@ -303,8 +318,5 @@ fn hint(atoms: &Atoms, o: &Owned) -> Result<Hint, String> {
 
 /// What `decide` returned, as the policy's decision.
 pub(crate) fn hints(atoms: &Atoms, out: &Owned) -> Decision {
-    elements(out, "decide's result")?
-        .iter()
-        .map(|h| hint(atoms, h))
-        .collect()
+    each(out, "decide's result", |h| hint(atoms, &h))
 }

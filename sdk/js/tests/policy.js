@@ -17,6 +17,7 @@ function hint(path) {
 }
 
 let calls = 0;
+let jobs = 0;
 
 export function decide(req) {
   calls += 1;
@@ -56,6 +57,29 @@ export function decide(req) {
       ].map(hint);
     case "/count":
       return [hint(`/count/${calls}`)];
+    case "/async":
+      return (async () => [hint("/async")])();
+    case "/async/rejected":
+      return Promise.reject("no hints, later");
+    case "/async/never":
+      return new Promise(() => {});
+    case "/jobs":
+      // Runs after this call returns, before the next one.
+      Promise.resolve().then(() => {
+        jobs += 1;
+      });
+      return [hint(`/jobs/${jobs}`)];
+    case "/getter":
+      return [
+        {
+          ...hint("/x"),
+          get path() {
+            throw new Error("no path");
+          },
+        },
+      ];
+    case "/long":
+      return new Array(20000);
     case "/throw/string":
       throw "no hints for you";
     case "/throw/error":

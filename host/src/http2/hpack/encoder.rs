@@ -35,8 +35,8 @@ pub struct Encoder {
     seen: std::collections::HashMap<(usize, usize, usize), Seen, foldhash::fast::FixedState>,
     /// The last status outside the static table, and its entry.
     last_status: Option<(u16, u64)>,
-    /// The last `103` block ([`Encoder::early_hints`]) that only named
-    /// table entries, and the table it is valid for.
+    /// The last `103` block ([`Encoder::early_hints`]) that added nothing
+    /// to the table, and the table it is valid for.
     early: Option<EarlyBlock>,
 }
 
@@ -176,8 +176,8 @@ impl Encoder {
         }
         let (start, inserted, resized) = (out.len(), self.table.inserted, self.pending.is_some());
         self.response(103, [(&http::header::LINK, links)], out);
-        // Only a block of indices may be sent again: a literal would add
-        // its field to the peer's table a second time.
+        // Only a block that added nothing to the table may be sent again:
+        // a literal with indexing would add its field a second time.
         self.early = (self.table.inserted == inserted && !resized).then(|| EarlyBlock {
             links: links.clone(),
             inserted,
