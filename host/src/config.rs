@@ -244,8 +244,10 @@ pub enum Isolation {
 /// and cookies listed here (and on its configuration, fixed per version) may
 /// have its answers cached: a request with the same values gets the same hints
 /// without a call. Each policy version has its own cache, so a swap starts
-/// afresh; failures are never cached. List too little and clients get answers
-/// meant for others: declare everything the policy reads.
+/// afresh; failures are never cached. The policy is shown only the headers
+/// and cookies listed here (unless `request_headers`/`request_cookies` narrow
+/// that further), so its answer cannot depend on what the key leaves out:
+/// list everything it reads, or it decides without it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyCacheConfig {
@@ -289,12 +291,14 @@ pub struct PolicyConfig {
     /// answer depends on. Off by default.
     pub cache: PolicyCacheConfig,
     /// The request headers a policy is shown (lowercase names); absent,
-    /// the default, shows every one. Least privilege, and speed: every
-    /// string passed is an allocation in the guest, and a browser sends
-    /// about twenty headers.
+    /// the default, shows every one, or with `[policy.cache]` on, exactly
+    /// those its answers are keyed by ([`PolicyConfig::shown`]). Least
+    /// privilege, and speed: every string passed is an allocation in the
+    /// guest, and a browser sends about twenty headers.
     pub request_headers: Option<Vec<String>>,
     /// The cookies a policy is shown, by name; absent, the default, shows
-    /// every one. When set, the `cookie` header itself is hidden too.
+    /// every one (or, with `[policy.cache]` on, those it keys by). When set,
+    /// the `cookie` header itself is hidden too.
     pub request_cookies: Option<Vec<String>>,
     /// How each call gets its instance: `fresh` (the default) instantiates
     /// the component anew for every request, so no state survives a call;
@@ -358,6 +362,59 @@ impl Default for PolicyConfig {
 impl PolicyConfig {
     pub fn deadline(&self) -> Duration {
         Duration::from_millis(self.deadline_ms)
+    }
+
+    /// The request headers and cookies a policy is shown, in effect
+    /// (`None`: every one). With `[policy.cache]` on, what is not set is
+    /// what the answers are keyed by: a policy never sees a part of a
+    /// request that could make its answer wrong for another request
+    /// sharing the key. [`Config::validate`] refuses lists that show more.
+    pub fn shown(&self) -> (Option<Vec<String>>, Option<Vec<String>>) {
+        let cache = &self.cache;
+        if cache.entries == 0 {
+            return (self.request_headers.clone(), self.request_cookies.clone());
+        }
+        let headers = self
+            .request_headers
+            .clone()
+            .unwrap_or_else(|| cache.headers.clone());
+        // Listed headers decide the cookies when none are named (they follow
+        // `cookie`, as without a cache); a keyed `cookie` header holds them all.
+        let cookies = self.request_cookies.clone().or_else(|| {
+            (self.request_headers.is_none() && !cache.headers.iter().any(|h| h == "cookie"))
+                .then(|| cache.cookies.clone())
+        });
+        (Some(headers), cookies)
+    }
+
+    /// The first header or cookie [`shown`](Self::shown) lets a policy see
+    /// that its cached answers are not keyed by, as a config error.
+    fn shown_beyond_key(&self) -> Result<(), ConfigError> {
+        let cache = &self.cache;
+        if cache.entries == 0 {
+            return Ok(());
+        }
+        let (headers, cookies) = self.shown();
+        let keyed = |name: &str| cache.headers.iter().any(|h| h == name);
+        for name in headers.iter().flatten() {
+            // `cookie` is hidden when cookies are named (and shown by name).
+            let shown = name != "cookie" || cookies.is_none();
+            if shown && !keyed(name) {
+                return Err(err(format!(
+                    "policy.request_headers: `{name}` is shown to the policy but policy.cache.headers does not key on it, so a cached answer could reach a request that differs in it (add it to policy.cache.headers, or stop showing it)"
+                )));
+            }
+        }
+        if !keyed("cookie") {
+            for name in cookies.iter().flatten() {
+                if !cache.cookies.contains(name) {
+                    return Err(err(format!(
+                        "policy.request_cookies: `{name}` is shown to the policy but policy.cache.cookies does not key on it, so a cached answer could reach a request that differs in it (add it to policy.cache.cookies, or stop showing it)"
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The precompiled cache directory in effect.
@@ -669,6 +726,7 @@ impl Config {
         cookie_names("policy.cache.cookies", &p.cache.cookies)?;
         header_names("policy.request_headers", p.request_headers.iter().flatten())?;
         cookie_names("policy.request_cookies", p.request_cookies.iter().flatten())?;
+        p.shown_beyond_key()?;
         range(
             "policy.reuse_idle",
             p.reuse_idle.into(),
@@ -987,6 +1045,72 @@ mod tests {
             e.to_string(),
             "policy.deadline_ms: 0 is out of range (1 to 10000)"
         );
+    }
+
+    /// A policy config parsed and validated (with a root, which it needs).
+    fn validated(policy: &str) -> Result<PolicyConfig, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Config::parse("t.toml", &format!("[policy]\n{policy}")).unwrap();
+        c.origin.root = Some(dir.path().to_path_buf());
+        c.validate().map_err(|e| e.to_string())?;
+        Ok(c.policy)
+    }
+
+    fn names(list: &[&str]) -> Option<Vec<String>> {
+        Some(list.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn a_cached_policy_is_shown_what_its_answers_are_keyed_by() {
+        let keyed = "[policy.cache]\nentries = 8\nheaders = [\"accept\"]\ncookies = [\"have\"]\n";
+        let p = validated(keyed).unwrap();
+        assert_eq!(p.shown(), (names(&["accept"]), names(&["have"])));
+        // Narrowed by the lists, which may name only what is keyed.
+        let p = validated(&format!("request_headers = []\n{keyed}")).unwrap();
+        assert_eq!(p.shown(), (names(&[]), None));
+        let p = validated(&format!("request_cookies = []\n{keyed}")).unwrap();
+        assert_eq!(p.shown(), (names(&["accept"]), names(&[])));
+        // A keyed `cookie` header holds every cookie: all shown.
+        let p = validated("[policy.cache]\nentries = 8\nheaders = [\"cookie\"]\n").unwrap();
+        assert_eq!(p.shown(), (names(&["cookie"]), None));
+        // No cache: everything, or the lists as they are.
+        assert_eq!(validated("").unwrap().shown(), (None, None));
+        let p = validated("request_cookies = [\"x\"]\n[policy.cache]\nentries = 0\n").unwrap();
+        assert_eq!(p.shown(), (None, names(&["x"])));
+    }
+
+    #[test]
+    fn showing_a_cached_policy_more_than_its_key_is_refused_by_name() {
+        let keyed = "[policy.cache]\nentries = 8\nheaders = [\"accept\"]\ncookies = [\"have\"]\n";
+        let e = validated(&format!(
+            "request_headers = [\"accept\", \"user-agent\"]\n{keyed}"
+        ))
+        .unwrap_err();
+        assert!(
+            e.starts_with("policy.request_headers: `user-agent` is shown to the policy but policy.cache.headers does not key on it"),
+            "{e}"
+        );
+        let e = validated(&format!(
+            "request_cookies = [\"have\", \"session\"]\n{keyed}"
+        ))
+        .unwrap_err();
+        assert!(
+            e.starts_with("policy.request_cookies: `session` is shown"),
+            "{e}"
+        );
+        // The whole `cookie` header shown, but only `have` keyed.
+        let e = validated(&format!("request_headers = [\"cookie\"]\n{keyed}")).unwrap_err();
+        assert!(
+            e.starts_with("policy.request_headers: `cookie` is shown"),
+            "{e}"
+        );
+        // ... which is fine once the cookies are named (the header is hidden).
+        let p = validated(&format!(
+            "request_headers = [\"cookie\"]\nrequest_cookies = [\"have\"]\n{keyed}"
+        ))
+        .unwrap();
+        assert_eq!(p.shown(), (names(&["cookie"]), names(&["have"])));
+        assert!(!e.contains('\n'));
     }
 
     #[test]

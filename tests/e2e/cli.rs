@@ -62,6 +62,10 @@ fn bad_values_name_the_key() {
             "request_cookies = [\"a b\"]",
             "policy.request_cookies: `a b`",
         ),
+        (
+            "request_headers = [\"user-agent\"]\n[policy.cache]\nentries = 8",
+            "policy.request_headers: `user-agent` is shown to the policy but policy.cache.headers does not key on it",
+        ),
     ] {
         let (code, err) = with_config(&format!("[policy]\n{line}\n"));
         assert_eq!(code, 2);

@@ -1,5 +1,6 @@
 //! What a policy is shown of a request: every header and cookie by default,
-//! only those `[policy] request_headers` and `request_cookies` name otherwise.
+//! only those `[policy] request_headers` and `request_cookies` name otherwise,
+//! and with `[policy.cache]` on, only what its answers are keyed by.
 
 use crate::support::*;
 
@@ -80,6 +81,19 @@ async fn a_policy_sees_only_the_listed_headers_and_cookies() {
 async fn headers_listed_without_cookie_hide_the_cookies_too() {
     let herald = Herald::start(&config("request_headers = [\"accept\"]"));
     assert_eq!(seen_by_policy(&herald).await, ["header/accept"]);
+}
+
+#[tokio::test]
+async fn a_cached_policy_sees_only_what_its_answers_are_keyed_by() {
+    // Shown `authorization` or the session cookie, it could answer each
+    // user differently, and the cache would give one user's answer to all.
+    let herald = Herald::start(&config(
+        "[policy.cache]\nentries = 16\nheaders = [\"sec-fetch-dest\"]\ncookies = [\"herald-have\"]",
+    ));
+    assert_eq!(
+        seen_by_policy(&herald).await,
+        ["cookie/herald-have", "header/sec-fetch-dest"]
+    );
 }
 
 #[tokio::test]

@@ -99,9 +99,9 @@ impl Limits {
                 cookies: c.cache.cookies.clone(),
                 entries: c.cache.entries,
             },
-            shown: input::Shown {
-                headers: c.request_headers.clone(),
-                cookies: c.request_cookies.clone(),
+            shown: {
+                let (headers, cookies) = c.shown();
+                input::Shown { headers, cookies }
             },
         }
     }
