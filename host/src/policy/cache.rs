@@ -14,9 +14,10 @@
 //! what is still asked for survives.
 //!
 //! In front of that shared map, under its lock, each thread keeps its last
-//! hits (64 slots, direct-mapped by a hash of the key's parts), found
-//! without a lock or a copy of the key: the hash is taken, and the key
-//! compared, straight from the HTTP request. A slot names the cache it came
+//! hits (64 slots, direct-mapped by a hash of the parts that tell most
+//! requests apart), found without a lock or a copy of the key: the hash is
+//! taken, and each part of the key compared, straight from the HTTP
+//! request. A slot names the cache it came
 //! from, so another version's cache never answers from it; an answer
 //! evicted from the shared map may still be given from a slot until that
 //! slot is taken, which changes nothing (the same version, the same key).
@@ -195,16 +196,48 @@ impl KeySource for Parts<'_> {
 /// cache; at most `FRONT_SLOTS` answers per thread are kept alive by it.
 const FRONT_SLOTS: usize = 64;
 
+/// A key kept as its parts, so that a request is compared with it part by
+/// part, without being encoded first.
 struct FrontEntry {
     cache: u64,
     hash: u64,
-    key: Box<[u8]>,
+    method: Box<str>,
+    scheme: Box<str>,
+    authority: Box<str>,
+    path: Box<str>,
+    query: Option<Box<str>>,
+    push: bool,
+    variant: Box<str>,
+    /// The declared headers' and cookies' values, encoded as in the key
+    /// (empty when none are declared).
+    lists: Box<[u8]>,
     answer: Arc<Answer>,
+}
+
+impl FrontEntry {
+    /// Whether `src`'s key is this entry's, the declared lists last.
+    fn matches(&self, cache: &DecisionCache, src: &impl KeySource) -> bool {
+        let view = src.view();
+        *self.path == *src.path()
+            && self.query.as_deref() == src.query()
+            && *self.authority == *view.authority
+            && *self.method == *src.method()
+            && self.push == view.push_enabled
+            && *self.variant == *view.variant
+            && *self.scheme == *view.scheme
+            && cache.lists_match(src, &self.lists)
+    }
 }
 
 thread_local! {
     static FRONT: std::cell::RefCell<Vec<Option<FrontEntry>>> =
         const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// One part of a key: its length, four bytes, then its bytes.
+fn encode_part(key: &mut Vec<u8>, bytes: &[u8]) {
+    key.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    key.extend_from_slice(bytes);
 }
 
 /// Seeds the front's hash (fixed: the front's slots are this process's own,
@@ -241,10 +274,7 @@ impl DecisionCache {
 
     fn key_from(&self, src: &impl KeySource) -> Vec<u8> {
         let mut key = Vec::with_capacity(128);
-        self.visit(src, |bytes| {
-            key.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-            key.extend_from_slice(bytes);
-        });
+        self.visit(src, |bytes| encode_part(&mut key, bytes));
         key
     }
 
@@ -261,6 +291,11 @@ impl DecisionCache {
         }
         part(&[u8::from(view.push_enabled)]);
         part(view.variant.as_bytes());
+        self.visit_lists(src, part);
+    }
+
+    /// The declared headers' and cookies' parts of `src`'s key, in order.
+    fn visit_lists(&self, src: &impl KeySource, mut part: impl FnMut(&[u8])) {
         // Each declared list ends with its count, four bytes (a count that
         // saturated, or a byte long, could be imitated by a value).
         for i in 0..self.spec.headers.len() {
@@ -293,7 +328,7 @@ impl DecisionCache {
         let slot = (hash >> 58) as usize % FRONT_SLOTS;
         let front = FRONT.with_borrow(|front| {
             let e = front.get(slot)?.as_ref()?;
-            (e.cache == self.id && e.hash == hash && self.matches(&src, &e.key))
+            (e.cache == self.id && e.hash == hash && e.matches(self, &src))
                 .then(|| e.answer.clone())
         });
         if let Some(answer) = front {
@@ -303,32 +338,53 @@ impl DecisionCache {
         let Some(answer) = self.get(&key) else {
             return Err(key);
         };
+        let mut lists = Vec::new();
+        self.visit_lists(&src, |bytes| encode_part(&mut lists, bytes));
+        let view = src.view();
+        let entry = FrontEntry {
+            cache: self.id,
+            hash,
+            method: src.method().into(),
+            scheme: view.scheme.into(),
+            authority: view.authority.into(),
+            path: src.path().into(),
+            query: src.query().map(Into::into),
+            push: view.push_enabled,
+            variant: view.variant.into(),
+            lists: lists.into_boxed_slice(),
+            answer: answer.clone(),
+        };
         FRONT.with_borrow_mut(|front| {
             if front.is_empty() {
                 front.resize_with(FRONT_SLOTS, || None);
             }
-            front[slot] = Some(FrontEntry {
-                cache: self.id,
-                hash,
-                key: key.into_boxed_slice(),
-                answer: answer.clone(),
-            });
+            front[slot] = Some(entry);
         });
         Ok(answer)
     }
 
+    /// A front slot's hash: of the parts that tell most requests apart. The
+    /// others (method, scheme, push) are compared, never trusted to it.
     fn front_hash(&self, src: &impl KeySource) -> u64 {
         use std::hash::{BuildHasher, Hasher};
         let mut h = foldhash::fast::FixedState::with_seed(FRONT_SEED).build_hasher();
-        self.visit(src, |bytes| h.write(bytes));
+        h.write(src.path().as_bytes());
+        if let Some(q) = src.query() {
+            h.write(q.as_bytes());
+        }
+        let view = src.view();
+        h.write(view.authority.as_bytes());
+        h.write(view.variant.as_bytes());
+        self.visit_lists(src, |bytes| h.write(bytes));
         h.finish()
     }
 
-    /// Whether `src`'s key is `key`, compared part by part.
-    fn matches(&self, src: &impl KeySource, key: &[u8]) -> bool {
-        let mut rest = key;
+    /// Whether `src`'s declared lists encode to `lists`, compared part by
+    /// part.
+    fn lists_match(&self, src: &impl KeySource, lists: &[u8]) -> bool {
+        let mut rest = lists;
         let mut same = true;
-        self.visit(src, |bytes| {
+        self.visit_lists(src, |bytes| {
             if !same {
                 return;
             }
@@ -603,9 +659,17 @@ mod tests {
                 authority: "other.example",
                 ..VIEW
             },
+            // Not in the front's hash: the same slot, told apart by comparing.
+            View {
+                scheme: "http",
+                ..VIEW
+            },
         ] {
             assert!(c.lookup(&page, &view).is_err(), "{view:?}");
         }
+        let mut head = page.clone();
+        head.method = http::Method::HEAD;
+        assert!(c.lookup(&head, &VIEW).is_err(), "HEAD answered as GET");
         // Still there after the misses.
         assert!(Arc::ptr_eq(&c.lookup(&page, &VIEW).unwrap(), &first));
     }
