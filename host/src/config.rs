@@ -241,7 +241,8 @@ pub enum Isolation {
 
 /// `[policy.cache]`: a policy whose answer depends only on the method,
 /// scheme, authority, path, query, push support, A/B variant and the headers
-/// and cookies listed here (and on its configuration, fixed per version) may
+/// and cookies listed here or declared by the policy (its `reads` export),
+/// and on its configuration (fixed per version), may
 /// have its answers cached: a request with the same values gets the same hints
 /// without a call. Each policy version has its own cache, so a swap starts
 /// afresh; failures are never cached. The policy is shown only the headers
@@ -291,8 +292,9 @@ pub struct PolicyConfig {
     /// answer depends on. Off by default.
     pub cache: PolicyCacheConfig,
     /// The request headers a policy is shown (lowercase names); absent,
-    /// the default, shows every one, or with `[policy.cache]` on, exactly
-    /// those its answers are keyed by ([`PolicyConfig::shown`]). Least
+    /// the default, shows those the policy declares it reads, or every one
+    /// when it does not; with `[policy.cache]` on, exactly those its
+    /// answers are keyed by ([`PolicyConfig::shown`]). Least
     /// privilege, and speed: every string passed is an allocation in the
     /// guest, and a browser sends about twenty headers.
     pub request_headers: Option<Vec<String>>,
@@ -370,21 +372,13 @@ impl PolicyConfig {
     /// request that could make its answer wrong for another request
     /// sharing the key. [`Config::validate`] refuses lists that show more.
     pub fn shown(&self) -> (Option<Vec<String>>, Option<Vec<String>>) {
-        let cache = &self.cache;
-        if cache.entries == 0 {
-            return (self.request_headers.clone(), self.request_cookies.clone());
-        }
-        let headers = self
-            .request_headers
-            .clone()
-            .unwrap_or_else(|| cache.headers.clone());
-        // Listed headers decide the cookies when none are named (they follow
-        // `cookie`, as without a cache); a keyed `cookie` header holds them all.
-        let cookies = self.request_cookies.clone().or_else(|| {
-            (self.request_headers.is_none() && !cache.headers.iter().any(|h| h == "cookie"))
-                .then(|| cache.cookies.clone())
-        });
-        (Some(headers), cookies)
+        let key =
+            (self.cache.entries > 0).then_some((&self.cache.headers[..], &self.cache.cookies[..]));
+        shown_for(
+            self.request_headers.as_deref(),
+            self.request_cookies.as_deref(),
+            key,
+        )
     }
 
     /// The first header or cookie [`shown`](Self::shown) lets a policy see
@@ -879,7 +873,7 @@ impl ProxyRoute {
 }
 
 /// Every name is a lowercase HTTP field name.
-fn header_names<'a>(
+pub(crate) fn header_names<'a>(
     key: &str,
     names: impl IntoIterator<Item = &'a String>,
 ) -> Result<(), ConfigError> {
@@ -896,8 +890,33 @@ fn header_names<'a>(
     Ok(())
 }
 
+/// The headers and cookies a policy is shown (`None`: every one): those
+/// `request_headers` and `request_cookies` name, and where they are not set,
+/// those of `key` (what its answers are keyed by, or what it declares it
+/// reads), when there is one. Listed headers decide the cookies when none
+/// are named (they follow `cookie`); a `cookie` header in `key` holds
+/// every cookie.
+pub fn shown_for(
+    request_headers: Option<&[String]>,
+    request_cookies: Option<&[String]>,
+    key: Option<(&[String], &[String])>,
+) -> (Option<Vec<String>>, Option<Vec<String>>) {
+    let Some((key_headers, key_cookies)) = key else {
+        return (
+            request_headers.map(<[_]>::to_vec),
+            request_cookies.map(<[_]>::to_vec),
+        );
+    };
+    let headers = request_headers.unwrap_or(key_headers).to_vec();
+    let cookies = request_cookies.map(<[_]>::to_vec).or_else(|| {
+        (request_headers.is_none() && !key_headers.iter().any(|h| h == "cookie"))
+            .then(|| key_cookies.to_vec())
+    });
+    (Some(headers), cookies)
+}
+
 /// Every name is a cookie name (an HTTP token, RFC 6265 §4.1.1).
-fn cookie_names<'a>(
+pub(crate) fn cookie_names<'a>(
     key: &str,
     names: impl IntoIterator<Item = &'a String>,
 ) -> Result<(), ConfigError> {

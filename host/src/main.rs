@@ -417,7 +417,7 @@ fn policy_tool(command: PolicyCommand) -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return fail(2, &format!("herald: {e}")),
             };
-            match herald::tools::check(&policy, &config) {
+            match rt.block_on(herald::tools::check(&policy, &config)) {
                 Ok(text) => {
                     print!("{text}");
                     ExitCode::SUCCESS
@@ -454,7 +454,7 @@ fn policy_tool(command: PolicyCommand) -> ExitCode {
                 return fail(2, "herald: give at least one --request or --requests FILE");
             }
             rt.block_on(async {
-                let (_engine, loaded) = match herald::tools::load(&policy, &config, true) {
+                let (_engine, loaded) = match herald::tools::load(&policy, &config, true).await {
                     Ok(p) => p,
                     Err(e) => return fail(1, &format!("herald: {}: {e}", policy.display())),
                 };
@@ -478,7 +478,7 @@ fn policy_tool(command: PolicyCommand) -> ExitCode {
             };
             let samples = samples.unwrap_or_else(|| herald::policy::samples::path_for(&policy));
             rt.block_on(async {
-                let (_engine, loaded) = match herald::tools::load(&policy, &config, false) {
+                let (_engine, loaded) = match herald::tools::load(&policy, &config, false).await {
                     Ok(p) => p,
                     Err(e) => return fail(2, &format!("herald: {}: {e}", policy.display())),
                 };

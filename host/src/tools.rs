@@ -31,7 +31,7 @@ fn engine(config: &Config, fuel: bool) -> anyhow::Result<PolicyEngine> {
 }
 
 /// `herald policy check`: one line per problem; `Ok` text when it fits.
-pub fn check(policy: &Path, config: &Config) -> Result<String, Vec<String>> {
+pub async fn check(policy: &Path, config: &Config) -> Result<String, Vec<String>> {
     let name = policy.display();
     let bytes = std::fs::read(policy).map_err(|e| vec![format!("{name}: cannot read: {e}")])?;
     let engine = engine(config, false).map_err(|e| vec![format!("{name}: {e:#}")])?;
@@ -60,12 +60,28 @@ pub fn check(policy: &Path, config: &Config) -> Result<String, Vec<String>> {
         .collect();
     // `on-response` makes it a proxy-policy: called again on an upstream's
     // response head.
-    let world = if d.exports.iter().any(|e| e == "on-response") {
-        "proxy-policy"
-    } else {
-        "push-policy"
+    let world = match (
+        d.exports.iter().any(|e| e == "on-response"),
+        d.exports.iter().any(|e| e == "reads"),
+    ) {
+        (true, true) => "proxy-policy-reads",
+        (true, false) => "proxy-policy",
+        (false, true) => "push-policy-reads",
+        (false, false) => "push-policy",
     };
-    Ok(format!(
+    // What it reads is its answer to `reads`: asked as `herald serve` asks.
+    let loaded = if world.ends_with("-reads") {
+        let loaded = engine
+            .load_bytes(&name.to_string(), &bytes, &config.policy.config)
+            .map_err(|e| vec![format!("{name}: {e:#}")])?
+            .with_declared_reads()
+            .await
+            .map_err(|e| vec![format!("{name}: {e}")])?;
+        Some(loaded)
+    } else {
+        None
+    };
+    let mut text = format!(
         "{name}: a herald:policy/{world} component ({} KiB, ready in {} ms: compiled, or loaded from the precompiled cache)\n  exports: {}\n  imports: {}\n  WASI: {} interface(s) linked, nothing granted (no files, environment or network){}\n",
         bytes.len() / 1024,
         d.compile.as_millis(),
@@ -87,11 +103,16 @@ pub fn check(policy: &Path, config: &Config) -> Result<String, Vec<String>> {
                     .join(", ")
             )
         }
-    ))
+    );
+    text.push_str(&shown_line(
+        loaded.as_ref().and_then(Policy::declared_reads),
+    ));
+    Ok(text)
 }
 
-/// Load a policy file with the configuration's `[policy.config]`.
-pub fn load(
+/// Load a policy file with the configuration's `[policy.config]`, and ask
+/// it what it reads, as `herald serve` does.
+pub async fn load(
     policy: &Path,
     config: &Config,
     fuel: bool,
@@ -100,8 +121,24 @@ pub fn load(
     let loaded = engine
         .load_file(policy, &config.policy.config)
         .map_err(|e| format!("{e:#}"))?
-        .with_isolation(config.policy.isolation);
+        .with_isolation(config.policy.isolation)
+        .with_declared_reads()
+        .await?;
     Ok((engine, loaded))
+}
+
+/// What a policy declared it reads, for `check` and `run`.
+pub fn shown_line(declared: Option<&crate::policy::ReadSet>) -> String {
+    match declared {
+        None => {
+            "  reads: not declared (shown every header and cookie [policy] lets through)\n".into()
+        }
+        Some(reads) => format!(
+            "  reads (declared): headers [{}], cookies [{}]\n",
+            reads.headers.join(", "),
+            reads.cookies.join(", ")
+        ),
+    }
 }
 
 /// One request for `run`: `METHOD /path` plus `-H 'name: value'` headers.

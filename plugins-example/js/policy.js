@@ -13,7 +13,7 @@
 // their WIT names as strings, `option` is a value or `undefined`, and the
 // `err` of `result` is a thrown value.
 
-import { get } from "herald:policy/config@0.1.1";
+import { get } from "herald:policy/config@0.1.2";
 
 const DEFAULT_COOKIE = "herald-have";
 

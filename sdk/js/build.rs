@@ -13,8 +13,13 @@ use std::path::PathBuf;
 use rquickjs::module::{Declarations, Exports, ModuleDef};
 use rquickjs::{Context, Ctx, Function, Module, Runtime, WriteOptions};
 
-/// The specifier a policy imports its configuration from.
-const CONFIG_MODULE: &str = "herald:policy/config@0.1.1";
+/// The specifiers a policy may import its configuration from: the
+/// interface's, at each version a policy may have been written against.
+const CONFIG_MODULES: [&str; 3] = [
+    "herald:policy/config@0.1.2",
+    "herald:policy/config@0.1.1",
+    "herald:policy/config@0.1.0",
+];
 
 /// A stand-in for `herald:policy/config`: compiling a module resolves its
 /// imports, and the bytecode names them only.
@@ -57,7 +62,9 @@ fn main() {
     let runtime = Runtime::new().expect("a QuickJS runtime");
     let context = Context::full(&runtime).expect("a QuickJS context");
     let bytecode = context.with(|ctx| {
-        Module::declare_def::<ConfigStub, _>(ctx.clone(), CONFIG_MODULE).expect("the config stub");
+        for name in CONFIG_MODULES {
+            Module::declare_def::<ConfigStub, _>(ctx.clone(), name).expect("the config stub");
+        }
         // Compiled, not evaluated: its top level runs in the instance.
         let module = match Module::declare(ctx.clone(), name.as_str(), source) {
             Ok(module) => module,

@@ -54,12 +54,14 @@ mod arena;
 mod asset;
 mod config;
 mod hint;
+mod reads;
 mod request;
 pub mod testing;
 
 pub use asset::{AssetSpecError, parse_asset_spec};
 pub use config::Config;
 pub use hint::{CorsMode, Delivery, Destination, Hint};
+pub use reads::Reads;
 pub use request::Request;
 
 /// What a policy returns: the hints, or an error message that Herald logs
@@ -97,6 +99,33 @@ pub trait Policy {
     /// Decide the hints for one request. Called once per request on a fresh
     /// instance by default: keep no state between calls.
     fn decide(req: &Request, config: &Config) -> Decision;
+
+    /// The headers and cookies [`decide`](Self::decide) reads (see
+    /// [`Reads`]): Herald then shows it only those, and caches its answers
+    /// by them. Asked once per policy version, with its configuration.
+    /// `None`, the default, means every one.
+    ///
+    /// ```
+    /// use herald_sdk::{Config, Decision, Policy, Reads, Request};
+    ///
+    /// struct Pages;
+    /// impl Policy for Pages {
+    ///     fn decide(req: &Request, config: &Config) -> Decision {
+    ///         if !req.is_navigation() {
+    ///             return Ok(vec![]);
+    ///         }
+    ///         config.hints_for(req.path())
+    ///     }
+    ///     fn reads(_: &Config) -> Option<Reads> {
+    ///         Some(Reads::navigation())
+    ///     }
+    /// }
+    /// # let _ = Pages::reads(&Config::empty());
+    /// ```
+    fn reads(config: &Config) -> Option<Reads> {
+        let _ = config;
+        None
+    }
 }
 
 /// The bindings generated from `wit/` (WebAssembly targets only).
@@ -105,7 +134,7 @@ pub trait Policy {
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "push-policy",
+        world: "push-policy-reads",
         pub_export_macro: true,
         export_macro_name: "__herald_export_world",
         default_bindings_module: "herald_sdk::bindings",
@@ -118,14 +147,14 @@ pub mod bindings {
 pub mod proxy_bindings {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "proxy-policy",
+        world: "proxy-policy-reads",
         pub_export_macro: true,
         export_macro_name: "__herald_export_proxy_world",
         default_bindings_module: "herald_sdk::proxy_bindings",
         with: {
-            "herald:policy/types@0.1.1": crate::bindings::herald::policy::types,
-            "herald:policy/config@0.1.1": crate::bindings::herald::policy::config,
-            "herald:policy/client-cache@0.1.1": crate::bindings::herald::policy::client_cache,
+            "herald:policy/types@0.1.2": crate::bindings::herald::policy::types,
+            "herald:policy/config@0.1.2": crate::bindings::herald::policy::config,
+            "herald:policy/client-cache@0.1.2": crate::bindings::herald::policy::client_cache,
         },
     });
 }
@@ -142,6 +171,14 @@ pub mod __private {
         let req = crate::Request::from_wit(req);
         let config = crate::Config::host();
         P::decide(&req, &config).map(|hints| hints.into_iter().map(crate::Hint::into_wit).collect())
+    }
+
+    /// What `P` declares it reads, as the host is told it.
+    pub fn run_reads<P: crate::Policy>() -> Option<wit::ReadSet> {
+        P::reads(&crate::Config::host()).map(|reads| wit::ReadSet {
+            headers: reads.headers().to_vec(),
+            cookies: reads.cookies().to_vec(),
+        })
     }
 
     /// Runs `P::on_response` on what the host sends and converts the answer.
@@ -187,6 +224,9 @@ macro_rules! export_policy {
                 {
                     $crate::__private::run::<$policy>(req)
                 }
+                fn reads() -> ::core::option::Option<$crate::bindings::herald::policy::types::ReadSet> {
+                    $crate::__private::run_reads::<$policy>()
+                }
             }
     $crate::bindings::__herald_export_world!(HeraldExport with_types_in $crate::bindings);
         };
@@ -209,6 +249,9 @@ macro_rules! export_policy {
                 ) -> ::core::result::Result<$crate::__private::WitHints, ::std::string::String>
                 {
                     $crate::__private::run_on_response::<$policy>(req, response, hints)
+                }
+                fn reads() -> ::core::option::Option<$crate::bindings::herald::policy::types::ReadSet> {
+                    $crate::__private::run_reads::<$policy>()
                 }
             }
     $crate::proxy_bindings::__herald_export_proxy_world!(HeraldExport with_types_in $crate::proxy_bindings);

@@ -58,6 +58,13 @@ impl Request {
         }
     }
 
+    /// Keep the headers and cookies whose names pass (the others are not
+    /// shown).
+    pub(crate) fn retain(&mut self, header: impl Fn(&str) -> bool, cookie: impl Fn(&str) -> bool) {
+        self.headers.retain(|(name, _)| header(name));
+        self.cookies.retain(|(name, _)| cookie(name));
+    }
+
     /// Add a header (the name is lowercased). A `cookie` header is also parsed
     /// into [`Request::cookies`], as Herald does.
     pub fn with_header(mut self, name: &str, value: &str) -> Request {

@@ -14,12 +14,23 @@
 //! testing::assert_no_hints::<P>(&Request::get("/b.js"), &Config::empty());
 //! ```
 
-use crate::{Config, Policy, Request};
+use crate::{Config, Decision, Policy, Request};
 
-/// Run the policy and return the hinted paths, in order. Panics if the
-/// policy returns an error.
+/// Run the policy as Herald would: shown only what its
+/// [`reads`](Policy::reads) declares (everything when it declares nothing).
+/// A policy that reads a header it did not declare sees it absent, here as
+/// in production.
+pub fn decide<P: Policy>(req: &Request, config: &Config) -> Decision {
+    match P::reads(config) {
+        Some(reads) => P::decide(&req.as_shown(&reads), config),
+        None => P::decide(req, config),
+    }
+}
+
+/// Run the policy (as [`decide`] does) and return the hinted paths, in
+/// order. Panics if the policy returns an error.
 pub fn paths<P: Policy>(req: &Request, config: &Config) -> Vec<String> {
-    match P::decide(req, config) {
+    match decide::<P>(req, config) {
         Ok(hints) => hints.into_iter().map(|h| h.path().to_string()).collect(),
         Err(e) => panic!(
             "policy returned an error for {} {}: {e}",
@@ -56,4 +67,31 @@ pub fn browser_subresource(path: &str, dest: &str) -> Request {
         .with_header("sec-fetch-mode", "no-cors")
         .with_header("sec-fetch-dest", dest)
         .with_push_enabled(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Hint, Reads};
+
+    /// Reads `sec-fetch-dest` but declares only `accept`.
+    struct Undeclared;
+    impl Policy for Undeclared {
+        fn decide(req: &Request, _: &Config) -> Decision {
+            let dest = req.header("sec-fetch-dest").unwrap_or("none");
+            Ok(vec![Hint::new(format!("/dest/{dest}"))])
+        }
+        fn reads(_: &Config) -> Option<Reads> {
+            Some(Reads::nothing().header("accept"))
+        }
+    }
+
+    #[test]
+    fn a_policy_is_tested_as_it_is_shown_requests() {
+        let req = browser_navigation("/");
+        assert_eq!(paths::<Undeclared>(&req, &Config::empty()), ["/dest/none"]);
+        // Called directly, it sees everything: what the helpers guard against.
+        let direct = Undeclared::decide(&req, &Config::empty()).unwrap();
+        assert_eq!(direct[0].path(), "/dest/document");
+    }
 }

@@ -275,14 +275,26 @@ fn policy_check_describes_a_policy_and_names_what_is_wrong_with_others() {
     let (code, out, err) = herald(&["policy", "check", policy("page_map").to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains("a herald:policy/push-policy component"),
+        out.contains("a herald:policy/push-policy-reads component"),
         "{out}"
     );
     assert!(
-        out.contains("exports: decide") && out.contains("herald:policy/config@0.1.1"),
+        out.contains("exports: reads, decide") && out.contains("herald:policy/config@0.1.2"),
         "{out}"
     );
     assert!(out.contains("nothing granted"), "{out}");
+    // The page map reads the path only, and says so.
+    assert!(
+        out.contains("reads (declared): headers [], cookies []"),
+        "{out}"
+    );
+    let (code, out, err) = herald(&["policy", "check", policy("policy_0_1_0").to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("a herald:policy/push-policy component"),
+        "{out}"
+    );
+    assert!(out.contains("reads: not declared"), "{out}");
     let not = policies().join("not-a-policy.wasm");
     let (code, _, err) = herald(&["policy", "check", not.to_str().unwrap()]);
     assert_eq!(code, 1);
@@ -337,6 +349,53 @@ fn policy_run_prints_hints_and_costs_per_request() {
     ]);
     assert_eq!(code, 0);
     assert!(out.contains("no hints: the policy trapped"), "{out}");
+}
+
+#[test]
+fn a_policy_that_declares_a_name_that_is_not_one_is_refused_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("herald.toml");
+    std::fs::write(
+        &config,
+        "[policy.config]\nreads_headers = [\"accept\", \"x y\"]\n",
+    )
+    .unwrap();
+    let declares = policy("declares");
+    let (code, _, err) = herald(&[
+        "policy",
+        "check",
+        declares.to_str().unwrap(),
+        "-c",
+        config.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("declares.wasm: its `reads` export: `x y` is not a lowercase header name"),
+        "{err}"
+    );
+    // `herald serve` refuses to start with it, the same way.
+    std::fs::write(
+        &config,
+        format!(
+            "[policy]\npath = {:?}\n[policy.config]\nreads_cookies = [\"a;b\"]\n",
+            declares.display().to_string()
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = herald(&[
+        "serve",
+        "--config",
+        config.to_str().unwrap(),
+        "--root",
+        demo_site().to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("declares.wasm")
+            && err.contains("its `reads` export: `a;b` is not a cookie name"),
+        "{err}"
+    );
 }
 
 #[test]

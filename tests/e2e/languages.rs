@@ -415,6 +415,48 @@ fn policy_new_c_project_builds_and_passes_its_samples() {
 }
 
 #[test]
+fn the_decision_cache_keys_a_policy_by_what_it_declares_it_reads() {
+    // No lists in [policy.cache]: the policy's `reads` (accept, cookie
+    // `have`) is the key.
+    let config = "[policy]\nisolation = \"reuse\"\n[policy.cache]\nentries = 64\n";
+    let rows = [
+        r#"{"request": "GET /", "headers": {"accept": "text/html"}}"#,
+        // Another user agent, not declared: the cached answer.
+        r#"{"request": "GET /", "headers": {"accept": "text/html", "user-agent": "x"}}"#,
+        // The declared header differs: its own answer.
+        r#"{"request": "GET /", "headers": {"accept": "image/png"}}"#,
+        // The declared cookie differs: its own answer.
+        r#"{"request": "GET /", "headers": {"accept": "text/html", "cookie": "have=1"}}"#,
+    ];
+    let requests: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| serde_json::from_str(r).unwrap())
+        .collect();
+    let stdout = policy_run(&policy("declares"), config, &requests);
+    let answers: Vec<(String, bool)> = stdout
+        .split_terminator('\n')
+        .collect::<Vec<_>>()
+        .split(|l| !l.starts_with("  "))
+        .skip(1)
+        .zip(stdout.lines().filter(|l| !l.starts_with("  ")))
+        .map(|(hints, head)| {
+            let paths: Vec<&str> = hints
+                .iter()
+                .map(|h| h.split_whitespace().next().unwrap())
+                .collect();
+            (paths.join(" "), head.contains("cached answer"))
+        })
+        .collect();
+    let expect = [
+        ("/seen/header/accept/text/html", false),
+        ("/seen/header/accept/text/html", true),
+        ("/seen/header/accept/image/png", false),
+        ("/seen/header/accept/text/html /seen/cookie/have/1", false),
+    ];
+    assert_eq!(answers, expect.map(|(h, c)| (h.to_string(), c)), "{stdout}");
+}
+
+#[test]
 fn the_decision_cache_answers_requests_that_agree_on_what_the_policy_declared() {
     let config = "[policy]\nisolation = \"reuse\"\n[policy.cache]\nentries = 64\nheaders = [\"sec-fetch-dest\"]\ncookies = [\"have\"]\n[policy.config]\nmode = \"count\"\n";
     let rows = [

@@ -1,6 +1,7 @@
 //! What a policy is shown of a request: every header and cookie by default,
 //! only those `[policy] request_headers` and `request_cookies` name otherwise,
-//! and with `[policy.cache]` on, only what its answers are keyed by.
+//! only what it declares it reads when it does (`reads`), and with
+//! `[policy.cache]` on, only what its answers are keyed by.
 
 use crate::support::*;
 
@@ -38,10 +39,16 @@ async fn seen_with(herald: &Herald, extra: Option<(&str, http::HeaderValue)>) ->
 }
 
 fn config(shown: &str) -> String {
+    config_of("misbehave", shown)
+}
+
+/// `[policy]` with `name`'s component and `rest` after it (more keys, or
+/// more tables).
+fn config_of(name: &str, rest: &str) -> String {
     format!(
-        "[origin]\nroot = {:?}\n[policy]\npath = {:?}\ndeadline_ms = 1000\n{shown}\n",
+        "[origin]\nroot = {:?}\n[policy]\npath = {:?}\ndeadline_ms = 1000\n{rest}\n",
         demo_site().display().to_string(),
-        policy("misbehave").display().to_string()
+        policy(name).display().to_string()
     )
 }
 
@@ -94,6 +101,32 @@ async fn a_cached_policy_sees_only_what_its_answers_are_keyed_by() {
         seen_by_policy(&herald).await,
         ["cookie/herald-have", "header/sec-fetch-dest"]
     );
+}
+
+#[tokio::test]
+async fn a_policy_that_declares_what_it_reads_is_shown_only_that() {
+    let herald = Herald::start(&config_of(
+        "declares",
+        "[policy.config]\nreads_headers = [\"accept\", \"sec-fetch-dest\"]\nreads_cookies = [\"herald-have\"]",
+    ));
+    assert_eq!(
+        seen_by_policy(&herald).await,
+        [
+            "cookie/herald-have/css",
+            "header/accept/text/html",
+            "header/sec-fetch-dest/document"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn request_headers_narrow_what_a_policy_declares() {
+    let herald = Herald::start(&config_of(
+        "declares",
+        "request_headers = [\"accept\"]\n[policy.config]\nreads_headers = [\"accept\", \"sec-fetch-dest\"]\nreads_cookies = [\"herald-have\"]",
+    ));
+    // Headers listed without `cookie` hide the cookies, declared or not.
+    assert_eq!(seen_by_policy(&herald).await, ["header/accept/text/html"]);
 }
 
 #[tokio::test]

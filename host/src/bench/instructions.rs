@@ -43,6 +43,8 @@ pub fn run(opts: &Options) -> anyhow::Result<usize> {
     let policy = engine
         .load_file(&opts.policy, &config.policy.config)?
         .with_isolation(opts.isolation);
+    // Shown everything unless asked otherwise, whatever the policy declares:
+    // the count stays comparable with earlier sessions'.
     let policy = if opts.shown_as_read {
         policy.with_shown(super::shown_as_read())
     } else {

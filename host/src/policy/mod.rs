@@ -73,8 +73,12 @@ pub struct Limits {
     pub max_instructions: u64,
     /// What answers may be cached by (`[policy.cache]`); off by default.
     pub cache: cache::CacheSpec,
-    /// The request headers and cookies a policy is shown.
+    /// The request headers and cookies a policy is shown (before a policy
+    /// declares what it reads).
     pub shown: input::Shown,
+    /// `[policy] request_headers` and `request_cookies` as configured: what
+    /// a declaration ([`Policy::with_declared_reads`]) cannot widen.
+    pub requested: input::Shown,
 }
 
 impl Limits {
@@ -102,6 +106,10 @@ impl Limits {
             shown: {
                 let (headers, cookies) = c.shown();
                 input::Shown { headers, cookies }
+            },
+            requested: input::Shown {
+                headers: c.request_headers.clone(),
+                cookies: c.request_cookies.clone(),
             },
         }
     }
@@ -252,6 +260,8 @@ impl PolicyEngine {
             cache: cache::DecisionCache::new(&self.limits.cache),
             shown: self.limits.shown.clone(),
             on_response: component.get_export_index(None, "on-response"),
+            reads: component.get_export_index(None, "reads"),
+            declared: None,
         })
     }
 }
@@ -459,7 +469,7 @@ impl WasiView for HostState {
 fn add_config_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
     use wasmtime::StoreContextMut;
     use wasmtime::component::WasmStr;
-    let mut config = linker.instance("herald:policy/config@0.1.1")?;
+    let mut config = linker.instance("herald:policy/config@0.1.2")?;
     config.func_wrap(
         "get",
         |store: StoreContextMut<'_, HostState>, (key,): (WasmStr,)| {
@@ -584,7 +594,25 @@ pub struct Policy {
     shown: input::Shown,
     /// The `on-response` export (`proxy-policy` world), if the component has one.
     on_response: Option<wasmtime::component::ComponentExportIndex>,
+    /// The `reads` export (the `-reads` worlds), if the component has one.
+    reads: Option<wasmtime::component::ComponentExportIndex>,
+    /// What `reads` answered, once asked ([`Policy::with_declared_reads`]).
+    declared: Option<ReadSet>,
 }
+
+/// What a policy declares it reads of a request (`read-set` in the WIT).
+#[derive(
+    Debug, Clone, PartialEq, Eq, wasmtime::component::ComponentType, wasmtime::component::Lift,
+)]
+#[component(record)]
+pub struct ReadSet {
+    pub headers: Vec<String>,
+    pub cookies: Vec<String>,
+}
+
+/// Names a policy may declare, of each kind: more is a mistake, and each
+/// is compared on every request the cache keys.
+const MAX_DECLARED: usize = 64;
 
 /// What a policy version's instances are made from, and the instances
 /// waiting for a call. Shared with the tasks that tear used instances down
@@ -681,6 +709,110 @@ impl Policy {
     pub fn with_isolation(mut self, isolation: Isolation) -> Policy {
         self.isolation = isolation;
         self
+    }
+
+    /// Ask the policy what it reads (its `reads` export, when it has one),
+    /// once, as it loads: then show it only that, unless `[policy]
+    /// request_headers`/`request_cookies` say otherwise, and key its cached
+    /// answers by it as well as by `[policy.cache]`'s lists. A trap, a
+    /// deadline passed or a name that is not one refuses the policy.
+    pub async fn with_declared_reads(mut self) -> Result<Policy, String> {
+        let Some(index) = self.reads else {
+            return Ok(self);
+        };
+        let Some(declared) = self.ask_reads(index).await? else {
+            return Ok(self);
+        };
+        let culprit = "its `reads` export";
+        for (kind, names) in [
+            ("headers", &declared.headers),
+            ("cookies", &declared.cookies),
+        ] {
+            if names.len() > MAX_DECLARED {
+                return Err(format!(
+                    "{culprit} lists {} {kind} (at most {MAX_DECLARED})",
+                    names.len()
+                ));
+            }
+        }
+        crate::config::header_names(culprit, &declared.headers).map_err(|e| e.to_string())?;
+        crate::config::cookie_names(culprit, &declared.cookies).map_err(|e| e.to_string())?;
+        let limits = &self.maker.limits;
+        let union = |listed: &[String], declared: &[String]| {
+            let mut all = listed.to_vec();
+            all.extend(declared.iter().filter(|d| !listed.contains(d)).cloned());
+            all
+        };
+        let spec = cache::CacheSpec {
+            headers: union(&limits.cache.headers, &declared.headers),
+            cookies: union(&limits.cache.cookies, &declared.cookies),
+            entries: limits.cache.entries,
+        };
+        let (headers, cookies) = crate::config::shown_for(
+            limits.requested.headers.as_deref(),
+            limits.requested.cookies.as_deref(),
+            Some((&spec.headers, &spec.cookies)),
+        );
+        self.shown = input::Shown { headers, cookies };
+        self.cache = cache::DecisionCache::new(&spec);
+        self.declared = Some(declared);
+        Ok(self)
+    }
+
+    /// What the policy declared it reads, if it did
+    /// ([`with_declared_reads`](Self::with_declared_reads)).
+    pub fn declared_reads(&self) -> Option<&ReadSet> {
+        self.declared.as_ref()
+    }
+
+    /// Call `reads` on an instance of its own, under the call limits.
+    async fn ask_reads(
+        &self,
+        index: wasmtime::component::ComponentExportIndex,
+    ) -> Result<Option<ReadSet>, String> {
+        let limits = &self.maker.limits;
+        let deadline = Instant::now() + limits.deadline;
+        let _ticking = self.maker.clock.running();
+        let slot =
+            tokio::time::timeout_at(deadline.into(), self.maker.slots.clone().acquire_owned())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .ok_or("its `reads` export: no free call slot within the deadline")?;
+        let mut instance = self.maker.new_instance(slot);
+        let store = &mut instance.store;
+        if limits.counts_instructions() {
+            let budget = match limits.max_instructions {
+                0 => u64::MAX / 2,
+                n => n,
+            };
+            store.set_fuel(budget).map_err(|e| e.to_string())?;
+        }
+        arm_deadline(store, deadline);
+        let ask = async {
+            let raw = self
+                .maker
+                .pre
+                .instance_pre()
+                .instantiate_async(&mut *store)
+                .await?;
+            let reads = raw
+                .get_typed_func::<(), (Option<ReadSet>,)>(&mut *store, index)
+                .map_err(|e| e.context("it does not have the push-policy-reads signature"))?;
+            reads.call_async(&mut *store, ()).await.map(|(r,)| r)
+        };
+        let answer = tokio::time::timeout_at((deadline + EPOCH_TICK * 5).into(), ask).await;
+        retire(instance, None);
+        match answer {
+            Ok(Ok(declared)) => Ok(declared),
+            Ok(Err(e)) if !matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) => {
+                Err(format!("its `reads` export failed: {}", trap_summary(&e)))
+            }
+            Ok(Err(_)) | Err(_) => Err(format!(
+                "its `reads` export ran past the deadline ({} ms)",
+                limits.deadline.as_millis()
+            )),
+        }
     }
 
     /// Cache answers by `spec` (replacing the engine-wide `[policy.cache]`).

@@ -248,7 +248,17 @@ impl Registry {
             .await
             .map_err(|e| format!("compile task failed: {e}"))?
             .map_err(|e| format!("{e:#}"))?
-            .with_isolation(isolation);
+            .with_isolation(isolation)
+            .with_declared_reads()
+            .await?;
+        if let Some(reads) = policy.declared_reads() {
+            tracing::info!(
+                policy = %candidate.name,
+                headers = ?reads.headers,
+                cookies = ?reads.cookies,
+                "policy declares what it reads: shown only that, cached answers keyed by it"
+            );
+        }
         samples::check(&policy, &candidate.samples).await?;
         Ok(Arc::new(Version {
             policy,

@@ -2,7 +2,7 @@
 //!
 //! A policy is an ES module exporting `decide(request)`, which returns an
 //! array of hints (or throws a string: the policy's error). It may import
-//! `get`, `keys` and `json` from `"herald:policy/config@0.1.1"`. Requests and
+//! `get`, `keys` and `json` from `"herald:policy/config@0.1.2"` (or an earlier `0.1.x`). Requests and
 //! hints have the shapes componentize-js gives the WIT types, so one
 //! `policy.js` builds with either toolchain: records are objects with
 //! camelCase fields, enums their WIT names (`"style"`, `"push-only"`), an
@@ -36,8 +36,13 @@ mod marshal;
 /// The policy, compiled to QuickJS bytecode by `build.rs`.
 static BYTECODE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/policy.qjsbc"));
 
-/// The specifier a policy imports its configuration from.
-const CONFIG_MODULE: &str = "herald:policy/config@0.1.1";
+/// The specifiers a policy may import its configuration from: the
+/// interface's, at each version a policy may have been written against.
+const CONFIG_MODULES: [&str; 3] = [
+    "herald:policy/config@0.1.2",
+    "herald:policy/config@0.1.1",
+    "herald:policy/config@0.1.0",
+];
 
 thread_local! {
     /// The policy's configuration (the host's, in a component), for the
@@ -86,7 +91,7 @@ fn with_config<T>(ctx: &Ctx<'_>, f: impl FnOnce(&Config) -> T) -> rquickjs::Resu
     })
 }
 
-/// `herald:policy/config@0.1.1`: `get(key)`, `keys()`, `json()`.
+/// `herald:policy/config@0.1.x`: `get(key)`, `keys()`, `json()`.
 struct ConfigModule;
 
 impl ModuleDef for ConfigModule {
@@ -151,7 +156,9 @@ fn start() -> Result<Engine, String> {
     let context = Context::full(&runtime).map_err(|e| format!("starting QuickJS: {e}"))?;
     let (decide, atoms) = context.with(|ctx| {
         let load = || -> rquickjs::Result<Function<'_>> {
-            Module::declare_def::<ConfigModule, _>(ctx.clone(), CONFIG_MODULE)?;
+            for name in CONFIG_MODULES {
+                Module::declare_def::<ConfigModule, _>(ctx.clone(), name)?;
+            }
             // SAFETY: these bytes are what this QuickJS-ng release wrote
             // for the policy (`build.rs`), and live as long as the program.
             let module = unsafe { Module::load(ctx.clone(), BYTECODE)? };

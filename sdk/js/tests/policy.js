@@ -1,6 +1,6 @@
 // The runner's own test policy (src/lib.rs's tests, natively): what it
 // does is picked by the request's path.
-import { get, keys, json } from "herald:policy/config@0.1.1";
+import { get, keys, json } from "herald:policy/config@0.1.2";
 
 function hint(path) {
   return {

@@ -13,7 +13,7 @@
 //! "kind:product" = ["/img/hero.svg u=5 i"]
 //! ```
 
-use herald_sdk::{Config, Decision, Policy, Request, ResponsePolicy, UpstreamResponse};
+use herald_sdk::{Config, Decision, Policy, Reads, Request, ResponsePolicy, UpstreamResponse};
 
 pub struct AppLinks;
 
@@ -23,6 +23,12 @@ impl Policy for AppLinks {
             return Ok(Vec::new());
         }
         config.hints_for(req.path())
+    }
+
+    /// The method and path only (the upstream's response head is shown
+    /// whole to `on_response`, but its `set-cookie`).
+    fn reads(_: &Config) -> Option<Reads> {
+        Some(Reads::nothing())
     }
 }
 

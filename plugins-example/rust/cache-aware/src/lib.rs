@@ -14,7 +14,7 @@
 //! "/" = ["/css/site.css u=0", "/js/app.js u=1"]
 //! ```
 
-use herald_sdk::{Config, Decision, Policy, Request};
+use herald_sdk::{Config, Decision, Policy, Reads, Request};
 
 pub struct CacheAware;
 
@@ -26,16 +26,25 @@ impl Policy for CacheAware {
         if req.method() != "GET" {
             return Ok(Vec::new());
         }
-        let cookie = config
-            .first("cookie")
-            .unwrap_or_else(|| DEFAULT_COOKIE.to_string());
-        let have = req.cookie_paths(&cookie);
+        let have = req.cookie_paths(&have_cookie(config));
         let hints = config.hints_for(req.path())?;
         Ok(hints
             .into_iter()
             .filter(|h| !have.contains(&h.path()) && !req.likely_cached(h.path()))
             .collect())
     }
+
+    /// The configured cookie, and no header.
+    fn reads(config: &Config) -> Option<Reads> {
+        Some(Reads::nothing().cookie(&have_cookie(config)))
+    }
+}
+
+/// The cookie listing what the client has: `cookie` in the configuration.
+fn have_cookie(config: &Config) -> String {
+    config
+        .first("cookie")
+        .unwrap_or_else(|| DEFAULT_COOKIE.to_string())
 }
 
 herald_sdk::export_policy!(CacheAware);

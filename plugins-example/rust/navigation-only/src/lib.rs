@@ -5,7 +5,7 @@
 //! policy answers nothing for scripts, images, `fetch()` calls or iframes
 //! (`herald_sdk::Request::is_navigation`).
 
-use herald_sdk::{Config, Decision, Policy, Request};
+use herald_sdk::{Config, Decision, Policy, Reads, Request};
 
 pub struct NavigationOnly;
 
@@ -15,6 +15,11 @@ impl Policy for NavigationOnly {
             return Ok(Vec::new());
         }
         config.hints_for(req.path())
+    }
+
+    /// The headers `is_navigation` reads, and no cookie.
+    fn reads(_: &Config) -> Option<Reads> {
+        Some(Reads::navigation())
     }
 }
 

@@ -8,7 +8,7 @@
 //! Each value is an asset spec: a path, then optional attributes (`as=`, `u=`,
 //! `i`, `w=`, `push`, `hint`, `crossorigin`); see `herald_sdk::parse_asset_spec`.
 
-use herald_sdk::{Config, Decision, Policy, Request};
+use herald_sdk::{Config, Decision, Policy, Reads, Request};
 
 pub struct PageMap;
 
@@ -18,6 +18,11 @@ impl Policy for PageMap {
             return Ok(Vec::new());
         }
         config.hints_for(req.path())
+    }
+
+    /// The method and path only: it is shown no header and no cookie.
+    fn reads(_: &Config) -> Option<Reads> {
+        Some(Reads::nothing())
     }
 }
 

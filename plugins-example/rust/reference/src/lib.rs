@@ -12,12 +12,19 @@
 //! `plugins-example/conformance.toml` is the behaviour all four must show,
 //! row by row; the test suite builds each from source and checks it.
 
-use herald_sdk::{Config, Decision, Policy, Request};
+use herald_sdk::{Config, Decision, Policy, Reads, Request};
 
 pub struct Reference;
 
 /// The cookie read when `cookie` is not configured.
 pub const DEFAULT_COOKIE: &str = "herald-have";
+
+/// The cookie listing what the client has: `cookie` in the configuration.
+fn have_cookie(config: &Config) -> String {
+    config
+        .first("cookie")
+        .unwrap_or_else(|| DEFAULT_COOKIE.to_string())
+}
 
 impl Policy for Reference {
     fn decide(req: &Request, config: &Config) -> Decision {
@@ -25,14 +32,16 @@ impl Policy for Reference {
             return Ok(Vec::new());
         }
         let hints = config.hints_for(req.path())?;
-        let cookie = config
-            .first("cookie")
-            .unwrap_or_else(|| DEFAULT_COOKIE.to_string());
-        let have = req.cookie_paths(&cookie);
+        let have = req.cookie_paths(&have_cookie(config));
         Ok(hints
             .into_iter()
             .filter(|h| !have.contains(&h.path()))
             .collect())
+    }
+
+    /// Herald shows it only these: the navigation headers and the cookie.
+    fn reads(config: &Config) -> Option<Reads> {
+        Some(Reads::navigation().cookie(&have_cookie(config)))
     }
 }
 
@@ -60,6 +69,18 @@ mod tests {
         let req = testing::browser_navigation("/").with_cookie("herald-have", "/js/app.js|/x");
         assert_eq!(
             testing::paths::<Reference>(&req, &config()),
+            ["/css/site.css", "/img/a.png"]
+        );
+    }
+
+    #[test]
+    fn the_cookie_it_reads_is_the_configured_one() {
+        let config = config().with("cookie", ["seen"]);
+        let req = testing::browser_navigation("/")
+            .with_cookie("seen", "/js/app.js")
+            .with_cookie("herald-have", "/css/site.css");
+        assert_eq!(
+            testing::paths::<Reference>(&req, &config),
             ["/css/site.css", "/img/a.png"]
         );
     }
