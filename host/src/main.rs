@@ -161,6 +161,10 @@ enum BenchCommand {
         /// policy reads (`[policy] request_headers`, `request_cookies`).
         #[arg(long)]
         shown_as_read: bool,
+        /// Show the policy what it declares it reads (its `reads` export),
+        /// as `herald serve` does; otherwise every header and cookie.
+        #[arg(long, conflicts_with = "shown_as_read")]
+        as_declared: bool,
     },
     /// Swap latency: from a policy file landing (or an admin upload) to the
     /// new version answering.
@@ -314,12 +318,14 @@ fn main() -> ExitCode {
             calls,
             isolation,
             shown_as_read,
+            as_declared,
         }) => {
             let opts = herald::bench::instructions::Options {
                 policy,
                 calls,
                 isolation,
                 shown_as_read,
+                as_declared,
             };
             match herald::bench::instructions::run(&opts) {
                 Ok(planned) => {

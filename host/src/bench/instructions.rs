@@ -24,6 +24,8 @@ pub struct Options {
     /// Show the policy only what the reference policy reads
     /// (`request_headers`, `request_cookies`), not the whole request.
     pub shown_as_read: bool,
+    /// Show the policy what it declares it reads (as `herald serve`).
+    pub as_declared: bool,
 }
 
 /// Run the policy path `calls` times; returns the hints planned in all.
@@ -47,6 +49,9 @@ pub fn run(opts: &Options) -> anyhow::Result<usize> {
     // the count stays comparable with earlier sessions'.
     let policy = if opts.shown_as_read {
         policy.with_shown(super::shown_as_read())
+    } else if opts.as_declared {
+        rt.block_on(policy.with_declared_reads())
+            .map_err(anyhow::Error::msg)?
     } else {
         policy
     };
