@@ -246,9 +246,10 @@ pub enum Isolation {
 /// have its answers cached: a request with the same values gets the same hints
 /// without a call. Each policy version has its own cache, so a swap starts
 /// afresh; failures are never cached. The policy is shown only the headers
-/// and cookies listed here (unless `request_headers`/`request_cookies` narrow
-/// that further), so its answer cannot depend on what the key leaves out:
-/// list everything it reads, or it decides without it.
+/// and cookies of the key, listed here or declared (unless
+/// `request_headers`/`request_cookies` narrow that further), so its answer
+/// cannot depend on what the key leaves out: list everything it reads (or
+/// have it declare that), or it decides without it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyCacheConfig {
@@ -299,8 +300,9 @@ pub struct PolicyConfig {
     /// guest, and a browser sends about twenty headers.
     pub request_headers: Option<Vec<String>>,
     /// The cookies a policy is shown, by name; absent, the default, shows
-    /// every one (or, with `[policy.cache]` on, those it keys by). When set,
-    /// the `cookie` header itself is hidden too.
+    /// those the policy declares it reads, or every one when it does not
+    /// (with `[policy.cache]` on, those it keys by). When set, the `cookie`
+    /// header itself is hidden too.
     pub request_cookies: Option<Vec<String>>,
     /// How each call gets its instance: `fresh` (the default) instantiates
     /// the component anew for every request, so no state survives a call;
@@ -383,7 +385,7 @@ impl PolicyConfig {
 
     /// The first header or cookie [`shown`](Self::shown) lets a policy see
     /// that its cached answers are not keyed by, as a config error.
-    fn shown_beyond_key(&self) -> Result<(), ConfigError> {
+    pub fn shown_beyond_key(&self) -> Result<(), ConfigError> {
         let cache = &self.cache;
         if cache.entries == 0 {
             return Ok(());
@@ -883,7 +885,8 @@ pub(crate) fn header_names<'a>(
             || http::HeaderName::from_bytes(name.as_bytes()).is_err()
         {
             return Err(err(format!(
-                "{key}: `{name}` is not a lowercase header name"
+                "{key}: `{}` is not a lowercase header name",
+                quoted(name)
             )));
         }
     }
@@ -915,6 +918,16 @@ pub fn shown_for(
     (Some(headers), cookies)
 }
 
+/// `name` as an error line quotes it: escaped (a newline stays on the
+/// line), and cut after 64 characters (a policy's declaration is echoed).
+fn quoted(name: &str) -> String {
+    let escaped: String = name.escape_debug().collect();
+    match escaped.char_indices().nth(64) {
+        Some((end, _)) => format!("{}…", &escaped[..end]),
+        None => escaped,
+    }
+}
+
 /// Every name is a cookie name (an HTTP token, RFC 6265 §4.1.1).
 pub(crate) fn cookie_names<'a>(
     key: &str,
@@ -926,7 +939,10 @@ pub(crate) fn cookie_names<'a>(
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
         {
-            return Err(err(format!("{key}: `{name}` is not a cookie name")));
+            return Err(err(format!(
+                "{key}: `{}` is not a cookie name",
+                quoted(name)
+            )));
         }
     }
     Ok(())

@@ -17,10 +17,17 @@ use crate::policy::{Hint, Limits, Policy, PolicyEngine};
 
 /// The policy configuration and limits to run with: from a herald.toml, or defaults.
 pub fn load_config(path: Option<&Path>) -> Result<Config, String> {
-    match path {
-        Some(p) => Config::load(p).map_err(|e| e.to_string()),
-        None => Ok(Config::default()),
-    }
+    let config = match path {
+        Some(p) => Config::load(p).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    // What `serve` would refuse of `[policy]` (the rest, such as a document
+    // root, is not the tools' concern).
+    config
+        .policy
+        .shown_beyond_key()
+        .map_err(|e| e.to_string())?;
+    Ok(config)
 }
 
 fn engine(config: &Config, fuel: bool) -> anyhow::Result<PolicyEngine> {
@@ -127,7 +134,7 @@ pub async fn load(
     Ok((engine, loaded))
 }
 
-/// What a policy declared it reads, for `check` and `run`.
+/// What a policy declared it reads, as `check` prints it.
 pub fn shown_line(declared: Option<&crate::policy::ReadSet>) -> String {
     match declared {
         None => {

@@ -155,3 +155,14 @@ export function decide(req) {
   const have = seen === undefined ? [] : seen.value.split("|");
   return hints.filter((h) => !have.includes(h.path));
 }
+
+// What `decide` reads besides the method and the path: Herald shows it only
+// these (on the QuickJS runner, the default build; componentize-js builds
+// for the `push-policy` world, which has no `reads`, and shows it all).
+export function reads() {
+  const names = get("cookie");
+  return {
+    headers: ["sec-fetch-dest", "sec-fetch-mode", "accept"],
+    cookies: [names.length > 0 ? names[0] : DEFAULT_COOKIE],
+  };
+}

@@ -141,7 +141,7 @@ pub mod bindings {
     });
 }
 
-/// The `proxy-policy` world's bindings (the types are those of [`bindings`]).
+/// The `proxy-policy-reads` world's bindings (the types are those of [`bindings`]).
 #[cfg(target_arch = "wasm32")]
 #[doc(hidden)]
 pub mod proxy_bindings {
@@ -207,10 +207,11 @@ pub mod __private {
 /// herald_sdk::export_policy!(MyPolicy);
 /// ```
 ///
-/// A policy that also implements [`ResponsePolicy`] is exported with
-/// `export_policy!(MyPolicy, on_response)`: the component is then of the
-/// `proxy-policy` world and Herald calls it again when an upstream's
-/// response head arrives.
+/// The component is of the `push-policy-reads` world: it also exports
+/// `reads`, what [`Policy::reads`] answers. A policy that also implements
+/// [`ResponsePolicy`] is exported with `export_policy!(MyPolicy,
+/// on_response)`: the component is then of the `proxy-policy-reads` world
+/// and Herald calls it again when an upstream's response head arrives.
 #[macro_export]
 macro_rules! export_policy {
     ($policy:ty) => {

@@ -399,6 +399,43 @@ fn a_policy_that_declares_a_name_that_is_not_one_is_refused_with_one_line() {
 }
 
 #[test]
+fn a_policy_whose_reads_fails_is_refused_with_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("herald.toml");
+    let many: Vec<String> = (0..65).map(|i| format!("\"x-{i}\"")).collect();
+    for (policy_config, why) in [
+        // The panic's message, from what the instance wrote, on the line.
+        ("reads = \"trap\"", "(declares: deliberate panic in reads)"),
+        (
+            "reads = \"spin\"",
+            "its `reads` export did not answer within 1000 ms",
+        ),
+        (
+            &format!("reads_headers = [{}]", many.join(", ")),
+            "its `reads` export lists 65 headers (at most 64)",
+        ),
+        // Echoed escaped: still one line.
+        (
+            "reads_headers = [\"a\\nb\"]",
+            "its `reads` export: `a\\nb` is not a lowercase header name",
+        ),
+    ] {
+        std::fs::write(&config, format!("[policy.config]\n{policy_config}\n")).unwrap();
+        let (code, _, err) = herald(&[
+            "policy",
+            "check",
+            policy("declares").to_str().unwrap(),
+            "-c",
+            config.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 1, "{policy_config}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{policy_config}: {err}");
+        assert!(err.contains("declares.wasm: "), "names the file: {err}");
+        assert!(err.contains(why), "{policy_config}: {err}");
+    }
+}
+
+#[test]
 fn policy_run_shows_the_policy_what_serving_would() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("herald.toml");

@@ -120,6 +120,18 @@ async fn a_policy_that_declares_what_it_reads_is_shown_only_that() {
 }
 
 #[tokio::test]
+async fn cache_lists_show_a_declaring_policy_nothing_more_while_the_cache_is_off() {
+    let herald = Herald::start(&config_of(
+        "declares",
+        "[policy.cache]\nentries = 0\nheaders = [\"sec-fetch-dest\"]\n[policy.config]\nreads_cookies = [\"herald-have\"]",
+    ));
+    assert_eq!(
+        seen_by_policy(&herald).await,
+        ["cookie/herald-have/css", "header/accept/text/html"]
+    );
+}
+
+#[tokio::test]
 async fn request_headers_narrow_what_a_policy_declares() {
     let herald = Herald::start(&config_of(
         "declares",

@@ -58,6 +58,8 @@ pub fn policies() -> &'static Path {
                 "-p",
                 "misbehave",
                 "-p",
+                "declares",
+                "-p",
                 "not-a-policy",
                 "-p",
                 "policy-0-1-0",

@@ -614,6 +614,10 @@ pub struct ReadSet {
 /// is compared on every request the cache keys.
 const MAX_DECLARED: usize = 64;
 
+/// The least time a version's `reads` is given, its instance's start-up
+/// included (`policy.deadline_ms` when that is longer).
+const READS_DEADLINE: Duration = Duration::from_secs(1);
+
 /// What a policy version's instances are made from, and the instances
 /// waiting for a call. Shared with the tasks that tear used instances down
 /// and, in `fresh` isolation, instantiate the next one ahead of its call.
@@ -738,9 +742,16 @@ impl Policy {
         crate::config::header_names(culprit, &declared.headers).map_err(|e| e.to_string())?;
         crate::config::cookie_names(culprit, &declared.cookies).map_err(|e| e.to_string())?;
         let limits = &self.maker.limits;
+        // `[policy.cache]`'s lists widen what it is shown only while they
+        // key a cache.
+        let caching = limits.cache.entries > 0;
         let union = |listed: &[String], declared: &[String]| {
-            let mut all = listed.to_vec();
-            all.extend(declared.iter().filter(|d| !listed.contains(d)).cloned());
+            let mut all = if caching { listed.to_vec() } else { Vec::new() };
+            for name in declared {
+                if !all.contains(name) {
+                    all.push(name.clone());
+                }
+            }
             all
         };
         let spec = cache::CacheSpec {
@@ -765,28 +776,36 @@ impl Policy {
         self.declared.as_ref()
     }
 
-    /// Call `reads` on an instance of its own, under the call limits.
+    /// Call `reads` on an instance of its own, under the call limits but
+    /// for the deadline, which is at least [`READS_DEADLINE`]: a version's
+    /// first instance is made cold (and may wait for a call slot under
+    /// load), and refusing a sound version for that would be wrong.
     async fn ask_reads(
         &self,
         index: wasmtime::component::ComponentExportIndex,
     ) -> Result<Option<ReadSet>, String> {
         let limits = &self.maker.limits;
-        let deadline = Instant::now() + limits.deadline;
+        let allowed = limits.deadline.max(READS_DEADLINE);
+        let deadline = Instant::now() + allowed;
+        let late = || {
+            format!(
+                "its `reads` export did not answer within {} ms",
+                allowed.as_millis()
+            )
+        };
         let _ticking = self.maker.clock.running();
         let slot =
             tokio::time::timeout_at(deadline.into(), self.maker.slots.clone().acquire_owned())
                 .await
                 .ok()
                 .and_then(Result::ok)
-                .ok_or("its `reads` export: no free call slot within the deadline")?;
+                .ok_or_else(|| format!("{}: no free call slot", late()))?;
         let mut instance = self.maker.new_instance(slot);
         let store = &mut instance.store;
-        if limits.counts_instructions() {
-            let budget = match limits.max_instructions {
-                0 => u64::MAX / 2,
-                n => n,
-            };
-            store.set_fuel(budget).map_err(|e| e.to_string())?;
+        // As for instances made ahead: starting up is not the call's budget.
+        let counting = limits.counts_instructions();
+        if counting {
+            store.set_fuel(u64::MAX / 2).map_err(|e| e.to_string())?;
         }
         arm_deadline(store, deadline);
         let ask = async {
@@ -795,23 +814,48 @@ impl Policy {
                 .pre
                 .instance_pre()
                 .instantiate_async(&mut *store)
-                .await?;
+                .await
+                .map_err(|e| ("its instance failed to start", e))?;
             let reads = raw
                 .get_typed_func::<(), (Option<ReadSet>,)>(&mut *store, index)
-                .map_err(|e| e.context("it does not have the push-policy-reads signature"))?;
-            reads.call_async(&mut *store, ()).await.map(|(r,)| r)
+                .map_err(|e| {
+                    (
+                        "its `reads` export does not fit the push-policy-reads world",
+                        e,
+                    )
+                })?;
+            if counting && limits.max_instructions > 0 {
+                store
+                    .set_fuel(limits.max_instructions)
+                    .map_err(|e| ("setting its instruction budget", e))?;
+            }
+            reads
+                .call_async(&mut *store, ())
+                .await
+                .map(|(r,)| r)
+                .map_err(|e| ("its `reads` export failed", e))
         };
         let answer = tokio::time::timeout_at((deadline + EPOCH_TICK * 5).into(), ask).await;
+        let (captured, _) = instance.store.data().output.take();
         retire(instance, None);
         match answer {
             Ok(Ok(declared)) => Ok(declared),
-            Ok(Err(e)) if !matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) => {
-                Err(format!("its `reads` export failed: {}", trap_summary(&e)))
+            Ok(Err((_, e))) if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) => {
+                Err(late())
             }
-            Ok(Err(_)) | Err(_) => Err(format!(
-                "its `reads` export ran past the deadline ({} ms)",
-                limits.deadline.as_millis()
+            Ok(Err((_, e))) if matches!(e.downcast_ref::<Trap>(), Some(Trap::OutOfFuel)) => {
+                Err(format!(
+                    "its `reads` export used up its instruction budget (policy.max_instructions = {})",
+                    limits.max_instructions
+                ))
+            }
+            Ok(Err((what, e))) if e.downcast_ref::<Trap>().is_some() => Err(format!(
+                "{what}: {}{}",
+                trap_summary(&e),
+                said_why(&captured)
             )),
+            Ok(Err((what, e))) => Err(format!("{what}: {}", truncate(&format!("{e:#}"), 200))),
+            Err(_) => Err(late()),
         }
     }
 
@@ -1354,6 +1398,24 @@ fn arm_deadline(store: &mut Store<HostState>, deadline: Instant) {
             Ok(UpdateDeadline::Yield(1))
         }
     });
+}
+
+/// What a guest that trapped wrote of why (a Rust panic's message: the line
+/// after `panicked at`, or else its last line), as a suffix for the trap's
+/// line; empty when it wrote nothing.
+fn said_why(captured: &[u8]) -> String {
+    let text = String::from_utf8_lossy(captured);
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let why = lines
+        .iter()
+        .position(|l| l.contains("panicked at"))
+        .and_then(|i| lines.get(i + 1))
+        .or(lines.last());
+    why.map_or(String::new(), |w| format!(" ({})", truncate(w, 200)))
 }
 
 /// One line: the trap's root cause, without the wasm backtrace.

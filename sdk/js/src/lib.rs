@@ -27,7 +27,7 @@
 
 use std::cell::RefCell;
 
-use herald_sdk::{Config, Decision, Policy, Request};
+use herald_sdk::{Config, Decision, Policy, Reads, Request};
 use rquickjs::module::{Declarations, Exports, ModuleDef};
 use rquickjs::{Context, Ctx, Error, Function, Module, Runtime, qjs};
 
@@ -58,6 +58,8 @@ thread_local! {
 struct Engine {
     /// The module's `decide`, holding a reference (released by `drop`).
     decide: qjs::JSValue,
+    /// The module's `reads`, if it exports that function (held the same way).
+    reads: Option<qjs::JSValue>,
     atoms: marshal::Atoms,
     // Dropped after `drop` ran, the context before the runtime.
     context: Context,
@@ -74,6 +76,9 @@ impl Drop for Engine {
             // context, released once.
             unsafe {
                 qjs::JS_FreeValue(raw, self.decide);
+                if let Some(reads) = self.reads {
+                    qjs::JS_FreeValue(raw, reads);
+                }
                 self.atoms.free(raw);
             }
         });
@@ -154,8 +159,8 @@ fn start() -> Result<Engine, String> {
     // No stack limit of QuickJS's own: on WASI it has none, so a policy that
     // recurses without end traps, and Herald recycles the instance.
     let context = Context::full(&runtime).map_err(|e| format!("starting QuickJS: {e}"))?;
-    let (decide, atoms) = context.with(|ctx| {
-        let load = || -> rquickjs::Result<Function<'_>> {
+    let (decide, reads, atoms) = context.with(|ctx| {
+        let load = || -> rquickjs::Result<(Function<'_>, rquickjs::Value<'_>)> {
             for name in CONFIG_MODULES {
                 Module::declare_def::<ConfigModule, _>(ctx.clone(), name)?;
             }
@@ -164,9 +169,9 @@ fn start() -> Result<Engine, String> {
             let module = unsafe { Module::load(ctx.clone(), BYTECODE)? };
             let (module, done) = module.eval()?;
             done.finish::<()>()?;
-            module.get("decide")
+            Ok((module.get("decide")?, module.get("reads")?))
         };
-        let decide = load().map_err(|e| match e {
+        let (decide, reads) = load().map_err(|e| match e {
             Error::FromJs { .. } => "the policy's module exports no `decide` function".to_string(),
             e => format!("loading the policy: {}", thrown(&ctx, e)),
         })?;
@@ -176,12 +181,16 @@ fn start() -> Result<Engine, String> {
         Ok::<_, String>(unsafe {
             (
                 qjs::JS_DupValue(raw, decide.as_raw()),
+                reads
+                    .is_function()
+                    .then(|| qjs::JS_DupValue(raw, reads.as_raw())),
                 marshal::Atoms::new(raw),
             )
         })
     })?;
     Ok(Engine {
         decide,
+        reads,
         atoms,
         context,
         _runtime: runtime,
@@ -236,6 +245,58 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// What the module's `reads()` returns, `{headers: [...], cookies:
+    /// [...]}` (a missing list is empty), or `None` when it has no `reads`
+    /// or it returns `undefined` or `null`.
+    fn reads(&self) -> Result<Option<Reads>, String> {
+        let Some(reads) = self.reads else {
+            return Ok(None);
+        };
+        self.context.with(|ctx| {
+            let raw = ctx.as_raw().as_ptr();
+            // SAFETY: `reads` is a live function of this context; the result
+            // is handed to a `Value`, which releases it.
+            let out = unsafe {
+                let out = qjs::JS_Call(raw, reads, qjs::JS_UNDEFINED, 0, std::ptr::null_mut());
+                if qjs::JS_IsException(out) {
+                    return Err(format!("reads() threw: {}", thrown(&ctx, Error::Exception)));
+                }
+                rquickjs::Value::from_raw(ctx.clone(), out)
+            };
+            if out.is_undefined() || out.is_null() {
+                return Ok(None);
+            }
+            let object = out
+                .as_object()
+                .ok_or("reads() returned neither an object nor undefined")?;
+            let list = |key: &str| -> Result<Vec<String>, String> {
+                let value: rquickjs::Value = object
+                    .get(key)
+                    .map_err(|e| format!("reads().{key}: {}", thrown(&ctx, e)))?;
+                if value.is_undefined() {
+                    return Ok(Vec::new());
+                }
+                let array = value
+                    .as_array()
+                    .ok_or_else(|| format!("reads().{key} is not an array"))?;
+                array
+                    .iter::<String>()
+                    .collect::<rquickjs::Result<Vec<String>>>()
+                    .map_err(|_| format!("reads().{key} holds a value that is not a string"))
+            };
+            let mut declared = Reads::nothing();
+            for name in list("headers")? {
+                declared = declared.header(&name);
+            }
+            for name in list("cookies")? {
+                declared = declared.cookie(&name);
+            }
+            Ok(Some(declared))
+        })
+    }
+}
+
 /// Run the jobs the call queued (promise reactions), until none is left; a
 /// job that throws has nobody to tell but its own promise.
 fn run_jobs(ctx: &Ctx<'_>) {
@@ -260,16 +321,35 @@ fn run_jobs(ctx: &Ctx<'_>) {
 /// The policy: the module `build.rs` compiled, run by QuickJS.
 pub struct JsPolicy;
 
+/// `f` of this instance's engine, made on first use (with `config`, which
+/// is the same for every call of the instance).
+fn with_engine<T>(config: &Config, f: impl FnOnce(&Result<Engine, String>) -> T) -> T {
+    CONFIG.with_borrow_mut(|c| {
+        if c.is_none() {
+            *c = Some(config.clone());
+        }
+    });
+    ENGINE.with_borrow_mut(|engine| f(engine.get_or_insert_with(start)))
+}
+
 impl Policy for JsPolicy {
     fn decide(req: &Request, config: &Config) -> Decision {
-        CONFIG.with_borrow_mut(|c| {
-            if c.is_none() {
-                *c = Some(config.clone());
-            }
-        });
-        ENGINE.with_borrow_mut(|engine| match engine.get_or_insert_with(start) {
+        with_engine(config, |engine| match engine {
             Ok(engine) => engine.decide(req),
             Err(why) => Err(why.clone()),
+        })
+    }
+
+    /// The module's `reads()`, if it exports one. A module that fails to
+    /// load declares nothing here: each call then fails with why. A
+    /// `reads()` that throws or answers a wrong shape stops the instance
+    /// (its message on stderr), and Herald refuses the policy.
+    fn reads(config: &Config) -> Option<Reads> {
+        with_engine(config, |engine| match engine {
+            Ok(engine) => engine
+                .reads()
+                .unwrap_or_else(|why| panic!("policy.js: {why}")),
+            Err(_) => None,
         })
     }
 }
@@ -349,6 +429,37 @@ mod tests {
         assert_eq!(
             paths,
             ["/a.css u=0", "/b.js", "/keys/%2F,cookie", "/json/2"]
+        );
+    }
+
+    #[test]
+    fn reads_is_the_modules_declaration() {
+        let config = |mode: &str| {
+            Config::empty()
+                .with("cookie", ["have"])
+                .with("reads_mode", [mode])
+        };
+        // Each test runs on a thread of its own: an engine, a configuration.
+        let on_thread = |mode: &'static str| {
+            std::thread::spawn(move || {
+                std::panic::catch_unwind(|| JsPolicy::reads(&config(mode)))
+                    .map_err(|e| e.downcast_ref::<String>().cloned().unwrap_or_default())
+            })
+            .join()
+            .unwrap()
+        };
+        assert_eq!(
+            on_thread("declare"),
+            Ok(Some(Reads::nothing().header("accept").cookie("have")))
+        );
+        assert_eq!(on_thread("none"), Ok(None));
+        assert_eq!(
+            on_thread("throw"),
+            Err("policy.js: reads() threw: TypeError: no declaration today".to_string())
+        );
+        assert_eq!(
+            on_thread("bad"),
+            Err("policy.js: reads().headers holds a value that is not a string".to_string())
         );
     }
 

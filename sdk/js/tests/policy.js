@@ -107,3 +107,18 @@ export function decide(req) {
       return [];
   }
 }
+
+// What it reads: by the configuration's `reads_mode`, a declaration, a
+// throw, a wrong shape, or nothing.
+export function reads() {
+  switch (get("reads_mode")[0]) {
+    case "throw":
+      throw new TypeError("no declaration today");
+    case "bad":
+      return { headers: [1] };
+    case "none":
+      return undefined;
+    default:
+      return { headers: ["Accept"], cookies: get("cookie") };
+  }
+}
