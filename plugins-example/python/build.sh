@@ -8,4 +8,4 @@ out="$(realpath -m "${1:?usage: build.sh OUT.wasm}")"
 command -v componentize-py >/dev/null || { echo "build.sh: componentize-py not found; run scripts/setup" >&2; exit 1; }
 mkdir -p "$(dirname "$out")"
 cd "$here"
-componentize-py --wit-path ../../wit --world push-policy componentize app -o "$out" >/dev/null
+componentize-py --wit-path ../../wit --world push-policy-reads componentize app -o "$out" >/dev/null
