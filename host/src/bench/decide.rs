@@ -47,6 +47,9 @@ async fn measure(
     let policy = match mode {
         Mode::Fresh => policy,
         Mode::Everything => policy.with_shown(Default::default()),
+        Mode::ReuseEverything => policy
+            .with_isolation(Isolation::Reuse)
+            .with_shown(Default::default()),
         Mode::Reuse => policy.with_isolation(Isolation::Reuse),
         Mode::Shown => policy.with_shown(super::shown_as_read()),
         Mode::ReuseShown => policy
@@ -110,6 +113,8 @@ enum Mode {
     /// Fresh, shown every header and cookie, declared or not.
     Everything,
     Reuse,
+    /// Reuse, shown every header and cookie.
+    ReuseEverything,
     /// Fresh, shown only the headers and cookies the policy reads.
     Shown,
     /// Reuse, shown the same: what an interpreted guest is best run as.
@@ -140,6 +145,7 @@ pub async fn report(opts: &Options) -> anyhow::Result<String> {
             Mode::Everything,
             Mode::Shown,
             Mode::Reuse,
+            Mode::ReuseEverything,
             Mode::ReuseShown,
             Mode::Cached,
         ] {
@@ -183,6 +189,7 @@ pub async fn report(opts: &Options) -> anyhow::Result<String> {
             match isolation {
                 Mode::Fresh => "fresh",
                 Mode::Everything => "fresh, shown everything",
+                Mode::ReuseEverything => "reuse, shown everything",
                 Mode::Reuse => "reuse",
                 Mode::Shown => "fresh, shown only what it reads",
                 Mode::ReuseShown => "reuse, shown only what it reads",
