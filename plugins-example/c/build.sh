@@ -11,15 +11,15 @@ for tool in clang wit-bindgen wasm-tools; do
 done
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-# 1. C bindings for the world: push_policy.{h,c} and the component type object.
-wit-bindgen c "$here/../../wit" --world push-policy --out-dir "$work" >/dev/null 2>&1 \
-  || wit-bindgen c "$here/../../wit" --world push-policy --out-dir "$work"
+# 1. C bindings for the world: push_policy_reads.{h,c} and the component type object.
+wit-bindgen c "$here/../../wit" --world push-policy-reads --out-dir "$work" >/dev/null 2>&1 \
+  || wit-bindgen c "$here/../../wit" --world push-policy-reads --out-dir "$work"
 # 2. A core module for wasm32-wasi with no entry point (a reactor). The
 #    policy calls no WASI function, so the module imports only the world.
 clang --target=wasm32-wasi --sysroot=/usr -O2 -Wall -Wextra -Werror \
   -mexec-model=reactor -Wl,--strip-all -I "$work" \
   -o "$work/policy.core.wasm" \
-  "$here/policy.c" "$work/push_policy.c" "$work/push_policy_component_type.o"
+  "$here/policy.c" "$work/push_policy_reads.c" "$work/push_policy_reads_component_type.o"
 # 3. The adapter step: wrap the core module into a component.
 mkdir -p "$(dirname "$out")"
 wasm-tools component new "$work/policy.core.wasm" -o "$out"

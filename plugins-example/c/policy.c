@@ -19,9 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "push_policy.h"
+#include "push_policy_reads.h"
 
-typedef push_policy_string_t str_t;
+typedef push_policy_reads_string_t str_t;
 
 static const char DEFAULT_COOKIE[] = "herald-have";
 
@@ -42,7 +42,7 @@ static bool contains(const str_t *s, const char *needle) {
   return false;
 }
 
-static const str_t *header(const push_policy_request_t *req, const char *name) {
+static const str_t *header(const push_policy_reads_request_t *req, const char *name) {
   for (size_t i = 0; i < req->headers.len; i++) {
     if (str_eq(&req->headers.ptr[i].name, name)) return &req->headers.ptr[i].value;
   }
@@ -50,7 +50,7 @@ static const str_t *header(const push_policy_request_t *req, const char *name) {
 }
 
 // A page load: Fetch Metadata says so, or (without it) `accept` does.
-static bool is_navigation(const push_policy_request_t *req) {
+static bool is_navigation(const push_policy_reads_request_t *req) {
   if (!str_eq(&req->method, "GET")) return false;
   const str_t *mode = header(req, "sec-fetch-mode");
   const str_t *dest = header(req, "sec-fetch-dest");
@@ -161,18 +161,18 @@ static void bad_attribute(str_t *err, const char *path, size_t path_len, const c
 
 // `/path attr...` -> *hint. On a bad spec, sets *err to a message and
 // returns false.
-static bool parse_spec(const str_t *spec, push_policy_hint_t *hint, str_t *err) {
+static bool parse_spec(const str_t *spec, push_policy_reads_hint_t *hint, str_t *err) {
   const char *s = (const char *)spec->ptr, *end = s + spec->len;
   while (s < end && is_space(*s)) s++;
   const char *path = s;
   while (s < end && !is_space(*s)) s++;
   size_t path_len = (size_t)(s - path);
   if (path_len == 0) {
-    push_policy_string_dup(err, "empty asset spec");
+    push_policy_reads_string_dup(err, "empty asset spec");
     return false;
   }
   memset(hint, 0, sizeof *hint);
-  push_policy_string_dup_n(&hint->path, path, path_len);
+  push_policy_reads_string_dup_n(&hint->path, path, path_len);
   hint->urgency = 3;
   hint->weight = 16;
   hint->destination = destination_of(path, path_len);
@@ -221,7 +221,7 @@ static bool parse_spec(const str_t *spec, push_policy_hint_t *hint, str_t *err) 
     }
     if (!ok) {
       bad_attribute(err, path, path_len, w, n);
-      push_policy_hint_free(hint);
+      push_policy_reads_hint_free(hint);
       return false;
     }
   }
@@ -239,16 +239,16 @@ static bool listed(const str_t *have, const str_t *path) {
   return false;
 }
 
-static void config_get(const char *key, push_policy_list_string_t *out) {
+static void config_get(const char *key, push_policy_reads_list_string_t *out) {
   str_t k = {(uint8_t *)key, strlen(key)};
   herald_policy_config_get(&k, out);
 }
 
-bool exports_push_policy_decide(push_policy_request_t *req, push_policy_list_hint_t *ret, str_t *err) {
+bool exports_push_policy_reads_decide(push_policy_reads_request_t *req, push_policy_reads_list_hint_t *ret, str_t *err) {
   bool ok = true;
   ret->ptr = NULL;
   ret->len = 0;
-  push_policy_list_string_t specs = {0}, names = {0};
+  push_policy_reads_list_string_t specs = {0}, names = {0};
   if (!is_navigation(req)) goto done;
 
   herald_policy_config_get(&req->path, &specs);
@@ -266,22 +266,43 @@ bool exports_push_policy_decide(push_policy_request_t *req, push_policy_list_hin
 
   if (specs.len > 0) ret->ptr = calloc(specs.len, sizeof *ret->ptr);
   for (size_t i = 0; i < specs.len; i++) {
-    push_policy_hint_t hint;
+    push_policy_reads_hint_t hint;
     if (!parse_spec(&specs.ptr[i], &hint, err)) {
-      push_policy_list_hint_free(ret);
+      push_policy_reads_list_hint_free(ret);
       ok = false;
       goto done;
     }
     if (have && listed(have, &hint.path)) {
-      push_policy_hint_free(&hint);
+      push_policy_reads_hint_free(&hint);
     } else {
       ret->ptr[ret->len++] = hint;
     }
   }
 
 done:
-  push_policy_list_string_free(&specs);
-  push_policy_list_string_free(&names);
-  push_policy_request_free(req);
+  push_policy_reads_list_string_free(&specs);
+  push_policy_reads_list_string_free(&names);
+  push_policy_reads_request_free(req);
   return ok;
+}
+
+// What `decide` reads besides the method and the path: Herald shows it only
+// these. Lists malloc'd here, freed by the generated post-return function.
+bool exports_push_policy_reads_reads(push_policy_reads_read_set_t *ret) {
+  static const char *const HEADERS[] = {"sec-fetch-dest", "sec-fetch-mode", "accept"};
+  size_t n = sizeof HEADERS / sizeof *HEADERS;
+  ret->headers.ptr = calloc(n, sizeof *ret->headers.ptr);
+  ret->headers.len = n;
+  for (size_t i = 0; i < n; i++) push_policy_reads_string_dup(&ret->headers.ptr[i], HEADERS[i]);
+  push_policy_reads_list_string_t names = {0};
+  config_get("cookie", &names);
+  ret->cookies.ptr = calloc(1, sizeof *ret->cookies.ptr);
+  ret->cookies.len = 1;
+  if (names.len > 0) {
+    push_policy_reads_string_dup_n(&ret->cookies.ptr[0], (const char *)names.ptr[0].ptr, names.ptr[0].len);
+  } else {
+    push_policy_reads_string_dup(&ret->cookies.ptr[0], DEFAULT_COOKIE);
+  }
+  push_policy_reads_list_string_free(&names);
+  return true;
 }
