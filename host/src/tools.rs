@@ -79,7 +79,12 @@ pub async fn check(policy: &Path, config: &Config) -> Result<String, Vec<String>
     // What it reads is its answer to `reads`: asked as `herald serve` asks.
     let loaded = if world.ends_with("-reads") {
         let loaded = engine
-            .load_bytes(&name.to_string(), &bytes, &config.policy.config)
+            .load_compiled(
+                &name.to_string(),
+                &bytes,
+                &d.component,
+                &config.policy.config,
+            )
             .map_err(|e| vec![format!("{name}: {e:#}")])?
             .with_declared_reads()
             .await

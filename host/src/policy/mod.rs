@@ -73,11 +73,9 @@ pub struct Limits {
     pub max_instructions: u64,
     /// What answers may be cached by (`[policy.cache]`); off by default.
     pub cache: cache::CacheSpec,
-    /// The request headers and cookies a policy is shown (before a policy
-    /// declares what it reads).
-    pub shown: input::Shown,
     /// `[policy] request_headers` and `request_cookies` as configured: what
-    /// a declaration ([`Policy::with_declared_reads`]) cannot widen.
+    /// a policy is shown, or, where unset, what its cache key and its
+    /// declaration hold ([`Limits::shown_and_key`]).
     pub requested: input::Shown,
 }
 
@@ -86,6 +84,35 @@ impl Limits {
     /// enforce `max_instructions`.
     pub fn counts_instructions(&self) -> bool {
         self.fuel || self.max_instructions > 0
+    }
+
+    /// What a policy that declared `declared` (or nothing) is shown, and
+    /// the key its answers are cached by: `[policy.cache]`'s lists while
+    /// the cache is on, and the declared names.
+    pub fn shown_and_key(&self, declared: Option<&ReadSet>) -> (input::Shown, cache::CacheSpec) {
+        let caching = self.cache.entries > 0;
+        let union = |listed: &[String], declared: &[String]| {
+            let mut all = if caching { listed.to_vec() } else { Vec::new() };
+            for name in declared {
+                if !all.contains(name) {
+                    all.push(name.clone());
+                }
+            }
+            all
+        };
+        let (declared_headers, declared_cookies) =
+            declared.map_or((&[][..], &[][..]), |d| (&d.headers[..], &d.cookies[..]));
+        let key = cache::CacheSpec {
+            headers: union(&self.cache.headers, declared_headers),
+            cookies: union(&self.cache.cookies, declared_cookies),
+            entries: self.cache.entries,
+        };
+        let (headers, cookies) = crate::config::shown_for(
+            self.requested.headers.as_deref(),
+            self.requested.cookies.as_deref(),
+            (caching || declared.is_some()).then_some((&key.headers[..], &key.cookies[..])),
+        );
+        (input::Shown { headers, cookies }, key)
     }
 
     pub fn from_config(c: &crate::config::PolicyConfig) -> Limits {
@@ -102,10 +129,6 @@ impl Limits {
                 headers: c.cache.headers.clone(),
                 cookies: c.cache.cookies.clone(),
                 entries: c.cache.entries,
-            },
-            shown: {
-                let (headers, cookies) = c.shown();
-                input::Shown { headers, cookies }
             },
             requested: input::Shown {
                 headers: c.request_headers.clone(),
@@ -223,7 +246,19 @@ impl PolicyEngine {
             );
         }
         let component = self.compile(bytes)?;
-        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
+        self.load_compiled(name, bytes, &component, config)
+    }
+
+    /// [`load_bytes`](Self::load_bytes) of a component already compiled
+    /// from `bytes`.
+    pub fn load_compiled(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        component: &Component,
+        config: &toml::Table,
+    ) -> anyhow::Result<Policy> {
+        let instance_pre = self.linker.instantiate_pre(component).map_err(|e| {
             anyhow::anyhow!("does not fit the herald:policy/push-policy world: {e:#}")
         })?;
         let pre = bindings::PushPolicyPre::new(instance_pre).map_err(|e| {
@@ -234,6 +269,7 @@ impl PolicyEngine {
             .get_export_index(None, "decide")
             .context("the component has no `decide` export")?;
         let json = serde_json::to_string(&toml_to_json(&toml::Value::Table(config.clone())))?;
+        let (shown, key) = self.limits.shown_and_key(None);
         let maker = Arc::new(Maker {
             pre,
             decide,
@@ -257,8 +293,8 @@ impl PolicyEngine {
             version: short_digest(bytes),
             maker,
             isolation: Isolation::Fresh,
-            cache: cache::DecisionCache::new(&self.limits.cache),
-            shown: self.limits.shown.clone(),
+            cache: cache::DecisionCache::new(&key),
+            shown,
             on_response: component.get_export_index(None, "on-response"),
             reads: component.get_export_index(None, "reads"),
             declared: None,
@@ -274,6 +310,9 @@ pub struct Description {
     pub compile: Duration,
     /// Why it does not fit the world, if it does not.
     pub problem: Option<String>,
+    /// The compiled component ([`PolicyEngine::load_compiled`] loads it
+    /// without compiling again).
+    pub component: Component,
 }
 
 impl PolicyEngine {
@@ -305,6 +344,7 @@ impl PolicyEngine {
             exports,
             compile,
             problem,
+            component,
         })
     }
 
@@ -741,31 +781,9 @@ impl Policy {
         }
         crate::config::header_names(culprit, &declared.headers).map_err(|e| e.to_string())?;
         crate::config::cookie_names(culprit, &declared.cookies).map_err(|e| e.to_string())?;
-        let limits = &self.maker.limits;
-        // `[policy.cache]`'s lists widen what it is shown only while they
-        // key a cache.
-        let caching = limits.cache.entries > 0;
-        let union = |listed: &[String], declared: &[String]| {
-            let mut all = if caching { listed.to_vec() } else { Vec::new() };
-            for name in declared {
-                if !all.contains(name) {
-                    all.push(name.clone());
-                }
-            }
-            all
-        };
-        let spec = cache::CacheSpec {
-            headers: union(&limits.cache.headers, &declared.headers),
-            cookies: union(&limits.cache.cookies, &declared.cookies),
-            entries: limits.cache.entries,
-        };
-        let (headers, cookies) = crate::config::shown_for(
-            limits.requested.headers.as_deref(),
-            limits.requested.cookies.as_deref(),
-            Some((&spec.headers, &spec.cookies)),
-        );
-        self.shown = input::Shown { headers, cookies };
-        self.cache = cache::DecisionCache::new(&spec);
+        let (shown, key) = self.maker.limits.shown_and_key(Some(&declared));
+        self.shown = shown;
+        self.cache = cache::DecisionCache::new(&key);
         self.declared = Some(declared);
         Ok(self)
     }
@@ -794,13 +812,11 @@ impl Policy {
             )
         };
         let _ticking = self.maker.clock.running();
-        let slot =
-            tokio::time::timeout_at(deadline.into(), self.maker.slots.clone().acquire_owned())
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .ok_or_else(|| format!("{}: no free call slot", late()))?;
-        let mut instance = self.maker.new_instance(slot);
+        let mut instance = self
+            .maker
+            .new_instance_by(deadline)
+            .await
+            .ok_or_else(|| format!("{}: no free call slot", late()))?;
         let store = &mut instance.store;
         // As for instances made ahead: starting up is not the call's budget.
         let counting = limits.counts_instructions();
@@ -840,21 +856,10 @@ impl Policy {
         retire(instance, None);
         match answer {
             Ok(Ok(declared)) => Ok(declared),
-            Ok(Err((_, e))) if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) => {
-                Err(late())
-            }
-            Ok(Err((_, e))) if matches!(e.downcast_ref::<Trap>(), Some(Trap::OutOfFuel)) => {
-                Err(format!(
-                    "its `reads` export used up its instruction budget (policy.max_instructions = {})",
-                    limits.max_instructions
-                ))
-            }
-            Ok(Err((what, e))) if e.downcast_ref::<Trap>().is_some() => Err(format!(
-                "{what}: {}{}",
-                trap_summary(&e),
-                said_why(&captured)
-            )),
-            Ok(Err((what, e))) => Err(format!("{what}: {}", truncate(&format!("{e:#}"), 200))),
+            Ok(Err((what, e))) => match failure_of(&e, limits.max_instructions) {
+                PolicyFailure::Timeout => Err(late()),
+                why => Err(format!("{what}: {why}{}", said_why(&captured))),
+            },
             Err(_) => Err(late()),
         }
     }
@@ -1059,17 +1064,11 @@ impl Policy {
         let _ticking = self.maker.clock.running();
         let instance = match self.maker.take_waiting(self.isolation) {
             Some(warm) => Ok(warm),
-            None => {
-                match tokio::time::timeout_at(
-                    deadline.into(),
-                    self.maker.slots.clone().acquire_owned(),
-                )
+            None => self
+                .maker
+                .new_instance_by(deadline)
                 .await
-                {
-                    Ok(Ok(slot)) => Ok(self.maker.new_instance(slot)),
-                    Err(_) | Ok(Err(_)) => Err(PolicyFailure::Busy),
-                }
-            }
+                .ok_or(PolicyFailure::Busy),
         };
         let result = match instance {
             Err(busy) => Err(busy),
@@ -1173,17 +1172,7 @@ impl Policy {
         let result = match result {
             Ok(Ok(hints)) => Ok(hints),
             Ok(Err(message)) => Err(PolicyFailure::Error(truncate(&message, 200))),
-            Err(e) => {
-                if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
-                    Err(PolicyFailure::Timeout)
-                } else if matches!(e.downcast_ref::<Trap>(), Some(Trap::OutOfFuel)) {
-                    Err(PolicyFailure::Trap(format!(
-                        "used up its instruction budget (policy.max_instructions = {budget})"
-                    )))
-                } else {
-                    Err(PolicyFailure::Trap(trap_summary(&e)))
-                }
-            }
+            Err(e) => Err(failure_of(&e, budget)),
         };
         // Only an instance whose call returned (hints or an `err`) is sound:
         // after a trap or an interrupt its memory may be mid-update.
@@ -1259,6 +1248,16 @@ impl Maker {
         }
         drop(warm);
         retire(instance, None);
+    }
+
+    /// A new instance, once a call slot is free; `None` if none is by
+    /// `deadline`.
+    async fn new_instance_by(&self, deadline: Instant) -> Option<Instance> {
+        let slot = tokio::time::timeout_at(deadline.into(), self.slots.clone().acquire_owned())
+            .await
+            .ok()?
+            .ok()?;
+        Some(self.new_instance(slot))
     }
 
     fn new_instance(&self, slot: tokio::sync::OwnedSemaphorePermit) -> Instance {
@@ -1416,6 +1415,18 @@ fn said_why(captured: &[u8]) -> String {
         .and_then(|i| lines.get(i + 1))
         .or(lines.last());
     why.map_or(String::new(), |w| format!(" ({})", truncate(w, 200)))
+}
+
+/// What a call's error means: its deadline passed, its instruction budget
+/// (`budget`) ran out, or it trapped (one line).
+fn failure_of(e: &wasmtime::Error, budget: u64) -> PolicyFailure {
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => PolicyFailure::Timeout,
+        Some(Trap::OutOfFuel) => PolicyFailure::Trap(format!(
+            "used up its instruction budget (policy.max_instructions = {budget})"
+        )),
+        _ => PolicyFailure::Trap(trap_summary(e)),
+    }
 }
 
 /// One line: the trap's root cause, without the wasm backtrace.
