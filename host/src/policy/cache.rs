@@ -17,7 +17,10 @@
 //! hits (64 slots, direct-mapped by a hash of the parts that tell most
 //! requests apart), found without a lock or a copy of the key: the hash is
 //! taken, and each part of the key compared, straight from the HTTP
-//! request. A slot names the cache it came
+//! request. The declared headers' and cookies' values are read once per
+//! lookup (a `cookie` header is parsed once per declared cookie), into a
+//! buffer the thread reuses, and that one encoding is hashed, compared and,
+//! on a miss, put in the key. A slot names the cache it came
 //! from, so another version's cache never answers from it; an answer
 //! evicted from the shared map may still be given from a slot until that
 //! slot is taken, which changes nothing (the same version, the same key).
@@ -215,8 +218,9 @@ struct FrontEntry {
 }
 
 impl FrontEntry {
-    /// Whether `src`'s key is this entry's, the declared lists last.
-    fn matches(&self, cache: &DecisionCache, src: &impl KeySource) -> bool {
+    /// Whether `src`'s key is this entry's: `lists` is its declared lists,
+    /// encoded ([`DecisionCache::encode_lists`]), compared last.
+    fn matches(&self, src: &impl KeySource, lists: &[u8]) -> bool {
         let view = src.view();
         *self.path == *src.path()
             && self.query.as_deref() == src.query()
@@ -225,13 +229,15 @@ impl FrontEntry {
             && self.push == view.push_enabled
             && *self.variant == *view.variant
             && *self.scheme == *view.scheme
-            && cache.lists_match(src, &self.lists)
+            && *self.lists == *lists
     }
 }
 
 thread_local! {
     static FRONT: std::cell::RefCell<Vec<Option<FrontEntry>>> =
         const { std::cell::RefCell::new(Vec::new()) };
+    /// The buffer a lookup encodes the declared lists into, reused.
+    static LISTS: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// One part of a key: its length, four bytes, then its bytes.
@@ -243,6 +249,38 @@ fn encode_part(key: &mut Vec<u8>, bytes: &[u8]) {
 /// Seeds the front's hash (fixed: the front's slots are this process's own,
 /// and a collision costs a shared lookup, never a wrong answer).
 const FRONT_SEED: u64 = 0x6865_7261_6c64_6b79;
+
+/// A front slot's hash: of the parts that tell most requests apart (`lists`
+/// is the declared lists, encoded). The others (method, scheme, push) are
+/// compared, never trusted to it.
+fn front_hash(src: &impl KeySource, lists: &[u8]) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = foldhash::fast::FixedState::with_seed(FRONT_SEED).build_hasher();
+    h.write(src.path().as_bytes());
+    if let Some(q) = src.query() {
+        h.write(q.as_bytes());
+    }
+    let view = src.view();
+    h.write(view.authority.as_bytes());
+    h.write(view.variant.as_bytes());
+    h.write(lists);
+    h.finish()
+}
+
+/// The parts of `src`'s key before the declared lists, in order.
+fn visit_fixed(src: &impl KeySource, part: &mut impl FnMut(&[u8])) {
+    let view = src.view();
+    part(src.method().as_bytes());
+    part(view.scheme.as_bytes());
+    part(view.authority.as_bytes());
+    part(src.path().as_bytes());
+    match src.query() {
+        Some(q) => part(q.as_bytes()),
+        None => part(b"\xff"),
+    }
+    part(&[u8::from(view.push_enabled)]);
+    part(view.variant.as_bytes());
+}
 
 impl DecisionCache {
     /// `None` when the spec turns caching off.
@@ -280,18 +318,14 @@ impl DecisionCache {
 
     /// Each part of `src`'s key, in order.
     fn visit(&self, src: &impl KeySource, mut part: impl FnMut(&[u8])) {
-        let view = src.view();
-        part(src.method().as_bytes());
-        part(view.scheme.as_bytes());
-        part(view.authority.as_bytes());
-        part(src.path().as_bytes());
-        match src.query() {
-            Some(q) => part(q.as_bytes()),
-            None => part(b"\xff"),
-        }
-        part(&[u8::from(view.push_enabled)]);
-        part(view.variant.as_bytes());
+        visit_fixed(src, &mut part);
         self.visit_lists(src, part);
+    }
+
+    /// The declared lists' parts of `src`'s key, encoded as in the key, into
+    /// `out` (left empty when nothing is declared).
+    fn encode_lists(&self, src: &impl KeySource, out: &mut Vec<u8>) {
+        self.visit_lists(src, |bytes| encode_part(out, bytes));
     }
 
     /// The declared headers' and cookies' parts of `src`'s key, in order.
@@ -324,22 +358,33 @@ impl DecisionCache {
         view: &View<'_>,
     ) -> Result<Arc<Answer>, Vec<u8>> {
         let src = Parts { parts, view };
-        let hash = self.front_hash(&src);
+        let mut lists = LISTS.take();
+        lists.clear();
+        self.encode_lists(&src, &mut lists);
+        let found = self.lookup_with(&src, &lists);
+        LISTS.set(lists);
+        found
+    }
+
+    /// [`lookup`](Self::lookup), `lists` being `src`'s declared lists,
+    /// encoded.
+    fn lookup_with(&self, src: &impl KeySource, lists: &[u8]) -> Result<Arc<Answer>, Vec<u8>> {
+        let hash = front_hash(src, lists);
         let slot = (hash >> 58) as usize % FRONT_SLOTS;
         let front = FRONT.with_borrow(|front| {
             let e = front.get(slot)?.as_ref()?;
-            (e.cache == self.id && e.hash == hash && e.matches(self, &src))
+            (e.cache == self.id && e.hash == hash && e.matches(src, lists))
                 .then(|| e.answer.clone())
         });
         if let Some(answer) = front {
             return Ok(answer);
         }
-        let key = self.key_from(&src);
+        let mut key = Vec::with_capacity(128 + lists.len());
+        visit_fixed(src, &mut |bytes| encode_part(&mut key, bytes));
+        key.extend_from_slice(lists);
         let Some(answer) = self.get(&key) else {
             return Err(key);
         };
-        let mut lists = Vec::new();
-        self.visit_lists(&src, |bytes| encode_part(&mut lists, bytes));
         let view = src.view();
         let entry = FrontEntry {
             cache: self.id,
@@ -351,7 +396,7 @@ impl DecisionCache {
             query: src.query().map(Into::into),
             push: view.push_enabled,
             variant: view.variant.into(),
-            lists: lists.into_boxed_slice(),
+            lists: lists.into(),
             answer: answer.clone(),
         };
         FRONT.with_borrow_mut(|front| {
@@ -361,45 +406,6 @@ impl DecisionCache {
             front[slot] = Some(entry);
         });
         Ok(answer)
-    }
-
-    /// A front slot's hash: of the parts that tell most requests apart. The
-    /// others (method, scheme, push) are compared, never trusted to it.
-    fn front_hash(&self, src: &impl KeySource) -> u64 {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = foldhash::fast::FixedState::with_seed(FRONT_SEED).build_hasher();
-        h.write(src.path().as_bytes());
-        if let Some(q) = src.query() {
-            h.write(q.as_bytes());
-        }
-        let view = src.view();
-        h.write(view.authority.as_bytes());
-        h.write(view.variant.as_bytes());
-        self.visit_lists(src, |bytes| h.write(bytes));
-        h.finish()
-    }
-
-    /// Whether `src`'s declared lists encode to `lists`, compared part by
-    /// part.
-    fn lists_match(&self, src: &impl KeySource, lists: &[u8]) -> bool {
-        let mut rest = lists;
-        let mut same = true;
-        self.visit_lists(src, |bytes| {
-            if !same {
-                return;
-            }
-            same = match rest.split_first_chunk::<4>() {
-                Some((len, after)) if u32::from_le_bytes(*len) as usize == bytes.len() => {
-                    after.len() >= bytes.len() && {
-                        let (stored, after) = after.split_at(bytes.len());
-                        rest = after;
-                        stored == bytes
-                    }
-                }
-                _ => false,
-            };
-        });
-        same && rest.is_empty()
     }
 
     pub fn get(&self, key: &[u8]) -> Option<Arc<Answer>> {
