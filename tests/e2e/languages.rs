@@ -397,6 +397,20 @@ fn new_project_builds_and_passes_its_samples(lang: &str) {
         "{lang}: {report}{}",
         String::from_utf8_lossy(&test.stderr)
     );
+    // The template says what it reads, so it is shown only that.
+    let check = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["policy", "check"])
+        .arg(project.join("shop_hints.wasm"))
+        .env("XDG_CACHE_HOME", workspace().join("target/test-cache"))
+        .output()
+        .unwrap();
+    let described = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success()
+            && described.contains("reads (declared): headers [sec-fetch-dest], cookies []"),
+        "{lang}: {described}{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
 }
 
 #[test]
