@@ -165,6 +165,11 @@ enum BenchCommand {
         /// as `herald serve` does; otherwise every header and cookie.
         #[arg(long, conflicts_with = "shown_as_read")]
         as_declared: bool,
+        /// Put a `[policy.cache]` in front (1,024 entries): every run after
+        /// the first is a hit, so this counts a cached request's policy
+        /// path (its key, keyed as shown, and the lookup).
+        #[arg(long, conflicts_with = "shown_as_read")]
+        cached: bool,
     },
     /// Swap latency: from a policy file landing (or an admin upload) to the
     /// new version answering.
@@ -319,6 +324,7 @@ fn main() -> ExitCode {
             isolation,
             shown_as_read,
             as_declared,
+            cached,
         }) => {
             let opts = herald::bench::instructions::Options {
                 policy,
@@ -326,6 +332,7 @@ fn main() -> ExitCode {
                 isolation,
                 shown_as_read,
                 as_declared,
+                cached,
             };
             match herald::bench::instructions::run(&opts) {
                 Ok(planned) => {

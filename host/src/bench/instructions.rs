@@ -3,6 +3,9 @@
 //! `calls` times on one thread, for `valgrind --tool=callgrind`, whose
 //! instruction count is stable on a noisy machine where a timer is not.
 //! `scripts/callgrind` runs it twice and reports the difference per call.
+//! With `cached`, a decision cache answers every run after the first: the
+//! count is then a cache hit's (the key read from the request, the lookup,
+//! the plan made once and shared).
 //!
 //! The measured work is inside [`measured`], which callgrind is told to
 //! collect alone (`--toggle-collect`): start-up, compilation and the epoch
@@ -26,6 +29,8 @@ pub struct Options {
     pub shown_as_read: bool,
     /// Show the policy what it declares it reads (as `herald serve`).
     pub as_declared: bool,
+    /// A decision cache in front: each run after the first is a hit.
+    pub cached: bool,
 }
 
 /// Run the policy path `calls` times; returns the hints planned in all.
@@ -41,6 +46,11 @@ pub fn run(opts: &Options) -> anyhow::Result<usize> {
     limits.reuse_idle = 1;
     limits.memory_bytes = 16 << 20;
     limits.deadline = Duration::from_secs(30);
+    if opts.cached {
+        // Keyed by its declaration with `--as-declared`; without, by no
+        // header or cookie, and so shown none (as `herald serve` would).
+        limits.cache.entries = 1024;
+    }
     let engine = PolicyEngine::new(limits, None)?;
     let policy = engine
         .load_file(&opts.policy, &config.policy.config)?
@@ -84,25 +94,27 @@ pub fn measured(
         for _ in 0..calls {
             // As the server calls it: lowered from the request's parts.
             let (result, _) = policy.answer(parts, &super::DEMO_VIEW, None).await;
-            // Not shared without a cache, so taken, not copied.
-            let hints = result
-                .map(|a| {
-                    std::sync::Arc::try_unwrap(a).map_or_else(|a| a.hints.clone(), |a| a.hints)
-                })
-                .unwrap_or_default();
-            let plan = planner::plan(
-                hints,
-                &planner::Context {
-                    method: &parts.method,
-                    parent: "/",
-                    can_push: true,
-                    early_hints: true,
-                    max_hints: 64,
-                    max_hint_bytes: 4096,
-                    on_invalid: planner::OnInvalid::default(),
-                },
-            );
-            planned += plan.items.len();
+            let plan = |hints| {
+                planner::plan(
+                    hints,
+                    &planner::Context {
+                        method: &parts.method,
+                        parent: "/",
+                        can_push: true,
+                        early_hints: true,
+                        max_hints: 64,
+                        max_hint_bytes: 4096,
+                        on_invalid: planner::OnInvalid::default(),
+                    },
+                )
+            };
+            // Not shared without a cache, so taken; a cached answer is
+            // planned once and its plan reused, as `herald serve` does.
+            planned += match result.map(std::sync::Arc::try_unwrap) {
+                Ok(Ok(answer)) => plan(answer.hints).items.len(),
+                Ok(Err(cached)) => cached.derived(|hints| plan(hints.to_vec())).items.len(),
+                Err(_) => 0,
+            };
         }
         planned
     })

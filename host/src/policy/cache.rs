@@ -183,13 +183,18 @@ impl KeySource for Parts<'_> {
             return;
         };
         for v in self.parts.headers.get_all(name) {
-            part(String::from_utf8_lossy(v.as_bytes()).as_bytes());
+            // As `input::build` reads it: lossily, which copies only when
+            // the bytes are not UTF-8.
+            match std::str::from_utf8(v.as_bytes()) {
+                Ok(text) => part(text.as_bytes()),
+                Err(_) => part(String::from_utf8_lossy(v.as_bytes()).as_bytes()),
+            }
         }
     }
     fn cookie_values(&self, name: &str, part: &mut impl FnMut(&[u8])) {
         let cookies = super::input::cookies_in(&self.parts.headers);
-        for (_, value) in cookies.filter(|(n, _)| *n == name) {
-            part(value.as_bytes());
+        for (_, raw) in cookies.filter(|(n, _)| *n == name) {
+            part(super::input::cookie_value(raw).as_bytes());
         }
     }
 }
@@ -358,6 +363,9 @@ impl DecisionCache {
         view: &View<'_>,
     ) -> Result<Arc<Answer>, Vec<u8>> {
         let src = Parts { parts, view };
+        if self.spec.headers.is_empty() && self.spec.cookies.is_empty() {
+            return self.lookup_with(&src, &[]);
+        }
         let mut lists = LISTS.take();
         lists.clear();
         self.encode_lists(&src, &mut lists);

@@ -22,25 +22,54 @@ fn parse_shown_cookies<'a>(
         .flat_map(cookie_pairs)
         .filter(|(name, _)| shown.cookie(name))
         .map(
-            |(name, value)| super::bindings::herald::policy::types::Cookie {
+            |(name, raw)| super::bindings::herald::policy::types::Cookie {
                 name: name.to_string(),
-                value: value.to_string(),
+                value: cookie_value(raw).to_string(),
             },
         )
         .collect()
 }
 
-/// The (name, value) pairs of one `cookie` header value.
+/// The (name, raw value) pairs of one `cookie` header value, in order: a
+/// value is trimmed by [`cookie_value`] only once its name is wanted (most
+/// of a browser's cookies are not). Split at bytes: `;` and `=` are ASCII,
+/// so always at a character boundary, and a search per separator would
+/// cost more than these short strings do.
 fn cookie_pairs(value: &str) -> impl Iterator<Item = (&str, &str)> {
-    value.split(';').filter_map(|pair| {
-        let (name, value) = pair.split_once('=')?;
-        let name = name.trim();
-        (!name.is_empty()).then(|| (name, value.trim().trim_matches('"')))
+    let mut rest = Some(value);
+    std::iter::from_fn(move || {
+        loop {
+            let here = rest?;
+            let pair = match here.bytes().position(|b| b == b';') {
+                Some(end) => {
+                    rest = Some(&here[end + 1..]);
+                    &here[..end]
+                }
+                None => {
+                    rest = None;
+                    here
+                }
+            };
+            let Some(eq) = pair.bytes().position(|b| b == b'=') else {
+                continue;
+            };
+            let name = pair[..eq].trim();
+            if !name.is_empty() {
+                return Some((name, &pair[eq + 1..]));
+            }
+        }
     })
 }
 
-/// Every (name, value) cookie pair of a request's headers, in order, as
-/// `parse_cookies` finds them, without copying.
+/// A cookie's value as the policy sees it: trimmed, and without the quotes
+/// around it (RFC 6265 §4.1.1).
+pub fn cookie_value(raw: &str) -> &str {
+    raw.trim().trim_matches('"')
+}
+
+/// Every (name, raw value) cookie pair of a request's headers, in order, as
+/// `parse_cookies` finds them, without copying; [`cookie_value`] gives the
+/// value the policy sees.
 pub fn cookies_in(headers: &http::HeaderMap) -> impl Iterator<Item = (&str, &str)> {
     headers
         .get_all(http::header::COOKIE)
@@ -54,7 +83,7 @@ pub fn cookies_in(headers: &http::HeaderMap) -> impl Iterator<Item = (&str, &str
 pub fn find_cookie(headers: &http::HeaderMap, name: &str) -> Option<String> {
     cookies_in(headers)
         .find(|(n, _)| *n == name)
-        .map(|(_, v)| v.to_string())
+        .map(|(_, raw)| cookie_value(raw).to_string())
 }
 
 /// What the policy is told about a request besides its HTTP parts.
@@ -189,7 +218,10 @@ pub fn fields_of<'a>(headers: &'a http::HeaderMap, shown: &Shown) -> Option<Fiel
     }
     let cookies = cookies_in(headers)
         .filter(|(name, _)| shown.cookie(name))
-        .map(|(name, value)| FieldRef { name, value })
+        .map(|(name, raw)| FieldRef {
+            name,
+            value: cookie_value(raw),
+        })
         .collect();
     Some((shown_headers, cookies))
 }
@@ -298,6 +330,33 @@ mod tests {
             .map(|c| (c.name.as_str(), c.value.as_str()))
             .collect();
         assert_eq!(pairs, [("a", "1"), ("b", "two"), ("c", "3=3")]);
+    }
+
+    #[test]
+    fn cookie_edge_cases_parse_as_rfc_6265_splitting_says() {
+        let cases = [
+            ("", vec![]),
+            (";;", vec![]),
+            ("a=1;", vec![("a", "1")]),
+            (" a = 1 ;b=;=c; d", vec![("a", "1"), ("b", "")]),
+            (
+                "x=\"q\"; y=\"\"; z= \"sp ace\" ",
+                vec![("x", "q"), ("y", ""), ("z", "sp ace")],
+            ),
+            ("\tt=\t1\t;u==", vec![("t", "1"), ("u", "=")]),
+            ("é=ü; ñ = \u{a0}v\u{a0}", vec![("é", "ü"), ("ñ", "v")]),
+        ];
+        for (header, expect) in cases {
+            let got: Vec<(String, String)> = parse_cookies(std::iter::once(header))
+                .into_iter()
+                .map(|c| (c.name, c.value))
+                .collect();
+            let expect: Vec<(String, String)> = expect
+                .into_iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect();
+            assert_eq!(got, expect, "{header:?}");
+        }
     }
 
     #[test]
