@@ -383,14 +383,18 @@ fn new_project_builds_and_passes_its_samples(lang: &str) {
         String::from_utf8_lossy(&build.stdout),
         String::from_utf8_lossy(&build.stderr)
     );
-    let test = Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args(["policy", "test"])
-        .arg(project.join("shop_hints.wasm"))
-        .arg("--samples")
-        .arg(project.join("shop_hints.samples.toml"))
-        .env("XDG_CACHE_HOME", workspace().join("target/test-cache"))
-        .output()
-        .unwrap();
+    // `herald policy SUB` on the built component, then `more` arguments.
+    let policy_cmd = |sub: &str, more: &[&std::path::Path]| {
+        Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(["policy", sub])
+            .arg(project.join("shop_hints.wasm"))
+            .args(more)
+            .env("XDG_CACHE_HOME", workspace().join("target/test-cache"))
+            .output()
+            .unwrap()
+    };
+    let samples = project.join("shop_hints.samples.toml");
+    let test = policy_cmd("test", &["--samples".as_ref(), &samples]);
     let report = String::from_utf8_lossy(&test.stdout);
     assert!(
         test.status.success() && report.ends_with("2 passed, 0 failed\n"),
@@ -398,12 +402,7 @@ fn new_project_builds_and_passes_its_samples(lang: &str) {
         String::from_utf8_lossy(&test.stderr)
     );
     // The template says what it reads, so it is shown only that.
-    let check = Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args(["policy", "check"])
-        .arg(project.join("shop_hints.wasm"))
-        .env("XDG_CACHE_HOME", workspace().join("target/test-cache"))
-        .output()
-        .unwrap();
+    let check = policy_cmd("check", &[]);
     let described = String::from_utf8_lossy(&check.stdout);
     assert!(
         check.status.success()

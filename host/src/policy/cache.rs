@@ -272,8 +272,12 @@ fn front_hash(src: &impl KeySource, lists: &[u8]) -> u64 {
     h.finish()
 }
 
-/// The parts of `src`'s key before the declared lists, in order.
-fn visit_fixed(src: &impl KeySource, part: &mut impl FnMut(&[u8])) {
+/// `src`'s key, its declared lists already encoded (`lists`): the fixed
+/// parts, each length-prefixed so no two requests share a key by
+/// concatenation, then the lists.
+fn key_with(src: &impl KeySource, lists: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(128 + lists.len());
+    let mut part = |bytes: &[u8]| encode_part(&mut key, bytes);
     let view = src.view();
     part(src.method().as_bytes());
     part(view.scheme.as_bytes());
@@ -285,6 +289,8 @@ fn visit_fixed(src: &impl KeySource, part: &mut impl FnMut(&[u8])) {
     }
     part(&[u8::from(view.push_enabled)]);
     part(view.variant.as_bytes());
+    key.extend_from_slice(lists);
+    key
 }
 
 impl DecisionCache {
@@ -316,15 +322,9 @@ impl DecisionCache {
     }
 
     fn key_from(&self, src: &impl KeySource) -> Vec<u8> {
-        let mut key = Vec::with_capacity(128);
-        self.visit(src, |bytes| encode_part(&mut key, bytes));
-        key
-    }
-
-    /// Each part of `src`'s key, in order.
-    fn visit(&self, src: &impl KeySource, mut part: impl FnMut(&[u8])) {
-        visit_fixed(src, &mut part);
-        self.visit_lists(src, part);
+        let mut lists = Vec::new();
+        self.encode_lists(src, &mut lists);
+        key_with(src, &lists)
     }
 
     /// The declared lists' parts of `src`'s key, encoded as in the key, into
@@ -387,9 +387,7 @@ impl DecisionCache {
         if let Some(answer) = front {
             return Ok(answer);
         }
-        let mut key = Vec::with_capacity(128 + lists.len());
-        visit_fixed(src, &mut |bytes| encode_part(&mut key, bytes));
-        key.extend_from_slice(lists);
+        let key = key_with(src, lists);
         let Some(answer) = self.get(&key) else {
             return Err(key);
         };

@@ -32,32 +32,12 @@ fn parse_shown_cookies<'a>(
 
 /// The (name, raw value) pairs of one `cookie` header value, in order: a
 /// value is trimmed by [`cookie_value`] only once its name is wanted (most
-/// of a browser's cookies are not). Split at bytes: `;` and `=` are ASCII,
-/// so always at a character boundary, and a search per separator would
-/// cost more than these short strings do.
+/// of a browser's cookies are not).
 fn cookie_pairs(value: &str) -> impl Iterator<Item = (&str, &str)> {
-    let mut rest = Some(value);
-    std::iter::from_fn(move || {
-        loop {
-            let here = rest?;
-            let pair = match here.bytes().position(|b| b == b';') {
-                Some(end) => {
-                    rest = Some(&here[end + 1..]);
-                    &here[..end]
-                }
-                None => {
-                    rest = None;
-                    here
-                }
-            };
-            let Some(eq) = pair.bytes().position(|b| b == b'=') else {
-                continue;
-            };
-            let name = pair[..eq].trim();
-            if !name.is_empty() {
-                return Some((name, &pair[eq + 1..]));
-            }
-        }
+    value.split(';').filter_map(|pair| {
+        let (name, raw) = pair.split_once('=')?;
+        let name = name.trim();
+        (!name.is_empty()).then_some((name, raw))
     })
 }
 

@@ -243,9 +243,7 @@ impl Engine {
             }
         })
     }
-}
 
-impl Engine {
     /// What the module's `reads()` returns, `{headers: [...], cookies:
     /// [...]}` (a missing list is empty), or `None` when it has no `reads`
     /// or it returns `undefined` or `null`.
