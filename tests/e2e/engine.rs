@@ -89,22 +89,36 @@ async fn an_urgent_push_completes_before_any_byte_of_a_less_urgent_one() {
 
 #[tokio::test]
 async fn weights_share_bandwidth_within_an_urgency() {
-    let dir = site(&[("heavy.bin", 600_000), ("light.bin", 600_000)]);
+    let dir = site(&[("heavy.bin", 1_200_000), ("light.bin", 1_200_000)]);
     let herald = serve(
         dir.path(),
         r#""/" = ["/light.bin u=3 i w=50", "/heavy.bin u=3 i w=200"]"#,
-        "[push]\nmax_bytes_per_request = 2000000\n",
+        "[push]\nmax_bytes_per_request = 4000000\n",
     );
-    let client = Client::tls(&herald, ClientOptions::default()).await;
+    // Weights share what can be sent among streams that have data ready.
+    // A file body is read ahead one chunk; on a loaded machine a read can
+    // take longer than loopback takes to send that chunk, and the other
+    // stream rightly gets the link meanwhile. A small connection window makes
+    // the client's WINDOW_UPDATEs pace the sending, as a real link would, so
+    // both bodies stay backlogged and the split is the scheduler's.
+    let client = Client::tls(
+        &herald,
+        ClientOptions {
+            connection_window: 128 << 10,
+            ..ClientOptions::default()
+        },
+    )
+    .await;
     let page = client.get("/").await;
     let frames = client.seen();
     let (heavy, light) = (
         stream_of(&page, "/heavy.bin"),
         stream_of(&page, "/light.bin"),
     );
-    // While both are sending: from the first DATA of either to the last of
-    // the one that finishes first.
-    let start = data_frames(&frames, heavy)[0].min(data_frames(&frames, light)[0]);
+    // While both are sending: from the first DATA of the one that starts
+    // last (before it, its file was still being opened) to the last of the
+    // one that finishes first.
+    let start = data_frames(&frames, heavy)[0].max(data_frames(&frames, light)[0]);
     let end = (*data_frames(&frames, heavy).last().unwrap())
         .min(*data_frames(&frames, light).last().unwrap());
     let bytes = |s: u32| -> usize {
