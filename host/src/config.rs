@@ -66,8 +66,10 @@ pub struct ServerConfig {
     /// A client that has not finished the TLS handshake and the HTTP/2 preface
     /// in this time is dropped (slowloris). Default 10 s.
     pub handshake_timeout_ms: u64,
-    /// How long a connection may wait for the wire to accept its promises
-    /// before the page is served without pushes. Default 2 s.
+    /// How long a connection's writes may stand still, output waiting and
+    /// none of it taken (a client that stopped reading), before it stops
+    /// pushing; its pages are then hinted instead. A slow client whose
+    /// writes still move is not stalled. Default 2 s.
     pub promise_flush_timeout_ms: u64,
     /// TCP_NOTSENT_LOWAT on accepted sockets (Linux): the kernel keeps at most
     /// this many unsent bytes per socket, so a more urgent response overtakes a

@@ -346,7 +346,8 @@ pub struct Engine {
     resets: Bucket,
     empty_data: Bucket,
     local_resets: u32,
-    /// Since when the output has been waiting for the socket.
+    /// Since when the output has waited for the socket without any of it
+    /// being written.
     stalled_since: Option<Instant>,
     /// The driver's waker, and whether it is polling right now (then a
     /// handler's call needs no wake-up: the driver writes after it).
@@ -487,8 +488,13 @@ impl Engine {
         self.last_end = self
             .last_end
             .and_then(|(at, rank)| at.checked_sub(n).filter(|&at| at > 0).map(|at| (at, rank)));
+        // The clock restarts at every write that moved: a connection busy
+        // with a long body keeps some output waiting all along (the engine
+        // frames up to `out_target` ahead), and is slow, not stalled.
         self.stalled_since = if self.out.is_empty() {
             None
+        } else if n > 0 {
+            Some(now)
         } else {
             Some(self.stalled_since.unwrap_or(now))
         };

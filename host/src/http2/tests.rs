@@ -808,3 +808,58 @@ fn a_stream_that_ended_in_what_was_written_leaves_no_empty_write() {
     assert!(raw.engine.output().len() > 9000);
     assert_eq!(raw.engine.next_write().len(), raw.engine.output().len());
 }
+
+#[test]
+fn a_connection_busy_with_a_long_body_is_slow_not_stalled() {
+    let mut raw = Raw::new(&[]);
+    for id in [1, 3] {
+        raw.request(id, "/", true);
+    }
+    let ids: Vec<u32> = raw.engine.take_requests().iter().map(|r| r.id).collect();
+    for &id in &ids {
+        raw.engine.schedule(id, Priority::default(), raw.now);
+    }
+    let empty = HeaderMap::new();
+    let big = Payload::Bytes(Bytes::from(vec![1u8; 1 << 20]));
+    raw.engine
+        .respond(ids[0], StatusCode::OK, &empty, big, None, raw.now)
+        .unwrap();
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let patience = Duration::from_secs(2);
+    let push = |raw: &mut Raw, path: &str| {
+        let request = PushRequest {
+            scheme: "https",
+            authority: "example.com",
+            path,
+            headers: &empty,
+        };
+        let body = Payload::Bytes(Bytes::from_static(b"asset"));
+        raw.engine.push(
+            ids[1],
+            request,
+            StatusCode::OK,
+            &empty,
+            body,
+            Priority::default(),
+            None,
+            patience,
+            raw.now,
+        )
+    };
+    // A slow reader: the socket takes 2 KiB every half second for three
+    // seconds, and some output waits all along.
+    for _ in 0..6 {
+        raw.engine.fill(&mut cx, raw.now);
+        raw.now += Duration::from_millis(500);
+        raw.engine.consumed(2048, raw.now);
+        assert!(!raw.engine.output().is_empty());
+    }
+    assert!(
+        push(&mut raw, "/a.css").is_ok(),
+        "a moving connection takes promises"
+    );
+    // Then nothing for longer than the patience: not reading.
+    raw.engine.blocked(raw.now);
+    raw.now += patience;
+    assert_eq!(push(&mut raw, "/b.css"), Err(PushError::Stalled));
+}
