@@ -23,8 +23,11 @@ use crate::support::*;
 /// client go away).
 static ABANDONED: AtomicUsize = AtomicUsize::new(0);
 
+/// `/app/hang` requests the application received.
+static HANG_ARRIVED: AtomicUsize = AtomicUsize::new(0);
+
 /// How long the test application "thinks" before answering a page.
-const THINK: Duration = Duration::from_millis(200);
+const THINK: Duration = Duration::from_millis(500);
 const ASSET_JS: &str = "console.log('served by the application');\n";
 
 type AppBody = UnsyncBoxBody<Bytes, Infallible>;
@@ -108,6 +111,7 @@ async fn app(req: http::Request<Incoming>) -> Result<http::Response<AppBody>, In
             out.body(full("late"))
         }
         "/app/hang" => {
+            HANG_ARRIVED.fetch_add(1, Ordering::SeqCst);
             // Counts the requests abandoned before their answer.
             struct Abandoned;
             impl Drop for Abandoned {
@@ -161,8 +165,9 @@ async fn start_counted_app(h2c: bool) -> (SocketAddr, Arc<AtomicUsize>) {
 }
 
 /// An HTTP/1.1 application that answers every request with a `103` naming
-/// `/css/site.css`, then, 100 ms later, the page.
-async fn start_app_with_103() -> SocketAddr {
+/// `/css/site.css`, then, `think` later, the page (with no think-time, in
+/// the same write as the `103`).
+async fn start_app_with_103(think: Duration) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -174,16 +179,23 @@ async fn start_app_with_103() -> SocketAddr {
                     while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                         buf.drain(..end + 4);
                         let early = "HTTP/1.1 103 Early Hints\r\nlink: </css/site.css>; rel=preload; as=style\r\n\r\n";
-                        if tcp.write_all(early.as_bytes()).await.is_err() {
-                            return;
-                        }
-                        tokio::time::sleep(Duration::from_millis(100)).await;
                         let body = "<!doctype html><title>early</title>";
                         let page = format!(
                             "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\n\r\n{body}",
                             body.len()
                         );
-                        if tcp.write_all(page.as_bytes()).await.is_err() {
+                        let sent = if think.is_zero() {
+                            tcp.write_all(format!("{early}{page}").as_bytes()).await
+                        } else {
+                            match tcp.write_all(early.as_bytes()).await {
+                                Ok(()) => {
+                                    tokio::time::sleep(think).await;
+                                    tcp.write_all(page.as_bytes()).await
+                                }
+                                Err(e) => Err(e),
+                            }
+                        };
+                        if sent.is_err() {
                             return;
                         }
                     }
@@ -455,7 +467,7 @@ async fn upstream_failures_are_502_and_504_with_one_log_line_each() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_103_is_pushed_or_forwarded() {
-    let app = start_app_with_103().await;
+    let app = start_app_with_103(Duration::from_millis(100)).await;
     let herald = Herald::start(&proxied(
         &format!("[[proxy]]\nprefix = \"/app/\"\nupstream = \"http://{app}\""),
         "",
@@ -483,6 +495,35 @@ async fn an_upstream_103_is_pushed_or_forwarded() {
         page.informational[0].headers()["link"],
         "</css/site.css>; rel=preload; as=style"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_103_that_arrives_with_the_page_is_not_lost() {
+    // The 103 and the page in one write: both are waiting when the page's
+    // handler next looks, and the 103 must still go first, every time.
+    let app = start_app_with_103(Duration::ZERO).await;
+    let herald = Herald::start(&proxied(
+        &format!("[[proxy]]\nprefix = \"/app/\"\nupstream = \"http://{app}\""),
+        "",
+    ));
+    let hinted = Client::tls(
+        &herald,
+        ClientOptions {
+            enable_push: false,
+            ..ClientOptions::default()
+        },
+    )
+    .await;
+    for round in 0..8 {
+        // A connection each round: a path is pushed once per connection.
+        let pusher = Client::tls(&herald, ClientOptions::default()).await;
+        let page = pusher.get(&format!("/app/early{round}")).await;
+        assert_eq!(page.status, 200);
+        assert_eq!(page.pushed_paths(), ["/css/site.css"], "round {round}");
+        let page = hinted.get(&format!("/app/early{round}")).await;
+        assert_eq!(page.status, 200);
+        assert_eq!(page.informational.len(), 1, "round {round}");
+    }
 }
 
 #[test]
@@ -563,11 +604,20 @@ async fn a_page_reset_during_think_time_cancels_its_upstream_request() {
     ));
     let client = Client::tls(&herald, ClientOptions::default()).await;
     let before = ABANDONED.load(Ordering::SeqCst);
+    let arrived = HANG_ARRIVED.load(Ordering::SeqCst);
     let mut send = client.sender().ready().await.unwrap();
     let request = client.request("GET", "/app/hang").body(()).unwrap();
     let (response, mut stream) = send.send_request(request, true).unwrap();
     drop(response);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Reset once the application is thinking (before, there is no upstream
+    // request to cancel yet).
+    assert!(
+        eventually(Duration::from_secs(5), || HANG_ARRIVED
+            .load(Ordering::SeqCst)
+            > arrived)
+        .await,
+        "the request never reached the application"
+    );
     stream.send_reset(h2::Reason::CANCEL);
     // The application sees its request go away well before its 5 s answer.
     assert!(

@@ -234,12 +234,16 @@ async fn handle(conn: Arc<Conn>, request: http2::Request, mut respond: Responder
     let response = match (ready, upstreaming.as_mut()) {
         (Some(response), _) => response,
         (None, Some(up)) => loop {
+            // Biased: a 103 the upstream sent before its response head is
+            // handled before that head, even when both are waiting (its
+            // pushes must be promised before the page's HEADERS). A client
+            // that gave up is looked at first: so does the upstream request
+            // (dropping it aborts its task).
             tokio::select! {
-                head = &mut up.response => {
-                    break head.unwrap_or_else(|_| crate::origin::simple(
-                        StatusCode::BAD_GATEWAY,
-                        "bad gateway\n",
-                    ));
+                biased;
+                _ = std::future::poll_fn(|cx| respond.poll_reset(cx)) => {
+                    tracing::debug!(conn = conn.id, path = %path_and_query, "page reset while its upstream was computing");
+                    return;
                 }
                 Some(hints) = up.early.recv() => {
                     // An upstream 103: its preloads are pushed where the
@@ -253,11 +257,11 @@ async fn handle(conn: Arc<Conn>, request: http2::Request, mut respond: Responder
                         send_103(&conn, &mut respond, &field, values.len(), decided.metrics());
                     }
                 }
-                // The client gave up on the page: so does the upstream
-                // request (dropping it aborts its task).
-                _ = std::future::poll_fn(|cx| respond.poll_reset(cx)) => {
-                    tracing::debug!(conn = conn.id, path = %path_and_query, "page reset while its upstream was computing");
-                    return;
+                head = &mut up.response => {
+                    break head.unwrap_or_else(|_| crate::origin::simple(
+                        StatusCode::BAD_GATEWAY,
+                        "bad gateway\n",
+                    ));
                 }
             }
         },
