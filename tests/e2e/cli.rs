@@ -311,7 +311,7 @@ fn policy_run_prints_hints_and_costs_per_request() {
     let config = dir.path().join("herald.toml");
     std::fs::write(
         &config,
-        "[policy.config]\n\"/\" = [\"/css/site.css u=0\", \"/img/hero.svg u=5 i\"]\n",
+        "[policy]\ndeadline_ms = 1000\n[policy.config]\n\"/\" = [\"/css/site.css u=0\", \"/img/hero.svg u=5 i\"]\n",
     )
     .unwrap();
     let jsonl = dir.path().join("requests.jsonl");
@@ -439,7 +439,11 @@ fn a_policy_whose_reads_fails_is_refused_with_why() {
 fn policy_run_shows_the_policy_what_serving_would() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("herald.toml");
-    std::fs::write(&config, "[policy]\nrequest_headers = [\"accept\"]\n").unwrap();
+    std::fs::write(
+        &config,
+        "[policy]\nrequest_headers = [\"accept\"]\ndeadline_ms = 1000\n",
+    )
+    .unwrap();
     let (code, out, err) = herald(&[
         "policy",
         "run",
@@ -466,7 +470,7 @@ fn policy_test_runs_the_samples_and_fails_on_a_mismatch() {
     let config = dir.path().join("herald.toml");
     std::fs::write(
         &config,
-        "[policy.config]\n\"/\" = [\"/a.css\", \"/b.js\"]\n",
+        "[policy]\ndeadline_ms = 1000\n[policy.config]\n\"/\" = [\"/a.css\", \"/b.js\"]\n",
     )
     .unwrap();
     let good = dir.path().join("good.samples.toml");

@@ -260,8 +260,8 @@ async fn fresh_instances_made_ahead_serve_one_request_each() {
             .collect();
         assert_eq!(counts, ["1"], "request {i}: {:?}", page.links());
         // Time for the task after the call to make the next instance, on
-        // a machine as loaded as a full test run makes it.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // a machine as loaded as a full test run makes it (a few ms idle).
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let ahead = herald.metric("herald_policy_instantiated_ahead_total");
     // With those pauses nearly every request finds one; without instances

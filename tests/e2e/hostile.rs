@@ -274,7 +274,9 @@ async fn promises_that_cannot_reach_the_wire_stop_pushes_on_that_connection() {
     // Huge windows, and then never a read: the server fills the socket.
     let mut client = RawClient::connect(herald.h2c, &[(0x4, 0x7fff_ffff)]).await;
     client.get(1, "/").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The socket fills in milliseconds; the writes then stop moving, and the
+    // flush timeout counts from that. Plenty of time on a loaded machine.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
     // This page's promises cannot be written: after the flush timeout the
     // connection stops pushing (and says so once).
     client.get(3, "/two.html").await;

@@ -50,7 +50,16 @@ enum Outcome {
 fn policy_run(policy: &Path, config: &str, requests: &[serde_json::Value]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("herald.toml");
-    std::fs::write(&config_path, config).unwrap();
+    // A deadline of 1 s unless the test sets one: a loaded machine must not
+    // turn a row into a deadline test (as in `config_toml`).
+    let mut config: toml::Table = config.parse().unwrap();
+    if let toml::Value::Table(p) = config
+        .entry("policy")
+        .or_insert_with(|| toml::Table::new().into())
+    {
+        p.entry("deadline_ms").or_insert(1000.into());
+    }
+    std::fs::write(&config_path, config.to_string()).unwrap();
     let requests_path = dir.path().join("requests.jsonl");
     let lines: Vec<String> = requests.iter().map(|r| r.to_string()).collect();
     std::fs::write(&requests_path, lines.join("\n")).unwrap();
@@ -342,7 +351,7 @@ fn a_reused_instance_is_recycled_after_a_timeout() {
     assert_eq!(
         counts(
             "reuse",
-            "deadline_ms = 50",
+            "deadline_ms = 300",
             &["GET /", "GET /", "GET /?misbehave=loop", "GET /"]
         ),
         [
@@ -394,7 +403,13 @@ fn new_project_builds_and_passes_its_samples(lang: &str) {
             .unwrap()
     };
     let samples = project.join("shop_hints.samples.toml");
-    let test = policy_cmd("test", &["--samples".as_ref(), &samples]);
+    // Limits as `policy_run` sets them: a deadline of 1 s, not 20 ms.
+    let limits = dir.path().join("herald.toml");
+    std::fs::write(&limits, "[policy]\ndeadline_ms = 1000\n").unwrap();
+    let test = policy_cmd(
+        "test",
+        &["--samples".as_ref(), &samples, "-c".as_ref(), &limits],
+    );
     let report = String::from_utf8_lossy(&test.stdout);
     assert!(
         test.status.success() && report.ends_with("2 passed, 0 failed\n"),

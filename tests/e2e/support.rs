@@ -137,6 +137,8 @@ pub struct Herald {
     pub admin: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
     stderr: Arc<Mutex<String>>,
+    /// Reads `stderr` into the string until the process's end.
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Herald {
@@ -169,7 +171,7 @@ impl Herald {
             .spawn()
             .expect("cannot start herald");
         let stderr = Arc::new(Mutex::new(String::new()));
-        {
+        let stderr_reader = {
             let stderr = stderr.clone();
             let pipe = child.stderr.take().unwrap();
             std::thread::spawn(move || {
@@ -178,8 +180,8 @@ impl Herald {
                     s.push_str(&line);
                     s.push('\n');
                 }
-            });
-        }
+            })
+        };
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let (mut https, mut h2c, mut admin) = (None, None, None);
         let wants_admin = config.contains("[admin]");
@@ -212,6 +214,7 @@ impl Herald {
             admin,
             dir,
             stderr,
+            stderr_reader: Some(stderr_reader),
         }
     }
 
@@ -279,6 +282,13 @@ impl Herald {
         let start = std::time::Instant::now();
         while start.elapsed() < timeout {
             if let Some(status) = self.child.try_wait().unwrap() {
+                // Its last lines are read before the caller looks at them.
+                if let Some(reader) = self.stderr_reader.take() {
+                    let start = std::time::Instant::now();
+                    while !reader.is_finished() && start.elapsed() < Duration::from_secs(2) {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                }
                 return Some(status);
             }
             std::thread::sleep(Duration::from_millis(20));
