@@ -340,10 +340,14 @@ fn policy_run_prints_hints_and_costs_per_request() {
     assert_eq!(lines[1].trim(), "/css/site.css  u=0 w=16 as=style");
     assert_eq!(lines[2].trim(), "/img/hero.svg  u=5 w=16 as=image i");
     assert!(out.contains("GET /none -> 0 hint(s)"), "{out}");
+    let limits = dir.path().join("limits.toml");
+    std::fs::write(&limits, "[policy]\ndeadline_ms = 1000\n").unwrap();
     let (code, out, _) = herald(&[
         "policy",
         "run",
         policy("misbehave").to_str().unwrap(),
+        "-c",
+        limits.to_str().unwrap(),
         "-r",
         "GET /?misbehave=trap",
     ]);
@@ -543,12 +547,18 @@ fn policy_new_creates_a_project_that_tests_builds_and_passes_its_samples() {
     cargo(&["build", "--quiet", "--release", "--target", "wasm32-wasip2"]);
     let wasm = target.join("wasm32-wasip2/release/shop_hints.wasm");
     let samples = project.join("shop_hints.samples.toml");
+    // A deadline of 1 s, not the production 20 ms: a loaded machine must
+    // not fail a sample.
+    let limits = dir.path().join("limits.toml");
+    std::fs::write(&limits, "[policy]\ndeadline_ms = 1000\n").unwrap();
     let (code, out, err) = herald(&[
         "policy",
         "test",
         wasm.to_str().unwrap(),
         "--samples",
         samples.to_str().unwrap(),
+        "-c",
+        limits.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.ends_with("2 passed, 0 failed\n"), "{out}");

@@ -121,6 +121,7 @@ async fn weights_share_bandwidth_within_an_urgency() {
     let start = data_frames(&frames, heavy)[0].max(data_frames(&frames, light)[0]);
     let end = (*data_frames(&frames, heavy).last().unwrap())
         .min(*data_frames(&frames, light).last().unwrap());
+    assert!(start < end, "one body ended before the other began");
     let bytes = |s: u32| -> usize {
         frames[start..=end]
             .iter()

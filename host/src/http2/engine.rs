@@ -1454,7 +1454,9 @@ impl Engine {
 
     /// Promise `path` on the page `parent` and queue its response: the
     /// PUSH_PROMISE now, the pushed HEADERS and body when the scheduler
-    /// picks it at `prio` (a push without a body answers at once). `patience`: refuse if the output has waited that long already.
+    /// picks it at `prio` (a push without a body answers at once).
+    /// `patience`: refuse if no write has moved for that long while output
+    /// waited (the client is not reading).
     #[allow(clippy::too_many_arguments)]
     pub fn push(
         &mut self,
