@@ -481,10 +481,7 @@ async fn an_upstream_103_is_pushed_or_forwarded() {
     assert_wire_healthy(&client.seen());
 
     // One that does not gets the 103 itself.
-    let options = ClientOptions {
-        enable_push: false,
-        ..ClientOptions::default()
-    };
+    let options = ClientOptions::browser();
     let client = Client::tls(&herald, options).await;
     let page = client.get("/app/early").await;
     assert_eq!(page.status, 200);
@@ -506,14 +503,7 @@ async fn an_upstream_103_that_arrives_with_the_page_is_not_lost() {
         &format!("[[proxy]]\nprefix = \"/app/\"\nupstream = \"http://{app}\""),
         "",
     ));
-    let hinted = Client::tls(
-        &herald,
-        ClientOptions {
-            enable_push: false,
-            ..ClientOptions::default()
-        },
-    )
-    .await;
+    let hinted = Client::tls(&herald, ClientOptions::browser()).await;
     for round in 0..8 {
         // A connection each round: a path is pushed once per connection.
         let pusher = Client::tls(&herald, ClientOptions::default()).await;
@@ -579,10 +569,7 @@ skip = ["/app/asset"]
     assert_wire_healthy(&client.seen());
 
     // Without push, what the policy added is a Link of the final response.
-    let options = ClientOptions {
-        enable_push: false,
-        ..ClientOptions::default()
-    };
+    let options = ClientOptions::browser();
     let client = Client::tls(&herald, options).await;
     let page = client.get("/app/product").await;
     let links = page.links();

@@ -93,14 +93,7 @@ async fn promises_carry_the_headers_the_response_may_vary_on() {
 #[tokio::test]
 async fn enable_push_0_gets_no_promise_but_early_hints_and_links() {
     let herald = Herald::start(&demo_config());
-    let client = Client::tls(
-        &herald,
-        ClientOptions {
-            enable_push: false,
-            ..Default::default()
-        },
-    )
-    .await;
+    let client = Client::tls(&herald, ClientOptions::browser()).await;
     let page = client.get("/").await;
     assert_eq!(page.status, 200);
     assert_eq!(&page.body[..], &demo_file("/index.html")[..]);
@@ -294,14 +287,7 @@ async fn hint_only_and_push_only_deliveries_are_respected() {
         page.early_links(0),
         ["</js/app.js>; rel=preload; as=script; nopush"]
     );
-    let browser = Client::tls(
-        &herald,
-        ClientOptions {
-            enable_push: false,
-            ..Default::default()
-        },
-    )
-    .await;
+    let browser = Client::tls(&herald, ClientOptions::browser()).await;
     let page = browser.get("/").await;
     assert_eq!(
         page.early_links(0),

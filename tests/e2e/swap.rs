@@ -37,14 +37,7 @@ fn start(dir: &Path, extra: &str) -> Herald {
 
 /// The Link values of a page fetched by a browser-like client (no push).
 async fn links(herald: &Herald) -> Vec<String> {
-    let client = Client::h2c(
-        herald,
-        ClientOptions {
-            enable_push: false,
-            ..Default::default()
-        },
-    )
-    .await;
+    let client = Client::h2c(herald, ClientOptions::browser()).await;
     let page = client.get("/").await;
     assert_eq!(page.status, 200);
     page.links()
@@ -209,14 +202,7 @@ async fn a_hundred_swaps_under_load_fail_no_request_and_never_mix_versions() {
     for _ in 0..4 {
         let (herald, stop, served) = (herald.clone(), stop.clone(), served.clone());
         load.push(tokio::spawn(async move {
-            let client = Client::h2c(
-                &herald,
-                ClientOptions {
-                    enable_push: false,
-                    ..Default::default()
-                },
-            )
-            .await;
+            let client = Client::h2c(&herald, ClientOptions::browser()).await;
             let mut seen = [0usize; 2];
             while !stop.load(Ordering::Relaxed) {
                 let page = client.get("/").await;
