@@ -320,6 +320,46 @@ impl Raw {
         self.feed(&bytes);
     }
 
+    /// Pages 1 and 3 requested, each given its place in the scheduler.
+    fn two_pages(&mut self) -> Vec<u32> {
+        for id in [1, 3] {
+            self.request(id, "/", true);
+        }
+        let ids: Vec<u32> = self.engine.take_requests().iter().map(|r| r.id).collect();
+        for &id in &ids {
+            self.engine.schedule(id, Priority::default(), self.now);
+        }
+        ids
+    }
+
+    /// Promise `path` on `parent`, at the default priority, with `body`.
+    fn push(
+        &mut self,
+        parent: u32,
+        path: &str,
+        body: Payload,
+        patience: Duration,
+    ) -> Result<u32, PushError> {
+        let empty = HeaderMap::new();
+        let request = PushRequest {
+            scheme: "https",
+            authority: "example.com",
+            path,
+            headers: &empty,
+        };
+        self.engine.push(
+            parent,
+            request,
+            StatusCode::OK,
+            &empty,
+            body,
+            Priority::default(),
+            None,
+            patience,
+            self.now,
+        )
+    }
+
     fn goaway(frames: &[(FrameHead, Vec<u8>)]) -> Option<u32> {
         frames
             .iter()
@@ -695,32 +735,15 @@ fn rapid_resets_of_unanswered_streams_close_the_connection() {
 #[test]
 fn a_write_ends_after_a_stream_that_outranks_what_follows() {
     let mut raw = Raw::new(&[]);
-    for id in [1, 3] {
-        raw.request(id, "/", true);
-    }
-    let ids: Vec<u32> = raw.engine.take_requests().iter().map(|r| r.id).collect();
-    for &id in &ids {
-        raw.engine.schedule(id, Priority::default(), raw.now);
-    }
+    let ids = raw.two_pages();
     // Page 1 pushes a font at its own urgency; both pages answer.
     let empty = HeaderMap::new();
     let font = raw
-        .engine
         .push(
             1,
-            PushRequest {
-                scheme: "https",
-                authority: "example.com",
-                path: "/font.woff",
-                headers: &empty,
-            },
-            StatusCode::OK,
-            &empty,
+            "/font.woff",
             Payload::Bytes(Bytes::from(vec![0u8; 9000])),
-            Priority::default(),
-            None,
             Duration::from_secs(1),
-            raw.now,
         )
         .unwrap();
     for &id in &ids {
@@ -762,13 +785,7 @@ fn a_write_ends_after_a_stream_that_outranks_what_follows() {
 #[test]
 fn a_stream_that_ended_in_what_was_written_leaves_no_empty_write() {
     let mut raw = Raw::new(&[]);
-    for id in [1, 3] {
-        raw.request(id, "/", true);
-    }
-    let ids: Vec<u32> = raw.engine.take_requests().iter().map(|r| r.id).collect();
-    for &id in &ids {
-        raw.engine.schedule(id, Priority::default(), raw.now);
-    }
+    let ids = raw.two_pages();
     let empty = HeaderMap::new();
     let body = |n| Payload::Bytes(Bytes::from(vec![1u8; n]));
     raw.engine
@@ -782,25 +799,7 @@ fn a_stream_that_ended_in_what_was_written_leaves_no_empty_write() {
     // The next body framed ranks below the page that ended in that write:
     // no boundary at the start of the output (an empty write would be a
     // zero-length write, which the driver treats as a dead socket).
-    let path = "/font.woff";
-    let request = PushRequest {
-        scheme: "https",
-        authority: "example.com",
-        path,
-        headers: &empty,
-    };
-    raw.engine
-        .push(
-            ids[1],
-            request,
-            StatusCode::OK,
-            &empty,
-            body(9000),
-            Priority::default(),
-            None,
-            Duration::from_secs(1),
-            raw.now,
-        )
+    raw.push(ids[1], "/font.woff", body(9000), Duration::from_secs(1))
         .unwrap();
     // Page 3 waits for its upstream meanwhile.
     raw.engine.idle(ids[1], raw.now);
@@ -812,13 +811,7 @@ fn a_stream_that_ended_in_what_was_written_leaves_no_empty_write() {
 #[test]
 fn a_connection_busy_with_a_long_body_is_slow_not_stalled() {
     let mut raw = Raw::new(&[]);
-    for id in [1, 3] {
-        raw.request(id, "/", true);
-    }
-    let ids: Vec<u32> = raw.engine.take_requests().iter().map(|r| r.id).collect();
-    for &id in &ids {
-        raw.engine.schedule(id, Priority::default(), raw.now);
-    }
+    let ids = raw.two_pages();
     let empty = HeaderMap::new();
     let big = Payload::Bytes(Bytes::from(vec![1u8; 1 << 20]));
     raw.engine
@@ -827,23 +820,11 @@ fn a_connection_busy_with_a_long_body_is_slow_not_stalled() {
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     let patience = Duration::from_secs(2);
     let push = |raw: &mut Raw, path: &str| {
-        let request = PushRequest {
-            scheme: "https",
-            authority: "example.com",
-            path,
-            headers: &empty,
-        };
-        let body = Payload::Bytes(Bytes::from_static(b"asset"));
-        raw.engine.push(
+        raw.push(
             ids[1],
-            request,
-            StatusCode::OK,
-            &empty,
-            body,
-            Priority::default(),
-            None,
+            path,
+            Payload::Bytes(Bytes::from_static(b"asset")),
             patience,
-            raw.now,
         )
     };
     // A slow reader: the socket takes 2 KiB every half second for three
