@@ -327,31 +327,27 @@ impl DecisionCache {
         key_with(src, &lists)
     }
 
-    /// The declared lists' parts of `src`'s key, encoded as in the key, into
-    /// `out` (left empty when nothing is declared).
+    /// The declared headers' and cookies' parts of `src`'s key, in order,
+    /// encoded as in the key, into `out` (left empty when nothing is
+    /// declared).
     fn encode_lists(&self, src: &impl KeySource, out: &mut Vec<u8>) {
-        self.visit_lists(src, |bytes| encode_part(out, bytes));
-    }
-
-    /// The declared headers' and cookies' parts of `src`'s key, in order.
-    fn visit_lists(&self, src: &impl KeySource, mut part: impl FnMut(&[u8])) {
         // Each declared list ends with its count, four bytes (a count that
         // saturated, or a byte long, could be imitated by a value).
         for i in 0..self.spec.headers.len() {
             let mut n = 0u32;
             src.header_values(self, i, &mut |v| {
-                part(v);
+                encode_part(out, v);
                 n += 1;
             });
-            part(&n.to_le_bytes());
+            encode_part(out, &n.to_le_bytes());
         }
         for name in &self.spec.cookies {
             let mut n = 0u32;
             src.cookie_values(name, &mut |v| {
-                part(v);
+                encode_part(out, v);
                 n += 1;
             });
-            part(&n.to_le_bytes());
+            encode_part(out, &n.to_le_bytes());
         }
     }
 
