@@ -1329,6 +1329,16 @@ impl Engine {
     /// A `103 Early Hints` with one `Link` field (most often the same block
     /// as the connection's last 103: see [`hpack::Encoder::early_hints`]).
     pub fn early_hints(&mut self, id: u32, links: &HeaderValue) -> Result<(), Gone> {
+        // The block sent last time goes out as it is, not copied twice.
+        if let Some(block) = self.enc.early_block(links)
+            && block.len() <= self.peer.max_frame
+        {
+            unanswered(&self.streams, id)?;
+            let flags = frame::flag::END_HEADERS;
+            frame::head(&mut self.out, block.len(), frame_type::HEADERS, flags, id);
+            self.out.extend_from_slice(block);
+            return Ok(());
+        }
         self.write_1xx(id, |enc, block| enc.early_hints(links, block))
     }
 
@@ -1337,10 +1347,7 @@ impl Engine {
         id: u32,
         encode: impl FnOnce(&mut hpack::Encoder, &mut Vec<u8>),
     ) -> Result<(), Gone> {
-        let s = self.streams.get(&id).ok_or(Gone::Stream)?;
-        if s.send != SendState::Pending {
-            return Err(Gone::Answered);
-        }
+        unanswered(&self.streams, id)?;
         self.block.clear();
         encode(&mut self.enc, &mut self.block);
         frame::header_block(
@@ -1365,12 +1372,7 @@ impl Engine {
         done: Option<Done>,
         now: Instant,
     ) -> Result<(), Gone> {
-        let refused = match self.streams.get(&id) {
-            None => Some(Gone::Stream),
-            Some(s) if s.send != SendState::Pending => Some(Gone::Answered),
-            Some(_) => None,
-        };
-        if let Some(why) = refused {
+        if let Err(why) = unanswered(&self.streams, id) {
             if let Some(done) = done {
                 self.finished.push((
                     done,
@@ -1791,6 +1793,15 @@ impl Engine {
 /// A response's HEADERS, encoded as they go on the wire (HPACK state is
 /// order-sensitive). Takes the engine's fields apart so a stream can stay
 /// borrowed meanwhile.
+/// Whether `id` is a stream still waiting for its response.
+fn unanswered(streams: &StreamMap<Stream>, id: u32) -> Result<(), Gone> {
+    match streams.get(&id) {
+        None => Err(Gone::Stream),
+        Some(s) if s.send != SendState::Pending => Err(Gone::Answered),
+        Some(_) => Ok(()),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn write_head<'a>(
     enc: &mut hpack::Encoder,

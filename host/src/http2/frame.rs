@@ -124,8 +124,18 @@ impl FrameHead {
 /// Append a frame header.
 pub fn head(out: &mut Vec<u8>, len: usize, kind: u8, flags: u8, stream: u32) {
     debug_assert!(len < 1 << 24);
-    out.extend_from_slice(&[(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags]);
-    out.extend_from_slice(&stream.to_be_bytes());
+    let id = stream.to_be_bytes();
+    out.extend_from_slice(&[
+        (len >> 16) as u8,
+        (len >> 8) as u8,
+        len as u8,
+        kind,
+        flags,
+        id[0],
+        id[1],
+        id[2],
+        id[3],
+    ]);
 }
 
 /// A header block as HEADERS (or PUSH_PROMISE) plus as many CONTINUATION

@@ -161,17 +161,24 @@ impl Encoder {
         self.headers(headers, out);
     }
 
-    /// A `103 Early Hints` block with one `Link` field: the block sent last
-    /// time, when it is the same field and the table has not changed since.
-    pub fn early_hints(&mut self, links: &HeaderValue, out: &mut Vec<u8>) {
-        if self.pending.is_none()
-            && let Some(e) = &self.early
+    /// The block of the last `103` ([`early_hints`](Self::early_hints)),
+    /// if it is the one for `links` now: the same field, and the table
+    /// unchanged since.
+    pub fn early_block(&self, links: &HeaderValue) -> Option<&[u8]> {
+        let e = self.early.as_ref()?;
+        (self.pending.is_none()
             && e.inserted == self.table.inserted
             && e.entries == self.table.entries.len()
             && e.links.as_bytes().as_ptr() == links.as_bytes().as_ptr()
-            && e.links.len() == links.len()
-        {
-            out.extend_from_slice(&e.block);
+            && e.links.len() == links.len())
+        .then_some(&e.block)
+    }
+
+    /// A `103 Early Hints` block with one `Link` field: the block sent last
+    /// time, when it is the same field and the table has not changed since.
+    pub fn early_hints(&mut self, links: &HeaderValue, out: &mut Vec<u8>) {
+        if let Some(block) = self.early_block(links) {
+            out.extend_from_slice(block);
             return;
         }
         let (start, inserted, resized) = (out.len(), self.table.inserted, self.pending.is_some());
