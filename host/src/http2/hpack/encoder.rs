@@ -81,11 +81,15 @@ impl Default for Encoder {
 /// Headers HTTP/2 forbids (RFC 9113 §8.2.2): never encoded.
 pub fn is_connection_specific(name: &HeaderName) -> bool {
     use http::header::{CONNECTION, TRANSFER_ENCODING, UPGRADE};
+    // Not standard names in `http`: compared as names, a standard one (most
+    // fields) differs at once, where `as_str` would look its text up.
+    const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+    const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
     name == CONNECTION
         || name == TRANSFER_ENCODING
         || name == UPGRADE
-        || name.as_str() == "keep-alive"
-        || name.as_str() == "proxy-connection"
+        || *name == KEEP_ALIVE
+        || *name == PROXY_CONNECTION
 }
 
 impl Encoder {
@@ -560,6 +564,29 @@ mod tests {
             got.iter()
                 .all(|(n, v)| *n == Name::Status && v.as_ref() == b"103")
         );
+    }
+
+    #[test]
+    fn every_connection_specific_field_is_left_out() {
+        // As an upstream's response would carry them: names parsed at run
+        // time, not constants.
+        let mut headers = HeaderMap::new();
+        for name in [
+            "Connection",
+            "transfer-encoding",
+            "upgrade",
+            "Keep-Alive",
+            "proxy-connection",
+            "keep-alive-x",
+        ] {
+            let name = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            headers.append(name, HeaderValue::from_static("v"));
+        }
+        let mut block = Vec::new();
+        Encoder::new().response(200, &headers, &mut block);
+        let fields = decode_all(&mut Decoder::new(), &block);
+        let names: Vec<&[u8]> = fields.iter().map(|(n, _)| n.as_slice()).collect();
+        assert_eq!(names, [&b":status"[..], b"keep-alive-x"]);
     }
 
     #[test]
