@@ -52,6 +52,10 @@ impl Plan {
     /// Made once per plan: a cached plan's field serves every request that
     /// gets it.
     pub fn early_links(&self, nopush: bool) -> Option<std::borrow::Cow<'_, http::HeaderValue>> {
+        // Kept only for a plan that passed the test below.
+        if let Some(value) = self.early_links.get(nopush) {
+            return Some(std::borrow::Cow::Borrowed(value));
+        }
         if self.items.is_empty() || self.items.iter().any(|i| i.route != Route::EarlyHint) {
             return None;
         }

@@ -30,6 +30,13 @@ pub struct ValidHint {
 pub struct LinkMemo(std::sync::OnceLock<(bool, http::HeaderValue)>);
 
 impl LinkMemo {
+    /// The value kept for `nopush`, if one is.
+    pub fn get(&self, nopush: bool) -> Option<&http::HeaderValue> {
+        self.0
+            .get()
+            .and_then(|(memo_nopush, value)| (*memo_nopush == nopush).then_some(value))
+    }
+
     /// The value for `nopush`: kept, or made by `make` (and kept if none
     /// was yet). Borrowed when kept: a request that only reads it copies nothing
     /// (a clone of the value is a reference count, a locked instruction).
@@ -39,9 +46,7 @@ impl LinkMemo {
         make: impl FnOnce() -> http::HeaderValue,
     ) -> std::borrow::Cow<'_, http::HeaderValue> {
         use std::borrow::Cow;
-        if let Some((memo_nopush, value)) = self.0.get()
-            && *memo_nopush == nopush
-        {
+        if let Some(value) = self.get(nopush) {
             return Cow::Borrowed(value);
         }
         let value = make();
