@@ -204,6 +204,26 @@ impl KeySource for Parts<'_> {
 /// cache; at most `FRONT_SLOTS` answers per thread are kept alive by it.
 const FRONT_SLOTS: usize = 64;
 
+/// The parts of a key every request has, read from its source once per
+/// lookup (an HTTP request's path and query are found by parsing its URI).
+struct Fixed<'a> {
+    method: &'a str,
+    path: &'a str,
+    query: Option<&'a str>,
+    view: View<'a>,
+}
+
+impl<'a> Fixed<'a> {
+    fn of(src: &'a impl KeySource) -> Fixed<'a> {
+        Fixed {
+            method: src.method(),
+            path: src.path(),
+            query: src.query(),
+            view: src.view(),
+        }
+    }
+}
+
 /// A key kept as its parts, so that a request is compared with it part by
 /// part, without being encoded first.
 struct FrontEntry {
@@ -225,12 +245,12 @@ struct FrontEntry {
 impl FrontEntry {
     /// Whether `src`'s key is this entry's: `lists` is its declared lists,
     /// encoded ([`DecisionCache::encode_lists`]), compared last.
-    fn matches(&self, src: &impl KeySource, lists: &[u8]) -> bool {
-        let view = src.view();
-        *self.path == *src.path()
-            && self.query.as_deref() == src.query()
+    fn matches(&self, src: &Fixed<'_>, lists: &[u8]) -> bool {
+        let view = &src.view;
+        *self.path == *src.path
+            && self.query.as_deref() == src.query
             && *self.authority == *view.authority
-            && *self.method == *src.method()
+            && *self.method == *src.method
             && self.push == view.push_enabled
             && *self.variant == *view.variant
             && *self.scheme == *view.scheme
@@ -258,14 +278,14 @@ const FRONT_SEED: u64 = 0x6865_7261_6c64_6b79;
 /// A front slot's hash: of the parts that tell most requests apart (`lists`
 /// is the declared lists, encoded). The others (method, scheme, push) are
 /// compared, never trusted to it.
-fn front_hash(src: &impl KeySource, lists: &[u8]) -> u64 {
+fn front_hash(src: &Fixed<'_>, lists: &[u8]) -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = foldhash::fast::FixedState::with_seed(FRONT_SEED).build_hasher();
-    h.write(src.path().as_bytes());
-    if let Some(q) = src.query() {
+    h.write(src.path.as_bytes());
+    if let Some(q) = src.query {
         h.write(q.as_bytes());
     }
-    let view = src.view();
+    let view = &src.view;
     h.write(view.authority.as_bytes());
     h.write(view.variant.as_bytes());
     h.write(lists);
@@ -275,15 +295,15 @@ fn front_hash(src: &impl KeySource, lists: &[u8]) -> u64 {
 /// `src`'s key, its declared lists already encoded (`lists`): the fixed
 /// parts, each length-prefixed so no two requests share a key by
 /// concatenation, then the lists.
-fn key_with(src: &impl KeySource, lists: &[u8]) -> Vec<u8> {
+fn key_with(src: &Fixed<'_>, lists: &[u8]) -> Vec<u8> {
     let mut key = Vec::with_capacity(128 + lists.len());
     let mut part = |bytes: &[u8]| encode_part(&mut key, bytes);
-    let view = src.view();
-    part(src.method().as_bytes());
+    let view = &src.view;
+    part(src.method.as_bytes());
     part(view.scheme.as_bytes());
     part(view.authority.as_bytes());
-    part(src.path().as_bytes());
-    match src.query() {
+    part(src.path.as_bytes());
+    match src.query {
         Some(q) => part(q.as_bytes()),
         None => part(b"\xff"),
     }
@@ -324,7 +344,7 @@ impl DecisionCache {
     fn key_from(&self, src: &impl KeySource) -> Vec<u8> {
         let mut lists = Vec::new();
         self.encode_lists(src, &mut lists);
-        key_with(src, &lists)
+        key_with(&Fixed::of(src), &lists)
     }
 
     /// The declared headers' and cookies' parts of `src`'s key, in order,
@@ -373,6 +393,7 @@ impl DecisionCache {
     /// [`lookup`](Self::lookup), `lists` being `src`'s declared lists,
     /// encoded.
     fn lookup_with(&self, src: &impl KeySource, lists: &[u8]) -> Result<Arc<Answer>, Vec<u8>> {
+        let src = &Fixed::of(src);
         let hash = front_hash(src, lists);
         let slot = (hash >> 58) as usize % FRONT_SLOTS;
         let front = FRONT.with_borrow(|front| {
@@ -387,15 +408,15 @@ impl DecisionCache {
         let Some(answer) = self.get(&key) else {
             return Err(key);
         };
-        let view = src.view();
+        let view = &src.view;
         let entry = FrontEntry {
             cache: self.id,
             hash,
-            method: src.method().into(),
+            method: src.method.into(),
             scheme: view.scheme.into(),
             authority: view.authority.into(),
-            path: src.path().into(),
-            query: src.query().map(Into::into),
+            path: src.path.into(),
+            query: src.query.map(Into::into),
             push: view.push_enabled,
             variant: view.variant.into(),
             lists: lists.into(),
