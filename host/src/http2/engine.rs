@@ -1790,9 +1790,6 @@ impl Engine {
     }
 }
 
-/// A response's HEADERS, encoded as they go on the wire (HPACK state is
-/// order-sensitive). Takes the engine's fields apart so a stream can stay
-/// borrowed meanwhile.
 /// Whether `id` is a stream still waiting for its response.
 fn unanswered(streams: &StreamMap<Stream>, id: u32) -> Result<(), Gone> {
     match streams.get(&id) {
@@ -1802,6 +1799,9 @@ fn unanswered(streams: &StreamMap<Stream>, id: u32) -> Result<(), Gone> {
     }
 }
 
+/// A response's HEADERS, encoded as they go on the wire (HPACK state is
+/// order-sensitive). Takes the engine's fields apart so a stream can stay
+/// borrowed meanwhile.
 #[allow(clippy::too_many_arguments)]
 fn write_head<'a>(
     enc: &mut hpack::Encoder,

@@ -844,3 +844,114 @@ fn a_connection_busy_with_a_long_body_is_slow_not_stalled() {
     raw.now += patience;
     assert_eq!(push(&mut raw, "/b.css"), Err(PushError::Stalled));
 }
+
+/// Everything the engine has to write, as whole frames: (kind, flags,
+/// stream, payload).
+fn whole_frames(raw: &mut Raw) -> Vec<(u8, u8, u32, Vec<u8>)> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    raw.engine.fill(&mut cx, raw.now);
+    let out = raw.engine.output().to_vec();
+    raw.engine.consumed(out.len(), raw.now);
+    let mut frames = Vec::new();
+    let mut at = 0;
+    while at < out.len() {
+        let len =
+            usize::from(out[at]) << 16 | usize::from(out[at + 1]) << 8 | usize::from(out[at + 2]);
+        let stream = u32::from_be_bytes([out[at + 5], out[at + 6], out[at + 7], out[at + 8]]);
+        frames.push((
+            out[at + 3],
+            out[at + 4],
+            stream,
+            out[at + 9..at + 9 + len].to_vec(),
+        ));
+        at += 9 + len;
+    }
+    assert_eq!(at, out.len(), "the output ends with a whole frame");
+    frames
+}
+
+/// A header block's fields, decoded by `d` (names and values as text).
+fn fields_of(d: &mut hpack::Decoder, block: &[u8]) -> Vec<(String, String)> {
+    let mut fields = Vec::new();
+    d.decode(block, usize::MAX, |n, v| {
+        let name = String::from_utf8(n.as_bytes().to_vec()).unwrap();
+        fields.push((name, String::from_utf8(v.to_vec()).unwrap()));
+    })
+    .unwrap();
+    fields
+}
+
+#[test]
+fn a_103_sent_again_is_one_whole_headers_frame_and_a_long_one_is_split() {
+    let mut raw = Raw::new(&[]);
+    for id in [1, 3, 5, 7, 9] {
+        raw.request(id, "/", true);
+    }
+    raw.engine.take_requests();
+    let links = HeaderValue::from_static("</a.css>; rel=preload; as=style");
+    // The third and later 103s are the block remembered from the second
+    // (the first adds the field to the table).
+    for id in [1, 3, 5] {
+        raw.engine.early_hints(id, &links).unwrap();
+    }
+    let mut d = hpack::Decoder::new();
+    let frames = whole_frames(&mut raw);
+    assert_eq!(frames.len(), 3);
+    for ((kind, flags, stream, block), id) in frames.iter().zip([1, 3, 5]) {
+        assert_eq!(
+            (*kind, *flags, *stream),
+            (frame_type::HEADERS, flag::END_HEADERS, id)
+        );
+        assert_eq!(
+            fields_of(&mut d, block),
+            [
+                (":status".into(), "103".into()),
+                ("link".into(), links.to_str().unwrap().to_string())
+            ]
+        );
+    }
+    assert_eq!(frames[1].3, frames[2].3, "the same block, indices only");
+
+    // A stream answered, or unknown, gets no 103 from the remembered block.
+    let body = Payload::Bytes(Bytes::from_static(b"page"));
+    let now = raw.now;
+    raw.engine.schedule(1, Priority::default(), now);
+    raw.engine
+        .respond(1, StatusCode::OK, &HeaderMap::new(), body, None, now)
+        .unwrap();
+    assert_eq!(raw.engine.early_hints(1, &links), Err(Gone::Answered));
+    assert_eq!(raw.engine.early_hints(11, &links), Err(Gone::Stream));
+    assert_eq!(raw.engine.early_hints(3, &links), Ok(()));
+    let heads: Vec<(u32, Vec<(String, String)>)> = whole_frames(&mut raw)
+        .iter()
+        .filter(|f| f.0 == frame_type::HEADERS)
+        .map(|f| (f.2, fields_of(&mut d, &f.3)))
+        .collect();
+    assert_eq!(
+        heads.len(),
+        2,
+        "page 1's response and page 3's 103: {heads:?}"
+    );
+    assert_eq!((heads[0].0, heads[0].1[0].1.as_str()), (1, "200"));
+    assert_eq!((heads[1].0, heads[1].1[0].1.as_str()), (3, "103"));
+
+    // A block longer than a frame is remembered too (its literal adds
+    // nothing to the table), and each time split into CONTINUATIONs.
+    let long = format!("</{}.js>; rel=preload", "x".repeat(30_000));
+    let long = HeaderValue::from_str(&long).unwrap();
+    for id in [7, 9] {
+        raw.engine.early_hints(id, &long).unwrap();
+        let frames = whole_frames(&mut raw);
+        let kinds: Vec<(u8, u8, u32)> = frames.iter().map(|f| (f.0, f.1, f.2)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (frame_type::HEADERS, 0, id),
+                (frame_type::CONTINUATION, flag::END_HEADERS, id)
+            ]
+        );
+        let block: Vec<u8> = frames.iter().flat_map(|f| f.3.clone()).collect();
+        let fields = fields_of(&mut d, &block);
+        assert_eq!(fields[1].1, long.to_str().unwrap());
+    }
+}
