@@ -54,6 +54,7 @@ impl Plan {
     pub fn early_links(&self, nopush: bool) -> Option<std::borrow::Cow<'_, http::HeaderValue>> {
         // Kept only for a plan that passed the test below.
         if let Some(value) = self.early_links.get(nopush) {
+            debug_assert!(self.items.iter().all(|i| i.route == Route::EarlyHint));
             return Some(std::borrow::Cow::Borrowed(value));
         }
         if self.items.is_empty() || self.items.iter().any(|i| i.route != Route::EarlyHint) {

@@ -580,6 +580,42 @@ mod tests {
     }
 
     #[test]
+    fn a_key_is_its_parts_in_a_fixed_order_each_length_prefixed() {
+        // The format tools and logs compare keys by: pinned byte for byte.
+        let (parts, ()) = http::Request::get("https://shop.example/p?x=1")
+            .header("sec-fetch-dest", "document")
+            .header("cookie", "have=/a.css")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let view = View {
+            scheme: "https",
+            authority: "shop.example",
+            push_enabled: false,
+            variant: "b",
+        };
+        let mut want = Vec::new();
+        let parts_in_order: [&[u8]; 11] = [
+            b"GET",
+            b"https",
+            b"shop.example",
+            b"/p",
+            b"x=1",
+            &[0],
+            b"b",
+            b"document",
+            &1u32.to_le_bytes(),
+            b"/a.css",
+            &1u32.to_le_bytes(),
+        ];
+        for part in parts_in_order {
+            want.extend_from_slice(&(part.len() as u32).to_le_bytes());
+            want.extend_from_slice(part);
+        }
+        assert_eq!(cache(16).key_of_parts(&parts, &view), want);
+    }
+
+    #[test]
     fn the_key_from_http_parts_is_the_key_of_the_built_request() {
         let c = cache(16);
         let http = http::Request::get("https://shop.example/p?x=1")
