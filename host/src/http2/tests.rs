@@ -298,14 +298,35 @@ impl Raw {
             .recv(&mut buf, self.now, std::task::Waker::noop());
     }
 
-    /// The engine's output frames since the last call.
-    fn take(&mut self) -> Vec<(FrameHead, Vec<u8>)> {
+    /// The bytes the engine has to write since the last call.
+    fn written(&mut self) -> Vec<u8> {
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         self.engine.fill(&mut cx, self.now);
         let out = self.engine.output().to_vec();
         self.engine.consumed(out.len(), self.now);
+        out
+    }
+
+    /// The engine's output frames since the last call (payloads cut to
+    /// the decoder's prefix).
+    fn take(&mut self) -> Vec<(FrameHead, Vec<u8>)> {
+        let out = self.written();
         let mut frames = Vec::new();
         FrameDecoder::new(false).feed(&out, |f| frames.push((f.head, f.prefix.to_vec())));
+        frames
+    }
+
+    /// The engine's output frames since the last call, payloads whole.
+    fn take_whole(&mut self) -> Vec<(FrameHead, Vec<u8>)> {
+        let out = self.written();
+        let mut frames = Vec::new();
+        let mut at = 0;
+        while at < out.len() {
+            let head = FrameHead::parse(&out[at..at + 9]);
+            frames.push((head, out[at + 9..at + 9 + head.len].to_vec()));
+            at += 9 + head.len;
+        }
+        assert_eq!(at, out.len(), "the output ends with a whole frame");
         frames
     }
 
@@ -845,31 +866,6 @@ fn a_connection_busy_with_a_long_body_is_slow_not_stalled() {
     assert_eq!(push(&mut raw, "/b.css"), Err(PushError::Stalled));
 }
 
-/// Everything the engine has to write, as whole frames: (kind, flags,
-/// stream, payload).
-fn whole_frames(raw: &mut Raw) -> Vec<(u8, u8, u32, Vec<u8>)> {
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    raw.engine.fill(&mut cx, raw.now);
-    let out = raw.engine.output().to_vec();
-    raw.engine.consumed(out.len(), raw.now);
-    let mut frames = Vec::new();
-    let mut at = 0;
-    while at < out.len() {
-        let len =
-            usize::from(out[at]) << 16 | usize::from(out[at + 1]) << 8 | usize::from(out[at + 2]);
-        let stream = u32::from_be_bytes([out[at + 5], out[at + 6], out[at + 7], out[at + 8]]);
-        frames.push((
-            out[at + 3],
-            out[at + 4],
-            stream,
-            out[at + 9..at + 9 + len].to_vec(),
-        ));
-        at += 9 + len;
-    }
-    assert_eq!(at, out.len(), "the output ends with a whole frame");
-    frames
-}
-
 /// A header block's fields, decoded by `d` (names and values as text).
 fn fields_of(d: &mut hpack::Decoder, block: &[u8]) -> Vec<(String, String)> {
     let mut fields = Vec::new();
@@ -895,11 +891,11 @@ fn a_103_sent_again_is_one_whole_headers_frame_and_a_long_one_is_split() {
         raw.engine.early_hints(id, &links).unwrap();
     }
     let mut d = hpack::Decoder::new();
-    let frames = whole_frames(&mut raw);
+    let frames = raw.take_whole();
     assert_eq!(frames.len(), 3);
-    for ((kind, flags, stream, block), id) in frames.iter().zip([1, 3, 5]) {
+    for ((head, block), id) in frames.iter().zip([1, 3, 5]) {
         assert_eq!(
-            (*kind, *flags, *stream),
+            (head.kind, head.flags, head.stream),
             (frame_type::HEADERS, flag::END_HEADERS, id)
         );
         assert_eq!(
@@ -910,7 +906,7 @@ fn a_103_sent_again_is_one_whole_headers_frame_and_a_long_one_is_split() {
             ]
         );
     }
-    assert_eq!(frames[1].3, frames[2].3, "the same block, indices only");
+    assert_eq!(frames[1].1, frames[2].1, "the same block, indices only");
 
     // A stream answered, or unknown, gets no 103 from the remembered block.
     let body = Payload::Bytes(Bytes::from_static(b"page"));
@@ -922,10 +918,11 @@ fn a_103_sent_again_is_one_whole_headers_frame_and_a_long_one_is_split() {
     assert_eq!(raw.engine.early_hints(1, &links), Err(Gone::Answered));
     assert_eq!(raw.engine.early_hints(11, &links), Err(Gone::Stream));
     assert_eq!(raw.engine.early_hints(3, &links), Ok(()));
-    let heads: Vec<(u32, Vec<(String, String)>)> = whole_frames(&mut raw)
+    let heads: Vec<(u32, Vec<(String, String)>)> = raw
+        .take_whole()
         .iter()
-        .filter(|f| f.0 == frame_type::HEADERS)
-        .map(|f| (f.2, fields_of(&mut d, &f.3)))
+        .filter(|(head, _)| head.kind == frame_type::HEADERS)
+        .map(|(head, block)| (head.stream, fields_of(&mut d, block)))
         .collect();
     assert_eq!(
         heads.len(),
@@ -941,8 +938,11 @@ fn a_103_sent_again_is_one_whole_headers_frame_and_a_long_one_is_split() {
     let long = HeaderValue::from_str(&long).unwrap();
     for id in [7, 9] {
         raw.engine.early_hints(id, &long).unwrap();
-        let frames = whole_frames(&mut raw);
-        let kinds: Vec<(u8, u8, u32)> = frames.iter().map(|f| (f.0, f.1, f.2)).collect();
+        let frames = raw.take_whole();
+        let kinds: Vec<(u8, u8, u32)> = frames
+            .iter()
+            .map(|(h, _)| (h.kind, h.flags, h.stream))
+            .collect();
         assert_eq!(
             kinds,
             [
@@ -950,7 +950,7 @@ fn a_103_sent_again_is_one_whole_headers_frame_and_a_long_one_is_split() {
                 (frame_type::CONTINUATION, flag::END_HEADERS, id)
             ]
         );
-        let block: Vec<u8> = frames.iter().flat_map(|f| f.3.clone()).collect();
+        let block: Vec<u8> = frames.iter().flat_map(|(_, b)| b.clone()).collect();
         let fields = fields_of(&mut d, &block);
         assert_eq!(fields[1].1, long.to_str().unwrap());
     }
