@@ -387,7 +387,10 @@ async fn plan_with(
     };
     let policy = &version.policy;
     let view = ask.view(&version.variant);
-    let hit = policy.cached(ask.parts, &view);
+    // A hit is planned where it is found: its plan is the answer's own.
+    let hit = policy.cached(ask.parts, &view, |answer| {
+        (answer.hints.len(), cached_plan(shared, ask, answer))
+    });
     {
         // Counted as it arrives: a request whose client leaves during the
         // call was still received (an experiment's rates would otherwise
@@ -395,29 +398,30 @@ async fn plan_with(
         let adder = metrics.adder();
         adder.add(|c| &c.requests, 1);
         adder.add(|c| &c.policy_calls, 1);
-        if let crate::policy::Cached::Hit(answer) = &hit {
+        if let crate::policy::Cached::Hit((hints, _)) = &hit {
             adder.add(|c| &c.policy_cached, 1);
-            adder.add(|c| &c.hints, answer.hints.len() as u64);
+            adder.add(|c| &c.hints, *hints as u64);
         }
     }
     // A hit makes no future: the call's is large, and would be moved here
     // (and its state kept) on every request.
-    let (result, stats) = match hit {
-        crate::policy::Cached::Hit(answer) => (Ok(answer), crate::policy::CallStats::cache_hit()),
-        crate::policy::Cached::Miss(key) => {
-            let client_cache = digest.map(|d| d as Arc<dyn crate::policy::ClientCache>);
-            let (result, stats) = policy
-                .answer_missed(ask.parts, &view, key, client_cache)
-                .await;
-            let hints = result.as_ref().map_or(0, |a| a.hints.len() as u64);
-            metrics.add(|c| &c.hints, hints);
-            if stats.ahead {
-                metrics.inc(|c| &c.policy_ahead);
-            }
-            metrics.observe_policy_call(stats.elapsed);
-            (result, stats)
+    let key = match hit {
+        crate::policy::Cached::Hit((_, plan)) => {
+            report_invalid(shared, ask, &plan, metrics);
+            return plan;
         }
+        crate::policy::Cached::Miss(key) => key,
     };
+    let client_cache = digest.map(|d| d as Arc<dyn crate::policy::ClientCache>);
+    let (result, stats) = policy
+        .answer_missed(ask.parts, &view, key, client_cache)
+        .await;
+    let hints = result.as_ref().map_or(0, |a| a.hints.len() as u64);
+    metrics.add(|c| &c.hints, hints);
+    if stats.ahead {
+        metrics.inc(|c| &c.policy_ahead);
+    }
+    metrics.observe_policy_call(stats.elapsed);
     let answer = match result {
         Ok(answer) => answer,
         Err(failure) => {
@@ -425,38 +429,48 @@ async fn plan_with(
             return no_plan();
         }
     };
-
-    // Hints only for a page that is actually served: not for errors, and not
-    // for a 304 (the client has the page, and most likely its assets).
-    if ask.status != StatusCode::OK || answer.hints.is_empty() {
+    if stats.cached {
+        // Another request's call filled the cache meanwhile.
+        let plan = cached_plan(shared, ask, &answer);
+        report_invalid(shared, ask, &plan, metrics);
+        return plan;
+    }
+    if !served(ask) || answer.hints.is_empty() {
         return no_plan();
     }
-    // A hit is shared with the cache: not worth a failed unwrap (a locked
-    // instruction) to learn it.
-    let owned = if stats.cached {
-        Err(answer)
-    } else {
-        Arc::try_unwrap(answer)
-    };
-    match owned {
+    match Arc::try_unwrap(answer) {
         Ok(answer) => Arc::new(plan_hints(shared, ask, answer.hints, metrics)),
-        // A cached answer: planned (and its links formatted) once, by the
-        // first request that got it. Everything the plan depends on is in
-        // the cache key (method, path and query, push) or fixed for the
-        // process (the `[push]` and `[policy]` limits).
-        Err(cached) => {
-            let plan = cached.derived(|hints| {
-                let plan = plan_only(shared, ask, hints.to_vec());
-                for item in &plan.items {
-                    item.hint.link(ask.can_push);
-                }
-                plan.early_links(ask.can_push);
-                plan
-            });
+        // Kept by the cache as well: planned once, as a hit would be.
+        Err(kept) => {
+            let plan = cached_plan(shared, ask, &kept);
             report_invalid(shared, ask, &plan, metrics);
             plan
         }
     }
+}
+
+/// Hints only for a page that is actually served: not for errors, and not
+/// for a 304 (the client has the page, and most likely its assets).
+fn served(ask: &Ask<'_>) -> bool {
+    ask.status == StatusCode::OK
+}
+
+/// The plan of a cached answer: made (and its links formatted) once, by the
+/// first request that got it. Everything the plan depends on is in the
+/// cache key (method, path and query, push) or fixed for the process (the
+/// `[push]` and `[policy]` limits).
+fn cached_plan(shared: &Shared, ask: &Ask<'_>, answer: &crate::policy::cache::Answer) -> Arc<Plan> {
+    if !served(ask) || answer.hints.is_empty() {
+        return no_plan();
+    }
+    answer.derived(|hints| {
+        let plan = plan_only(shared, ask, hints.to_vec());
+        for item in &plan.items {
+            item.hint.link(ask.can_push);
+        }
+        plan.early_links(ask.can_push);
+        plan
+    })
 }
 
 /// The plan for a proxied page's response head, before its HEADERS go out:
@@ -550,27 +564,33 @@ fn plan_only(shared: &Shared, ask: &Ask<'_>, hints: Vec<crate::policy::Hint>) ->
 }
 
 /// Count and log (once per burst) what a plan dropped.
+#[inline]
 fn report_invalid(shared: &Shared, ask: &Ask<'_>, plan: &Plan, metrics: &Metrics) {
     if !plan.invalid.is_empty() || plan.over_limit > 0 {
-        metrics.add(
-            |c| &c.invalid_hints,
-            (plan.invalid.len() + plan.over_limit) as u64,
+        report_dropped(shared, ask, plan, metrics);
+    }
+}
+
+#[cold]
+fn report_dropped(shared: &Shared, ask: &Ask<'_>, plan: &Plan, metrics: &Metrics) {
+    metrics.add(
+        |c| &c.invalid_hints,
+        (plan.invalid.len() + plan.over_limit) as u64,
+    );
+    if let Some(suppressed) = shared.invalid_log.admit() {
+        let first = plan
+            .invalid
+            .first()
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| "too many hints".into());
+        tracing::warn!(
+            conn = ask.conn,
+            path = %ask.path_and_query,
+            invalid = plan.invalid.len(),
+            over_limit = plan.over_limit,
+            suppressed,
+            "policy returned invalid hints, dropped: {first}"
         );
-        if let Some(suppressed) = shared.invalid_log.admit() {
-            let first = plan
-                .invalid
-                .first()
-                .map(|e| e.to_string())
-                .unwrap_or_else(|| "too many hints".into());
-            tracing::warn!(
-                conn = ask.conn,
-                path = %ask.path_and_query,
-                invalid = plan.invalid.len(),
-                over_limit = plan.over_limit,
-                suppressed,
-                "policy returned invalid hints, dropped: {first}"
-            );
-        }
     }
 }
 

@@ -17,7 +17,8 @@
 //! hits (64 slots, direct-mapped by a hash of the parts that tell most
 //! requests apart), found without a lock or a copy of the key: the hash is
 //! taken, and each part of the key compared, straight from the HTTP
-//! request. The declared headers' and cookies' values are read once per
+//! request (its path and query as the `:path` they both come from), and
+//! the caller is handed the answer where it lies. The declared headers' and cookies' values are read once per
 //! lookup (a `cookie` header is parsed once per declared cookie), into a
 //! buffer the thread reuses, and that one encoding is hashed, compared and,
 //! on a miss, put in the key. A slot names the cache it came
@@ -204,8 +205,9 @@ impl KeySource for Parts<'_> {
 /// cache; at most `FRONT_SLOTS` answers per thread are kept alive by it.
 const FRONT_SLOTS: usize = 64;
 
-/// The parts of a key every request has, read from its source once per
-/// lookup (an HTTP request's path and query are found by parsing its URI).
+/// The parts of a key every request has, read from its source once per key
+/// (an HTTP request's path and query are found by parsing its URI; the
+/// front compares its `:path` whole instead).
 struct Fixed<'a> {
     method: &'a str,
     path: &'a str,
@@ -225,15 +227,15 @@ impl<'a> Fixed<'a> {
 }
 
 /// A key kept as its parts, so that a request is compared with it part by
-/// part, without being encoded first.
+/// part, without being encoded first. The path and query are kept as the
+/// request's `:path`, which determines both.
 struct FrontEntry {
     cache: u64,
     hash: u64,
-    method: Box<str>,
-    scheme: Box<str>,
+    path_and_query: Box<str>,
     authority: Box<str>,
-    path: Box<str>,
-    query: Option<Box<str>>,
+    method: http::Method,
+    scheme: Box<str>,
     push: bool,
     variant: Box<str>,
     /// The declared headers' and cookies' values, encoded as in the key
@@ -242,19 +244,62 @@ struct FrontEntry {
     answer: Arc<Answer>,
 }
 
+/// What a front slot is found and compared by, read from the request.
+struct FrontAsk<'a> {
+    path_and_query: &'a str,
+    method: &'a http::Method,
+    view: &'a View<'a>,
+    /// The declared lists, encoded.
+    lists: &'a [u8],
+}
+
+impl FrontAsk<'_> {
+    /// Its slot's hash: of the parts that tell most requests apart. The
+    /// others (method, scheme, push, variant) are compared, never trusted
+    /// to it.
+    fn hash(&self) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = foldhash::fast::FixedState::with_seed(FRONT_SEED).build_hasher();
+        h.write(self.path_and_query.as_bytes());
+        h.write(self.view.authority.as_bytes());
+        if !self.lists.is_empty() {
+            h.write(self.lists);
+        }
+        h.finish()
+    }
+}
+
 impl FrontEntry {
-    /// Whether `src`'s key is this entry's: `lists` is its declared lists,
-    /// encoded ([`DecisionCache::encode_lists`]), compared last.
-    fn matches(&self, src: &Fixed<'_>, lists: &[u8]) -> bool {
-        let view = &src.view;
-        *self.path == *src.path
-            && self.query.as_deref() == src.query
-            && *self.authority == *view.authority
-            && *self.method == *src.method
+    /// Whether `ask`'s key is this entry's. Compared inline: the parts are
+    /// a few bytes long, shorter than a call to `memcmp` takes.
+    fn matches(&self, ask: &FrontAsk<'_>) -> bool {
+        let view = ask.view;
+        same(
+            self.path_and_query.as_bytes(),
+            ask.path_and_query.as_bytes(),
+        ) && same(self.authority.as_bytes(), view.authority.as_bytes())
+            && self.method == *ask.method
             && self.push == view.push_enabled
-            && *self.variant == *view.variant
-            && *self.scheme == *view.scheme
-            && *self.lists == *lists
+            && same(self.scheme.as_bytes(), view.scheme.as_bytes())
+            && same(self.variant.as_bytes(), view.variant.as_bytes())
+            && same(&self.lists, ask.lists)
+    }
+}
+
+/// `a == b`, with the short cases (up to 16 bytes: most paths, hosts,
+/// schemes and variant names) as a few loads instead of a call.
+#[inline]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    match n {
+        0 => true,
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        4..=7 => a.first_chunk::<4>() == b.first_chunk() && a.last_chunk::<4>() == b.last_chunk(),
+        8..=16 => a.first_chunk::<8>() == b.first_chunk() && a.last_chunk::<8>() == b.last_chunk(),
+        _ => a == b,
     }
 }
 
@@ -274,23 +319,6 @@ fn encode_part(key: &mut Vec<u8>, bytes: &[u8]) {
 /// Seeds the front's hash (fixed: the front's slots are this process's own,
 /// and a collision costs a shared lookup, never a wrong answer).
 const FRONT_SEED: u64 = 0x6865_7261_6c64_6b79;
-
-/// A front slot's hash: of the parts that tell most requests apart (`lists`
-/// is the declared lists, encoded). The others (method, scheme, push) are
-/// compared, never trusted to it.
-fn front_hash(src: &Fixed<'_>, lists: &[u8]) -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = foldhash::fast::FixedState::with_seed(FRONT_SEED).build_hasher();
-    h.write(src.path.as_bytes());
-    if let Some(q) = src.query {
-        h.write(q.as_bytes());
-    }
-    let view = &src.view;
-    h.write(view.authority.as_bytes());
-    h.write(view.variant.as_bytes());
-    h.write(lists);
-    h.finish()
-}
 
 /// `src`'s key, its declared lists already encoded (`lists`): the fixed
 /// parts, each length-prefixed so no two requests share a key by
@@ -378,57 +406,94 @@ impl DecisionCache {
         parts: &http::request::Parts,
         view: &View<'_>,
     ) -> Result<Arc<Answer>, Vec<u8>> {
+        self.lookup_then(parts, view, Arc::clone)
+    }
+
+    /// [`lookup`](Self::lookup), giving `hit` the answer found rather than
+    /// a reference to it (one reference count fewer taken and dropped).
+    pub fn lookup_then<R>(
+        &self,
+        parts: &http::request::Parts,
+        view: &View<'_>,
+        hit: impl FnOnce(&Arc<Answer>) -> R,
+    ) -> Result<R, Vec<u8>> {
         let src = Parts { parts, view };
         if self.spec.headers.is_empty() && self.spec.cookies.is_empty() {
-            return self.lookup_with(&src, &[]);
+            return self.lookup_with(&src, &[], hit);
         }
         let mut lists = LISTS.take();
         lists.clear();
         self.encode_lists(&src, &mut lists);
-        let found = self.lookup_with(&src, &lists);
+        let found = self.lookup_with(&src, &lists, hit);
         LISTS.set(lists);
         found
     }
 
-    /// [`lookup`](Self::lookup), `lists` being `src`'s declared lists,
-    /// encoded.
-    fn lookup_with(&self, src: &impl KeySource, lists: &[u8]) -> Result<Arc<Answer>, Vec<u8>> {
-        let src = &Fixed::of(src);
-        let hash = front_hash(src, lists);
-        let slot = (hash >> 58) as usize % FRONT_SLOTS;
-        let front = FRONT.with_borrow(|front| {
-            let e = front.get(slot)?.as_ref()?;
-            (e.cache == self.id && e.hash == hash && e.matches(src, lists))
-                .then(|| e.answer.clone())
-        });
-        if let Some(answer) = front {
-            return Ok(answer);
+    /// [`lookup_then`](Self::lookup_then), `lists` being `src`'s declared
+    /// lists, encoded.
+    fn lookup_with<R>(
+        &self,
+        src: &Parts<'_>,
+        lists: &[u8],
+        hit: impl FnOnce(&Arc<Answer>) -> R,
+    ) -> Result<R, Vec<u8>> {
+        let parts = src.parts;
+        // An empty `:path` (CONNECT) takes the shared map: the path it
+        // stands for depends on more than its bytes.
+        let front = parts
+            .uri
+            .path_and_query()
+            .map(|pq| pq.as_str())
+            .filter(|pq| !pq.is_empty())
+            .map(|path_and_query| FrontAsk {
+                path_and_query,
+                method: &parts.method,
+                view: src.view,
+                lists,
+            });
+        let mut hit = Some(hit);
+        let mut slot_hash = None;
+        if let Some(ask) = &front {
+            let hash = ask.hash();
+            let slot = (hash >> 58) as usize % FRONT_SLOTS;
+            slot_hash = Some((slot, hash));
+            let answered = FRONT.with_borrow(|slots| {
+                let e = slots.get(slot)?.as_ref()?;
+                let hit =
+                    hit.take_if(|_| e.cache == self.id && e.hash == hash && e.matches(ask))?;
+                Some(hit(&e.answer))
+            });
+            if let Some(answered) = answered {
+                return Ok(answered);
+            }
         }
-        let key = key_with(src, lists);
+        let key = key_with(&Fixed::of(src), lists);
         let Some(answer) = self.get(&key) else {
             return Err(key);
         };
-        let view = &src.view;
-        let entry = FrontEntry {
-            cache: self.id,
-            hash,
-            method: src.method.into(),
-            scheme: view.scheme.into(),
-            authority: view.authority.into(),
-            path: src.path.into(),
-            query: src.query.map(Into::into),
-            push: view.push_enabled,
-            variant: view.variant.into(),
-            lists: lists.into(),
-            answer: answer.clone(),
-        };
-        FRONT.with_borrow_mut(|front| {
-            if front.is_empty() {
-                front.resize_with(FRONT_SLOTS, || None);
-            }
-            front[slot] = Some(entry);
-        });
-        Ok(answer)
+        if let (Some(ask), Some((slot, hash))) = (front, slot_hash) {
+            let view = ask.view;
+            let entry = FrontEntry {
+                cache: self.id,
+                hash,
+                path_and_query: ask.path_and_query.into(),
+                authority: view.authority.into(),
+                method: ask.method.clone(),
+                scheme: view.scheme.into(),
+                push: view.push_enabled,
+                variant: view.variant.into(),
+                lists: lists.into(),
+                answer: answer.clone(),
+            };
+            FRONT.with_borrow_mut(|front| {
+                if front.is_empty() {
+                    front.resize_with(FRONT_SLOTS, || None);
+                }
+                front[slot] = Some(entry);
+            });
+        }
+        let hit = hit.take().expect("a hit is given once");
+        Ok(hit(&answer))
     }
 
     pub fn get(&self, key: &[u8]) -> Option<Arc<Answer>> {
@@ -768,6 +833,24 @@ mod tests {
         assert_eq!(made.get(), 1);
         // Another type is made fresh each time, never mistaken for the first.
         assert_eq!(*answer.derived(|h| h.len()), 1);
+    }
+
+    #[test]
+    fn the_short_comparison_is_equality_at_every_length() {
+        for n in 0..=40usize {
+            let a: Vec<u8> = (0..n).map(|i| (i * 37 + n) as u8).collect();
+            assert!(same(&a, &a.clone()), "{n} bytes");
+            // One byte different, anywhere, is different.
+            for i in 0..n {
+                let mut b = a.clone();
+                b[i] ^= 0x20;
+                assert!(!same(&a, &b), "{n} bytes, byte {i}");
+            }
+            // So is a longer or shorter value with the same start.
+            let mut longer = a.clone();
+            longer.push(0);
+            assert!(!same(&a, &longer) && !same(&longer, &a), "{n} bytes");
+        }
     }
 
     #[test]

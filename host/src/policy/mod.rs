@@ -615,8 +615,9 @@ impl CallStats {
 }
 
 /// What the decision cache has for a request ([`Policy::cached`]).
-pub enum Cached {
-    Hit(Arc<cache::Answer>),
+pub enum Cached<T> {
+    /// What the call's `hit` made of the answer.
+    Hit(T),
     /// No answer: the key to keep the policy's under, if caching is on.
     Miss(Option<Vec<u8>>),
 }
@@ -939,7 +940,7 @@ impl Policy {
         view: &input::View<'_>,
         client_cache: Option<Arc<dyn ClientCache>>,
     ) -> (Result<Arc<cache::Answer>, PolicyFailure>, CallStats) {
-        match self.cached(parts, view) {
+        match self.cached(parts, view, Arc::clone) {
             Cached::Hit(answer) => (Ok(answer), CallStats::cache_hit()),
             Cached::Miss(key) => self.answer_missed(parts, view, key, client_cache).await,
         }
@@ -947,12 +948,18 @@ impl Policy {
 
     /// [`answer`](Self::answer)'s first half, without a future: the
     /// decision cache's answer, found without a lock or a copy of the key
-    /// (the thread's front of recent hits) when it has one.
-    pub fn cached(&self, parts: &http::request::Parts, view: &input::View<'_>) -> Cached {
+    /// (the thread's front of recent hits) when it has one, as `hit`
+    /// makes of it.
+    pub fn cached<T>(
+        &self,
+        parts: &http::request::Parts,
+        view: &input::View<'_>,
+        hit: impl FnOnce(&Arc<cache::Answer>) -> T,
+    ) -> Cached<T> {
         match &self.cache {
             None => Cached::Miss(None),
-            Some(cache) => match cache.lookup(parts, view) {
-                Ok(answer) => Cached::Hit(answer),
+            Some(cache) => match cache.lookup_then(parts, view, hit) {
+                Ok(made) => Cached::Hit(made),
                 Err(key) => Cached::Miss(Some(key)),
             },
         }
