@@ -328,7 +328,42 @@ impl Metrics {
 /// Counted once per path, on the version that delivered it.
 pub struct Followups {
     delivered: Mutex<Delivered>,
+    /// `delivered.last`'s addresses, read without the lock.
+    seen: LastSeen,
     cap: usize,
+}
+
+/// The shared hint list recorded last and its metrics, by address, as a
+/// sequence lock: written under `Followups::delivered`'s lock, read without
+/// it. The sequence is odd while a write is under way; a read that saw it
+/// change (or odd) is not trusted. (0, 0) is no list.
+#[derive(Default)]
+struct LastSeen {
+    seq: AtomicU64,
+    set: AtomicUsize,
+    metrics: AtomicUsize,
+}
+
+impl LastSeen {
+    /// Whether `(set, metrics)` was the last recorded, as one consistent read.
+    #[inline]
+    fn is(&self, set: usize, metrics: usize) -> bool {
+        let before = self.seq.load(Ordering::Acquire);
+        let same = self.set.load(Ordering::Relaxed) == set
+            && self.metrics.load(Ordering::Relaxed) == metrics;
+        std::sync::atomic::fence(Ordering::Acquire);
+        same && before & 1 == 0 && self.seq.load(Ordering::Relaxed) == before
+    }
+
+    /// Under the lock: `(set, metrics)` is now the last recorded.
+    fn store(&self, set: usize, metrics: usize) {
+        let seq = self.seq.load(Ordering::Relaxed);
+        self.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
+        std::sync::atomic::fence(Ordering::Release);
+        self.set.store(set, Ordering::Relaxed);
+        self.metrics.store(metrics, Ordering::Relaxed);
+        self.seq.store(seq.wrapping_add(2), Ordering::Release);
+    }
 }
 
 /// A shared hint list, compared by address.
@@ -343,21 +378,46 @@ struct Delivered {
         (std::sync::Arc<Metrics>, bool),
         foldhash::fast::RandomState,
     >,
-    /// The shared hint list (and metrics) recorded last, while nothing has
-    /// changed the map since: recording it again would change nothing.
-    /// Held, so its address cannot be reused by another list meanwhile.
-    last: Option<(Set, usize)>,
+    /// The shared hint list recorded last (`Followups::seen` names it and
+    /// its metrics), while nothing has changed the map since: recording it
+    /// again would change nothing. Held, so its address cannot be reused by
+    /// another list meanwhile.
+    last: Option<Set>,
 }
 
 impl Followups {
     pub fn new(cap: usize) -> Followups {
         Followups {
             delivered: Mutex::new(Delivered::default()),
+            seen: LastSeen::default(),
             cap,
         }
     }
 
+    #[inline]
     fn record<'a, T: std::any::Any + Send + Sync>(
+        &self,
+        paths: impl IntoIterator<Item = &'a str>,
+        metrics: &std::sync::Arc<Metrics>,
+        pushed: bool,
+        set: Option<&std::sync::Arc<T>>,
+    ) {
+        let metrics_at = std::sync::Arc::as_ptr(metrics) as usize;
+        // The same list again, with nothing changed since, changes nothing:
+        // a comparison, without the lock. (Its address cannot be another
+        // list's: `last` holds the one it names, and the caller this one.)
+        if let Some(set) = set
+            && self.seen.is(
+                std::sync::Arc::as_ptr(set) as *const () as usize,
+                metrics_at,
+            )
+        {
+            return;
+        }
+        self.record_locked(paths, metrics, pushed, set);
+    }
+
+    fn record_locked<'a, T: std::any::Any + Send + Sync>(
         &self,
         paths: impl IntoIterator<Item = &'a str>,
         metrics: &std::sync::Arc<Metrics>,
@@ -366,14 +426,6 @@ impl Followups {
     ) {
         let mut d = self.delivered.lock().unwrap_or_else(|e| e.into_inner());
         let metrics_at = std::sync::Arc::as_ptr(metrics) as usize;
-        // Compared by address, and held only when it becomes the last: the
-        // same list again takes no reference count.
-        if let (Some(set), Some((last, at))) = (set, &d.last)
-            && std::ptr::addr_eq(std::sync::Arc::as_ptr(set), std::sync::Arc::as_ptr(last))
-            && *at == metrics_at
-        {
-            return;
-        }
         for path in paths {
             // A path delivered again (every page of a site hints the same
             // assets) costs no allocation.
@@ -386,7 +438,13 @@ impl Followups {
                 d.map.insert(path.to_string(), (metrics.clone(), pushed));
             }
         }
-        d.last = set.map(|s| (s.clone() as Set, metrics_at));
+        match set {
+            Some(s) => self
+                .seen
+                .store(std::sync::Arc::as_ptr(s) as *const () as usize, metrics_at),
+            None => self.seen.store(0, 0),
+        }
+        d.last = set.map(|s| s.clone() as Set);
     }
 
     pub fn pushed(&self, path: &str, metrics: &std::sync::Arc<Metrics>) {
@@ -421,6 +479,7 @@ impl Followups {
             let hit = d.map.remove(path);
             if hit.is_some() {
                 d.last = None;
+                self.seen.store(0, 0);
             }
             hit
         };
@@ -501,6 +560,71 @@ mod tests {
         assert_eq!(m.get(|c| &c.requests), (SETS * 2 * 1000) as u64);
         assert_eq!(m.get(|c| &c.pushed_bytes), (SETS * 2 * 3000) as u64);
         assert_eq!(m.get(|c| &c.hints), 0);
+    }
+
+    #[test]
+    fn a_shared_hint_list_recorded_again_still_counts_what_is_requested() {
+        use std::sync::Arc;
+        let f = Followups::new(16);
+        let (one, two) = (Arc::new(Metrics::default()), Arc::new(Metrics::default()));
+        let list = Arc::new(["/a.css", "/b.js"]);
+        let hint = |m: &Arc<Metrics>| f.hinted_set(&list, list.iter().copied(), m);
+        let used = |m: &Metrics| m.get(|c| &c.hinted_requested);
+        hint(&one);
+        hint(&one);
+        f.requested("/a.css");
+        assert_eq!(used(&one), 1);
+        // Requested again without a new hint: not a used hint.
+        f.requested("/a.css");
+        assert_eq!(used(&one), 1);
+        // The same list again, after a request took a path from it: the
+        // path is hinted again, and its next request counts.
+        hint(&one);
+        f.requested("/a.css");
+        assert_eq!(used(&one), 2);
+        // The same list from another version: counted on that version.
+        hint(&two);
+        f.requested("/b.js");
+        assert_eq!((used(&one), used(&two)), (2, 1));
+        // Pushed since: a request is "pushed, requested anyway" until the
+        // list is hinted again.
+        hint(&one);
+        f.pushed("/a.css", &one);
+        hint(&one);
+        f.requested("/a.css");
+        assert_eq!(used(&one), 3);
+        assert_eq!(one.get(|c| &c.pushed_requested_anyway), 0);
+    }
+
+    #[test]
+    fn a_shared_hint_list_is_recorded_right_while_others_race_it() {
+        use std::sync::Arc;
+        // Four threads each hint the same list, then request one of its
+        // paths, 2,000 times. Between a thread's hint and its request the
+        // path is recorded, so the request counts it or another thread's
+        // request took it first (and counted it): one count stands for at
+        // most one pair of each thread, so there are at least 2,000. Were a
+        // hint skipped after a request had taken a path, a path would be
+        // counted once and never again.
+        let f = Arc::new(Followups::new(64));
+        let m = Arc::new(Metrics::default());
+        let list = Arc::new(["/a.css", "/b.js", "/c.png"]);
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let (f, m, list) = (f.clone(), m.clone(), list.clone());
+                std::thread::spawn(move || {
+                    for i in 0..2000 {
+                        f.hinted_set(&list, list.iter().copied(), &m);
+                        f.requested(list[(i + t) % list.len()]);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let used = m.get(|c| &c.hinted_requested);
+        assert!(used >= 2000, "{used} hinted requests counted");
     }
 
     #[test]
