@@ -1329,17 +1329,25 @@ impl Engine {
     /// A `103 Early Hints` with one `Link` field (most often the same block
     /// as the connection's last 103: see [`hpack::Encoder::early_hints`]).
     pub fn early_hints(&mut self, id: u32, links: &HeaderValue) -> Result<(), Gone> {
+        unanswered(&self.streams, id)?;
+        self.write_early_hints(id, links);
+        Ok(())
+    }
+
+    /// [`early_hints`](Self::early_hints) for a stream known unanswered.
+    fn write_early_hints(&mut self, id: u32, links: &HeaderValue) {
         // The block sent last time goes out as it is, not copied twice.
         if let Some(block) = self.enc.early_block(links)
             && block.len() <= self.peer.max_frame
         {
-            unanswered(&self.streams, id)?;
             let flags = frame::flag::END_HEADERS;
             frame::head(&mut self.out, block.len(), frame_type::HEADERS, flags, id);
             self.out.extend_from_slice(block);
-            return Ok(());
+            return;
         }
-        self.write_1xx(id, |enc, block| enc.early_hints(links, block))
+        self.block.clear();
+        self.enc.early_hints(links, &mut self.block);
+        self.write_1xx_block(id);
     }
 
     fn write_1xx(
@@ -1350,6 +1358,12 @@ impl Engine {
         unanswered(&self.streams, id)?;
         self.block.clear();
         encode(&mut self.enc, &mut self.block);
+        self.write_1xx_block(id);
+        Ok(())
+    }
+
+    /// The 1xx header block in `self.block`, framed into the output.
+    fn write_1xx_block(&mut self, id: u32) {
         frame::header_block(
             &mut self.out,
             frame_type::HEADERS,
@@ -1359,13 +1373,29 @@ impl Engine {
             &self.block,
             self.peer.max_frame,
         );
-        Ok(())
     }
 
     /// The final response: HEADERS now, the body as the scheduler allows.
     pub fn respond<'a>(
         &mut self,
         id: u32,
+        status: StatusCode,
+        headers: impl IntoIterator<Item = (&'a HeaderName, &'a HeaderValue)>,
+        payload: Payload,
+        done: Option<Done>,
+        now: Instant,
+    ) -> Result<(), Gone> {
+        self.respond_after_103(id, None, status, headers, payload, done, now)
+    }
+
+    /// [`respond`](Self::respond), after a `103` of `links` when given: one
+    /// look at the stream for both (a stream that cannot take the response
+    /// gets neither).
+    #[allow(clippy::too_many_arguments)]
+    pub fn respond_after_103<'a>(
+        &mut self,
+        id: u32,
+        links: Option<&HeaderValue>,
         status: StatusCode,
         headers: impl IntoIterator<Item = (&'a HeaderName, &'a HeaderValue)>,
         payload: Payload,
@@ -1383,6 +1413,9 @@ impl Engine {
                 ));
             }
             return Err(why);
+        }
+        if let Some(links) = links {
+            self.write_early_hints(id, links);
         }
         self.headers_and_body(id, status, headers, payload, done, false, now);
         Ok(())

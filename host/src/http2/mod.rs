@@ -178,12 +178,8 @@ impl Responder {
             if let Some(prio) = before.schedule {
                 e.schedule(self.id, prio, now);
             }
-            if let Some(links) = before.early_hints {
-                // A stream that cannot take the 103 cannot take the
-                // response either, and `respond` says so (and tells `done`).
-                let _ = e.early_hints(self.id, links);
-            }
-            e.respond(self.id, status, headers, payload, done, now)
+            let links = before.early_hints;
+            e.respond_after_103(self.id, links, status, headers, payload, done, now)
         })
     }
 

@@ -955,3 +955,67 @@ fn a_103_sent_again_is_one_whole_headers_frame_and_a_long_one_is_split() {
         assert_eq!(fields[1].1, long.to_str().unwrap());
     }
 }
+
+#[test]
+fn a_held_103_goes_just_before_its_response_and_not_at_all_to_a_gone_stream() {
+    let mut raw = Raw::new(&[]);
+    for id in [1, 3] {
+        raw.request(id, "/", true);
+    }
+    raw.engine.take_requests();
+    let links = HeaderValue::from_static("</a.css>; rel=preload; as=style");
+    let now = raw.now;
+    let mut d = hpack::Decoder::new();
+    // Twice: the second 103 is the remembered block.
+    for id in [1, 3] {
+        let body = Payload::Bytes(Bytes::from_static(b"page"));
+        raw.engine
+            .respond_after_103(
+                id,
+                Some(&links),
+                StatusCode::OK,
+                &HeaderMap::new(),
+                body,
+                None,
+                now,
+            )
+            .unwrap();
+        let heads: Vec<(u32, String)> = raw
+            .take_whole()
+            .iter()
+            .filter(|(head, _)| head.kind == frame_type::HEADERS)
+            .map(|(head, block)| (head.stream, fields_of(&mut d, block)[0].1.clone()))
+            .collect();
+        assert_eq!(heads, [(id, "103".to_string()), (id, "200".to_string())]);
+    }
+    // Answered (its body still going), or unknown: neither a 103 nor a
+    // response, and the error.
+    raw.request(5, "/", true);
+    raw.engine.take_requests();
+    let big = Payload::Bytes(Bytes::from(vec![b'x'; 100_000]));
+    raw.engine
+        .respond(5, StatusCode::OK, &HeaderMap::new(), big, None, now)
+        .unwrap();
+    raw.take_whole();
+    for (id, why) in [(5, Gone::Answered), (11, Gone::Stream)] {
+        let body = Payload::Bytes(Bytes::from_static(b"page"));
+        let sent = raw.engine.respond_after_103(
+            id,
+            Some(&links),
+            StatusCode::OK,
+            &HeaderMap::new(),
+            body,
+            None,
+            now,
+        );
+        assert_eq!(sent, Err(why));
+        // (Stream 5's body goes on meanwhile.)
+        let heads: Vec<u32> = raw
+            .take_whole()
+            .iter()
+            .filter(|(head, _)| head.kind == frame_type::HEADERS)
+            .map(|(head, _)| head.stream)
+            .collect();
+        assert!(heads.is_empty(), "stream {id}: HEADERS on {heads:?}");
+    }
+}
