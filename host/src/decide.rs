@@ -389,7 +389,10 @@ async fn plan_with(
     let view = ask.view(&version.variant);
     // A hit is planned where it is found: its plan is the answer's own.
     let hit = policy.cached(ask.parts, &view, |answer| {
-        (answer.hints.len(), cached_plan(shared, ask, answer))
+        (
+            answer.hints.len(),
+            cached_plan(shared, ask, answer, metrics),
+        )
     });
     {
         // Counted as it arrives: a request whose client leaves during the
@@ -406,10 +409,7 @@ async fn plan_with(
     // A hit makes no future: the call's is large, and would be moved here
     // (and its state kept) on every request.
     let key = match hit {
-        crate::policy::Cached::Hit((_, plan)) => {
-            report_invalid(shared, ask, &plan, metrics);
-            return plan;
-        }
+        crate::policy::Cached::Hit((_, plan)) => return plan,
         crate::policy::Cached::Miss(key) => key,
     };
     let client_cache = digest.map(|d| d as Arc<dyn crate::policy::ClientCache>);
@@ -429,23 +429,20 @@ async fn plan_with(
             return no_plan();
         }
     };
-    if stats.cached {
-        // Another request's call filled the cache meanwhile.
-        let plan = cached_plan(shared, ask, &answer);
-        report_invalid(shared, ask, &plan, metrics);
-        return plan;
-    }
-    if !served(ask) || answer.hints.is_empty() {
-        return no_plan();
-    }
-    match Arc::try_unwrap(answer) {
-        Ok(answer) => Arc::new(plan_hints(shared, ask, answer.hints, metrics)),
-        // Kept by the cache as well: planned once, as a hit would be.
-        Err(kept) => {
-            let plan = cached_plan(shared, ask, &kept);
-            report_invalid(shared, ask, &plan, metrics);
-            plan
+    // Given by the cache (another request's call filled it meanwhile): not
+    // worth a failed unwrap (a locked instruction) to learn it is shared.
+    let owned = if stats.cached {
+        Err(answer)
+    } else {
+        Arc::try_unwrap(answer)
+    };
+    match owned {
+        Ok(answer) if served(ask) && !answer.hints.is_empty() => {
+            Arc::new(plan_hints(shared, ask, answer.hints, metrics))
         }
+        Ok(_) => no_plan(),
+        // Kept by the cache as well: planned once, as a hit is.
+        Err(kept) => cached_plan(shared, ask, &kept, metrics),
     }
 }
 
@@ -455,22 +452,29 @@ fn served(ask: &Ask<'_>) -> bool {
     ask.status == StatusCode::OK
 }
 
-/// The plan of a cached answer: made (and its links formatted) once, by the
-/// first request that got it. Everything the plan depends on is in the
-/// cache key (method, path and query, push) or fixed for the process (the
-/// `[push]` and `[policy]` limits).
-fn cached_plan(shared: &Shared, ask: &Ask<'_>, answer: &crate::policy::cache::Answer) -> Arc<Plan> {
+/// The plan of a cached answer, its drops counted and logged: made (and its
+/// links formatted) once, by the first request that got it. Everything the
+/// plan depends on is in the cache key (method, path and query, push) or
+/// fixed for the process (the `[push]` and `[policy]` limits).
+fn cached_plan(
+    shared: &Shared,
+    ask: &Ask<'_>,
+    answer: &crate::policy::cache::Answer,
+    metrics: &Metrics,
+) -> Arc<Plan> {
     if !served(ask) || answer.hints.is_empty() {
         return no_plan();
     }
-    answer.derived(|hints| {
+    let plan = answer.derived(|hints| {
         let plan = plan_only(shared, ask, hints.to_vec());
         for item in &plan.items {
             item.hint.link(ask.can_push);
         }
         plan.early_links(ask.can_push);
         plan
-    })
+    });
+    report_invalid(shared, ask, &plan, metrics);
+    plan
 }
 
 /// The plan for a proxied page's response head, before its HEADERS go out:

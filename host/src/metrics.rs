@@ -439,12 +439,22 @@ impl Followups {
             }
         }
         match set {
-            Some(s) => self
-                .seen
-                .store(std::sync::Arc::as_ptr(s) as *const () as usize, metrics_at),
-            None => self.seen.store(0, 0),
+            Some(s) => {
+                let at = std::sync::Arc::as_ptr(s) as *const () as usize;
+                self.seen.store(at, metrics_at);
+                d.last = Some(s.clone() as Set);
+            }
+            None => self.forget_last(&mut d),
         }
-        d.last = set.map(|s| s.clone() as Set);
+    }
+
+    /// Under the lock: no list is the last recorded any more. `seen` stops
+    /// naming it before it is dropped (its address may then be reused).
+    fn forget_last(&self, d: &mut Delivered) {
+        if d.last.is_some() {
+            self.seen.store(0, 0);
+            d.last = None;
+        }
     }
 
     pub fn pushed(&self, path: &str, metrics: &std::sync::Arc<Metrics>) {
@@ -478,8 +488,8 @@ impl Followups {
             let mut d = self.delivered.lock().unwrap_or_else(|e| e.into_inner());
             let hit = d.map.remove(path);
             if hit.is_some() {
-                d.last = None;
-                self.seen.store(0, 0);
+                // Unnamed first, dropped after: its address may be reused.
+                self.forget_last(&mut d);
             }
             hit
         };

@@ -254,12 +254,15 @@ struct FrontAsk<'a> {
 }
 
 impl FrontAsk<'_> {
-    /// Its slot's hash: of the parts that tell most requests apart. The
+    /// Its slot's hash in the cache `cache`: of the parts that tell most
+    /// requests apart, and of the cache (each A/B variant has its own, and
+    /// one page in two variants must not take one slot by turns). The
     /// others (method, scheme, push, variant) are compared, never trusted
     /// to it.
-    fn hash(&self) -> u64 {
+    fn hash(&self, cache: u64) -> u64 {
         use std::hash::{BuildHasher, Hasher};
         let mut h = foldhash::fast::FixedState::with_seed(FRONT_SEED).build_hasher();
+        h.write_u64(cache);
         h.write(self.path_and_query.as_bytes());
         h.write(self.view.authority.as_bytes());
         if !self.lists.is_empty() {
@@ -409,8 +412,10 @@ impl DecisionCache {
         self.lookup_then(parts, view, Arc::clone)
     }
 
-    /// [`lookup`](Self::lookup), giving `hit` the answer found rather than
-    /// a reference to it (one reference count fewer taken and dropped).
+    /// [`lookup`](Self::lookup), giving `hit` a reference to the answer
+    /// found rather than a clone (one reference count fewer taken and
+    /// dropped). `hit` may run while this thread's front is borrowed: it
+    /// must not look up a decision cache itself.
     pub fn lookup_then<R>(
         &self,
         parts: &http::request::Parts,
@@ -438,15 +443,14 @@ impl DecisionCache {
         hit: impl FnOnce(&Arc<Answer>) -> R,
     ) -> Result<R, Vec<u8>> {
         let parts = src.parts;
-        // An empty `:path` (CONNECT) takes the shared map: the path it
-        // stands for depends on more than its bytes.
-        let front = parts
-            .uri
-            .path_and_query()
-            .map(|pq| pq.as_str())
-            .filter(|pq| !pq.is_empty())
-            .map(|path_and_query| FrontAsk {
-                path_and_query,
+        // A URI without a path (CONNECT's authority form, or no path and no
+        // scheme, whose path is "" where its `:path` reads "/") takes the
+        // shared map: there the `:path` does not determine the key's path.
+        let front = (!parts.uri.path().is_empty())
+            .then(|| parts.uri.path_and_query())
+            .flatten()
+            .map(|pq| FrontAsk {
+                path_and_query: pq.as_str(),
                 method: &parts.method,
                 view: src.view,
                 lists,
@@ -454,7 +458,7 @@ impl DecisionCache {
         let mut hit = Some(hit);
         let mut slot_hash = None;
         if let Some(ask) = &front {
-            let hash = ask.hash();
+            let hash = ask.hash(self.id);
             let slot = (hash >> 58) as usize % FRONT_SLOTS;
             slot_hash = Some((slot, hash));
             let answered = FRONT.with_borrow(|slots| {
@@ -802,6 +806,24 @@ mod tests {
         assert!(c.lookup(&head, &VIEW).is_err(), "HEAD answered as GET");
         // Still there after the misses.
         assert!(Arc::ptr_eq(&c.lookup(&page, &VIEW).unwrap(), &first));
+    }
+
+    #[test]
+    fn a_uri_without_a_path_is_never_answered_as_slash() {
+        // Its `:path` reads "/", its path is "": another key.
+        let c = cache(16);
+        let page = parts_of("/", &[("sec-fetch-dest", "document")]);
+        c.insert(c.key_of_parts(&page, &VIEW), hint("/a.css"));
+        for _ in 0..2 {
+            assert!(c.lookup(&page, &VIEW).is_ok());
+        }
+        let mut bare = page.clone();
+        bare.uri = http::Uri::from_parts(Default::default()).unwrap();
+        assert_eq!(bare.uri.path(), "");
+        match c.lookup(&bare, &VIEW) {
+            Ok(_) => panic!("answered from the entry of \"/\""),
+            Err(key) => assert_eq!(key, c.key_of_parts(&bare, &VIEW)),
+        }
     }
 
     #[test]
