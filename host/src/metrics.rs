@@ -18,40 +18,42 @@ pub const LATENCY_BOUNDS_US: [u64; 12] = [
 ];
 
 /// One thread's counters (see [`Metrics`]). Cache-line aligned: two
-/// threads' sets never share a line.
+/// threads' sets never share a line; laid out in the order written.
 #[derive(Debug, Default)]
-#[repr(align(64))]
+#[repr(C, align(64))]
 pub struct Counters {
+    // What most requests count, first: one cache line (a cached page's
+    // hints touch nothing else).
     pub requests: AtomicU64,
     pub policy_calls: AtomicU64,
+    pub policy_cached: AtomicU64,
+    pub hints: AtomicU64,
+    pub early_hints_sent: AtomicU64,
+    /// Links sent in 103 Early Hints.
+    pub hinted_links: AtomicU64,
+    /// A hinted resource later requested on the same connection: a used hint.
+    pub hinted_requested: AtomicU64,
+    pub pushes_promised: AtomicU64,
     pub policy_traps: AtomicU64,
     pub policy_timeouts: AtomicU64,
     pub policy_errors: AtomicU64,
     pub policy_busy: AtomicU64,
-    pub policy_cached: AtomicU64,
     /// Calls on a fresh instance that was instantiated ahead of them.
     pub policy_ahead: AtomicU64,
     pub floods: AtomicU64,
     /// Proxied requests answered 502/504 because the upstream failed.
     pub upstream_errors: AtomicU64,
-    pub hints: AtomicU64,
     pub invalid_hints: AtomicU64,
-    pub pushes_promised: AtomicU64,
     pub pushes_completed: AtomicU64,
     pub pushes_cancelled: AtomicU64,
     pub pushes_over_budget: AtomicU64,
     pub pushed_bytes: AtomicU64,
     /// Pushed bytes sent before the client cancelled the push.
     pub wasted_bytes: AtomicU64,
-    pub early_hints_sent: AtomicU64,
     /// Nanoseconds spent in policy calls.
     pub policy_nanos: AtomicU64,
     /// Policy calls per latency bucket (`LATENCY_BOUNDS_US`, then +Inf).
     pub policy_latency: [AtomicU64; LATENCY_BOUNDS_US.len() + 1],
-    /// Links sent in 103 Early Hints.
-    pub hinted_links: AtomicU64,
-    /// A hinted resource later requested on the same connection: a used hint.
-    pub hinted_requested: AtomicU64,
     /// A pushed resource the client requested anyway on the same connection.
     pub pushed_requested_anyway: AtomicU64,
     pub connections: AtomicU64,

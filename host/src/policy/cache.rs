@@ -290,8 +290,10 @@ impl FrontEntry {
 }
 
 /// `a == b`, with the short cases (up to 16 bytes: most paths, hosts,
-/// schemes and variant names) as a few loads instead of a call.
-#[inline]
+/// schemes and variant names) as a few loads instead of `memcmp`. One copy
+/// for every part compared: inlined, it made the front's compare six times
+/// its size, each copy a cold line of code on every request.
+#[inline(never)]
 fn same(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     if n != b.len() {
@@ -471,11 +473,28 @@ impl DecisionCache {
                 return Ok(answered);
             }
         }
+        let answer = self.shared_lookup(src, lists, front.zip(slot_hash))?;
+        let hit = hit.take().expect("a hit is given once");
+        Ok(hit(&answer))
+    }
+
+    /// [`lookup_with`](Self::lookup_with) past the front: the shared map,
+    /// and a hit kept in the front's slot (`front`: the request as the
+    /// front sees it, its slot and hash). Out of line: most requests end
+    /// at the front, and this is most of the code.
+    #[cold]
+    #[inline(never)]
+    fn shared_lookup(
+        &self,
+        src: &Parts<'_>,
+        lists: &[u8],
+        front: Option<(FrontAsk<'_>, (usize, u64))>,
+    ) -> Result<Arc<Answer>, Vec<u8>> {
         let key = key_with(&Fixed::of(src), lists);
         let Some(answer) = self.get(&key) else {
             return Err(key);
         };
-        if let (Some(ask), Some((slot, hash))) = (front, slot_hash) {
+        if let Some((ask, (slot, hash))) = front {
             let view = ask.view;
             let entry = FrontEntry {
                 cache: self.id,
@@ -496,8 +515,7 @@ impl DecisionCache {
                 front[slot] = Some(entry);
             });
         }
-        let hit = hit.take().expect("a hit is given once");
-        Ok(hit(&answer))
+        Ok(answer)
     }
 
     pub fn get(&self, key: &[u8]) -> Option<Arc<Answer>> {

@@ -225,14 +225,17 @@ impl Registry {
             };
             match &*kept {
                 Some((id, seen, live)) if *id == self.id && *seen == stored => f(live),
-                _ => {
-                    let live = self.live.load_full();
-                    let out = f(&live);
-                    *kept = Some((self.id, stored, live));
-                    out
-                }
+                _ => f(self.keep_live(&mut kept, stored)),
             }
         })
+    }
+
+    /// The snapshot now, kept as this thread's (seen at `stored`). Out of
+    /// line: once per swap and thread.
+    #[cold]
+    #[inline(never)]
+    fn keep_live<'k>(&self, kept: &'k mut Option<(u64, u64, Arc<Live>)>, stored: u64) -> &'k Live {
+        &kept.insert((self.id, stored, self.live.load_full())).2
     }
 
     /// Compile, check and run samples, off the request path.
