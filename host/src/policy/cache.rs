@@ -13,18 +13,19 @@
 //! the entry forward. O(1) per operation, at most `capacity` entries, and
 //! what is still asked for survives.
 //!
-//! In front of that shared map, under its lock, each thread keeps its last
+//! In front of that shared map and its lock, each thread keeps its last
 //! hits (64 slots, direct-mapped by a hash of the parts that tell most
 //! requests apart), found without a lock or a copy of the key: the hash is
 //! taken, and each part of the key compared, straight from the HTTP
 //! request (its path and query as the `:path` they both come from), and
-//! the caller is handed the answer where it lies. The declared headers' and cookies' values are read once per
-//! lookup (a `cookie` header is parsed once per declared cookie), into a
-//! buffer the thread reuses, and that one encoding is hashed, compared and,
-//! on a miss, put in the key. A slot names the cache it came
-//! from, so another version's cache never answers from it; an answer
-//! evicted from the shared map may still be given from a slot until that
-//! slot is taken, which changes nothing (the same version, the same key).
+//! the caller is handed the answer where it lies. The declared headers' and
+//! cookies' values are read once per lookup (a `cookie` header is parsed
+//! once per declared cookie), into a buffer the thread reuses, and that one
+//! encoding is hashed, compared and, on a miss, put in the key. A slot
+//! names the cache it came from, so another version's cache never answers
+//! from it; an answer evicted from the shared map may still be given from a
+//! slot until that slot is taken, which changes nothing (the same version,
+//! the same key).
 //! A key answered from the fronts is not refreshed in the shared map, so it
 //! may age out there: it costs a call once its slots are taken, never a
 //! wrong answer.
@@ -273,8 +274,8 @@ impl FrontAsk<'_> {
 }
 
 impl FrontEntry {
-    /// Whether `ask`'s key is this entry's. Compared inline: the parts are
-    /// a few bytes long, shorter than a call to `memcmp` takes.
+    /// Whether `ask`'s key is this entry's, each part compared by [`same`]
+    /// (most are a few bytes long).
     fn matches(&self, ask: &FrontAsk<'_>) -> bool {
         let view = ask.view;
         same(
