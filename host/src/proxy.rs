@@ -50,7 +50,13 @@ pub struct Upstream {
     client: Client<Dial, RequestBody>,
     /// `host:port` of the upstream, for URIs when the client sent no authority.
     address: http::uri::Authority,
+    /// Responses past [`MAX_EARLY_HINTS`] `103`s, logged once per burst.
+    too_many_early: std::sync::Arc<crate::metrics::BurstLog>,
 }
+
+/// `103`s of one upstream response passed on; later ones are dropped (one
+/// or two is what applications send; each is a frame to every client).
+pub const MAX_EARLY_HINTS: usize = 8;
 
 impl Proxy {
     pub fn new(routes: &[ProxyRoute]) -> Proxy {
@@ -220,6 +226,9 @@ impl Upstream {
             route: route.clone(),
             client: builder.build(dial),
             address,
+            too_many_early: std::sync::Arc::new(crate::metrics::BurstLog::new(
+                Duration::from_secs(10),
+            )),
         }
     }
 
@@ -274,9 +283,25 @@ impl Upstream {
         *request.uri_mut() = uri;
         *request.headers_mut() = headers;
         if let Some(early) = early {
+            let seen = std::sync::atomic::AtomicUsize::new(0);
+            let (log, upstream) = (self.too_many_early.clone(), self.route.upstream.clone());
+            let path = fwd.path_and_query.to_string();
             hyper::ext::on_informational(&mut request, move |res| {
-                if res.status() == StatusCode::EARLY_HINTS {
+                if res.status() != StatusCode::EARLY_HINTS {
+                    return;
+                }
+                let n = seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n < MAX_EARLY_HINTS {
                     let _ = early.send(res.headers().clone());
+                } else if n == MAX_EARLY_HINTS
+                    && let Some(suppressed) = log.admit()
+                {
+                    tracing::warn!(
+                        %upstream,
+                        path = %path,
+                        suppressed,
+                        "upstream {upstream}: more than {MAX_EARLY_HINTS} 103 responses before its response; the rest are not passed on"
+                    );
                 }
             });
         }

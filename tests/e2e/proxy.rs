@@ -168,6 +168,11 @@ async fn start_counted_app(h2c: bool) -> (SocketAddr, Arc<AtomicUsize>) {
 /// `/css/site.css`, then, `think` later, the page (with no think-time, in
 /// the same write as the `103`).
 async fn start_app_with_103(think: Duration) -> SocketAddr {
+    start_app_with_103s(1, think).await
+}
+
+/// [`start_app_with_103`], with `count` `103`s in a row.
+async fn start_app_with_103s(count: usize, think: Duration) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -178,7 +183,8 @@ async fn start_app_with_103(think: Duration) -> SocketAddr {
                 loop {
                     while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                         buf.drain(..end + 4);
-                        let early = "HTTP/1.1 103 Early Hints\r\nlink: </css/site.css>; rel=preload; as=style\r\n\r\n";
+                        let early = "HTTP/1.1 103 Early Hints\r\nlink: </css/site.css>; rel=preload; as=style\r\n\r\n"
+                            .repeat(count);
                         let body = "<!doctype html><title>early</title>";
                         let page = format!(
                             "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\n\r\n{body}",
@@ -514,6 +520,33 @@ async fn an_upstream_103_that_arrives_with_the_page_is_not_lost() {
         assert_eq!(page.status, 200);
         assert_eq!(page.informational.len(), 1, "round {round}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_sending_too_many_103s_has_the_rest_dropped_with_one_line() {
+    let app = start_app_with_103s(40, Duration::from_millis(50)).await;
+    let herald = Herald::start(&proxied(
+        &format!("[[proxy]]\nprefix = \"/app/\"\nupstream = \"http://{app}\""),
+        "",
+    ));
+    let client = Client::tls(&herald, ClientOptions::browser()).await;
+    for round in 0..2 {
+        let page = client.get(&format!("/app/chatty{round}")).await;
+        assert_eq!(page.status, 200);
+        assert_eq!(page.informational.len(), 8, "round {round}");
+    }
+    // Both pages are past their 103s: the second's breach is in the first's
+    // log burst.
+    let line = format!("upstream http://{app}: more than 8 103 responses");
+    let logged = || herald.logs().lines().filter(|l| l.contains(&line)).count();
+    assert!(
+        eventually(Duration::from_secs(5), || logged() >= 1).await,
+        "{}",
+        herald.logs()
+    );
+    assert_eq!(logged(), 1, "{}", herald.logs());
+    assert!(client.is_open());
+    assert_wire_healthy(&client.seen());
 }
 
 #[test]
