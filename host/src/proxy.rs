@@ -51,7 +51,14 @@ pub struct Upstream {
     /// `host:port` of the upstream, for URIs when the client sent no authority.
     address: http::uri::Authority,
     /// Responses past [`MAX_EARLY_HINTS`] `103`s, logged once per burst.
-    too_many_early: std::sync::Arc<crate::metrics::BurstLog>,
+    too_many_early: std::sync::Arc<TooManyEarly>,
+}
+
+/// What a request's `103` callback needs to report a breach: made once per
+/// upstream, shared by its requests.
+struct TooManyEarly {
+    log: crate::metrics::BurstLog,
+    upstream: String,
 }
 
 /// `103`s of one upstream response passed on; later ones are dropped (one
@@ -226,9 +233,10 @@ impl Upstream {
             route: route.clone(),
             client: builder.build(dial),
             address,
-            too_many_early: std::sync::Arc::new(crate::metrics::BurstLog::new(
-                Duration::from_secs(10),
-            )),
+            too_many_early: std::sync::Arc::new(TooManyEarly {
+                log: crate::metrics::BurstLog::new(Duration::from_secs(10)),
+                upstream: route.upstream.clone(),
+            }),
         }
     }
 
@@ -284,7 +292,7 @@ impl Upstream {
         *request.headers_mut() = headers;
         if let Some(early) = early {
             let seen = std::sync::atomic::AtomicUsize::new(0);
-            let (log, upstream) = (self.too_many_early.clone(), self.route.upstream.clone());
+            let breach = self.too_many_early.clone();
             let path = fwd.path_and_query.to_string();
             hyper::ext::on_informational(&mut request, move |res| {
                 if res.status() != StatusCode::EARLY_HINTS {
@@ -294,8 +302,9 @@ impl Upstream {
                 if n < MAX_EARLY_HINTS {
                     let _ = early.send(res.headers().clone());
                 } else if n == MAX_EARLY_HINTS
-                    && let Some(suppressed) = log.admit()
+                    && let Some(suppressed) = breach.log.admit()
                 {
+                    let upstream = &breach.upstream;
                     tracing::warn!(
                         %upstream,
                         path = %path,
