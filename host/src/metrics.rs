@@ -368,6 +368,11 @@ impl LastSeen {
     }
 }
 
+/// Where an `Arc`'s value lives: what [`LastSeen`] names it by.
+fn address<T: ?Sized>(a: &std::sync::Arc<T>) -> usize {
+    std::sync::Arc::as_ptr(a) as *const () as usize
+}
+
 /// A shared hint list, compared by address.
 pub type Set = std::sync::Arc<dyn std::any::Any + Send + Sync>;
 
@@ -404,30 +409,27 @@ impl Followups {
         pushed: bool,
         set: Option<&std::sync::Arc<T>>,
     ) {
-        let metrics_at = std::sync::Arc::as_ptr(metrics) as usize;
+        let metrics_at = address(metrics);
         // The same list again, with nothing changed since, changes nothing:
         // a comparison, without the lock. (Its address cannot be another
         // list's: `last` holds the one it names, and the caller this one.)
         if let Some(set) = set
-            && self.seen.is(
-                std::sync::Arc::as_ptr(set) as *const () as usize,
-                metrics_at,
-            )
+            && self.seen.is(address(set), metrics_at)
         {
             return;
         }
-        self.record_locked(paths, metrics, pushed, set);
+        self.record_locked(paths, metrics, metrics_at, pushed, set);
     }
 
     fn record_locked<'a, T: std::any::Any + Send + Sync>(
         &self,
         paths: impl IntoIterator<Item = &'a str>,
         metrics: &std::sync::Arc<Metrics>,
+        metrics_at: usize,
         pushed: bool,
         set: Option<&std::sync::Arc<T>>,
     ) {
         let mut d = self.delivered.lock().unwrap_or_else(|e| e.into_inner());
-        let metrics_at = std::sync::Arc::as_ptr(metrics) as usize;
         for path in paths {
             // A path delivered again (every page of a site hints the same
             // assets) costs no allocation.
@@ -442,8 +444,7 @@ impl Followups {
         }
         match set {
             Some(s) => {
-                let at = std::sync::Arc::as_ptr(s) as *const () as usize;
-                self.seen.store(at, metrics_at);
+                self.seen.store(address(s), metrics_at);
                 d.last = Some(s.clone() as Set);
             }
             None => self.forget_last(&mut d),
