@@ -437,10 +437,7 @@ async fn plan_with(
         Arc::try_unwrap(answer)
     };
     match owned {
-        Ok(answer) if served(ask) && !answer.hints.is_empty() => {
-            Arc::new(plan_hints(shared, ask, answer.hints, metrics))
-        }
-        Ok(_) => no_plan(),
+        Ok(answer) => plan_owned(shared, ask, answer.hints, metrics),
         // Kept by the cache as well: planned once, as a hit is.
         Err(kept) => cached_plan(shared, ask, &kept, metrics),
     }
@@ -450,6 +447,19 @@ async fn plan_with(
 /// for a 304 (the client has the page, and most likely its assets).
 fn served(ask: &Ask<'_>) -> bool {
     ask.status == StatusCode::OK
+}
+
+/// The plan of an answer no one else holds, made for this request alone.
+fn plan_owned(
+    shared: &Shared,
+    ask: &Ask<'_>,
+    hints: Vec<crate::policy::Hint>,
+    metrics: &Metrics,
+) -> Arc<Plan> {
+    if !served(ask) || hints.is_empty() {
+        return no_plan();
+    }
+    Arc::new(plan_hints(shared, ask, hints, metrics))
 }
 
 /// The plan of a cached answer, its drops counted and logged: made (and its
