@@ -967,19 +967,14 @@ fn a_held_103_goes_just_before_its_response_and_not_at_all_to_a_gone_stream() {
     let now = raw.now;
     let mut d = hpack::Decoder::new();
     // Twice: the second 103 is the remembered block.
-    for id in [1, 3] {
+    // A page's response after a held 103 of `links`.
+    let held = |engine: &mut Engine, id: u32| {
         let body = Payload::Bytes(Bytes::from_static(b"page"));
-        raw.engine
-            .respond_after_103(
-                id,
-                Some(&links),
-                StatusCode::OK,
-                &HeaderMap::new(),
-                body,
-                None,
-                now,
-            )
-            .unwrap();
+        let empty = HeaderMap::new();
+        engine.respond_after_103(id, Some(&links), StatusCode::OK, &empty, body, None, now)
+    };
+    for id in [1, 3] {
+        held(&mut raw.engine, id).unwrap();
         let heads: Vec<(u32, String)> = raw
             .take_whole()
             .iter()
@@ -998,17 +993,7 @@ fn a_held_103_goes_just_before_its_response_and_not_at_all_to_a_gone_stream() {
         .unwrap();
     raw.take_whole();
     for (id, why) in [(5, Gone::Answered), (11, Gone::Stream)] {
-        let body = Payload::Bytes(Bytes::from_static(b"page"));
-        let sent = raw.engine.respond_after_103(
-            id,
-            Some(&links),
-            StatusCode::OK,
-            &HeaderMap::new(),
-            body,
-            None,
-            now,
-        );
-        assert_eq!(sent, Err(why));
+        assert_eq!(held(&mut raw.engine, id), Err(why));
         // (Stream 5's body goes on meanwhile.)
         let heads: Vec<u32> = raw
             .take_whole()
