@@ -33,6 +33,12 @@ pub struct Encoder {
     /// bytes. Each entry holds its name and value, so the memory cannot be
     /// freed and reused for other bytes while the address is remembered.
     seen: std::collections::HashMap<(usize, usize, usize), Seen, foldhash::fast::FixedState>,
+    /// The newest fields of `seen`, two-way set-associative by address: a
+    /// response's few repeated fields are each found with one multiply and
+    /// two compares, where the map hashes and probes. Only fields `seen`
+    /// holds (so their memory is kept), cleared with it. Empty until the
+    /// first field is remembered (an idle connection does not pay for it).
+    recent: Vec<[Recent; 2]>,
     /// The last status outside the static table, and its entry.
     last_status: Option<(u16, u64)>,
     /// The last `103` block ([`Encoder::early_hints`]) that added nothing
@@ -63,6 +69,27 @@ struct Seen {
 
 /// Fields remembered by address, at most (then forgotten all at once).
 const MAX_SEEN: usize = 256;
+
+/// A slot of [`Encoder::recent`]: a field's address (name, value, length;
+/// all zero when empty: no field's name is at address zero) and its entry.
+#[derive(Debug, Clone, Copy, Default)]
+struct Recent {
+    address: (usize, usize, usize),
+    absolute: u64,
+}
+
+/// Sets of [`Encoder::recent`] (a power of two): 2 KB a connection.
+const RECENT_SETS: usize = 32;
+
+impl Recent {
+    /// The set of a field's address: the value's address (the fields of a
+    /// block share a few names, never a value) spread by a multiply.
+    #[inline]
+    fn set(address: (usize, usize, usize)) -> usize {
+        let mixed = (address.1 ^ address.2.rotate_left(48)) as u64;
+        (mixed.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 59) as usize % RECENT_SETS
+    }
+}
 
 /// How a literal field is sent (§6.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +127,7 @@ impl Encoder {
             hasher: foldhash::fast::FixedState::with_seed(0x6865_7261_6c64),
             pending: None,
             seen: Default::default(),
+            recent: Vec::new(),
             last_status: None,
             early: None,
         }
@@ -225,6 +253,16 @@ impl Encoder {
         out: &mut Vec<u8>,
     ) {
         for (name, value) in headers {
+            // A field sent before as this very allocation: it was checked
+            // then, and went into the table (only fields that may be
+            // indexed are remembered; sensitivity is the value's own flag).
+            let address = address_of(name, value);
+            if let Some(index) = self.recent_index(address)
+                && !value.is_sensitive()
+            {
+                encode_int(index, 7, 0x80, out);
+                continue;
+            }
             if is_connection_specific(name) {
                 continue;
             }
@@ -237,11 +275,21 @@ impl Encoder {
             } else {
                 Indexing::Yes
             };
-            self.header(name, value, indexing, out);
+            self.header(name, value, address, indexing, out);
         }
     }
 
-    fn header(&mut self, name: &HeaderName, value: &HeaderValue, how: Indexing, out: &mut Vec<u8>) {
+    /// A field that is not a recent one; `address` is [`address_of`] it
+    /// (computed once: a standard name's text may have one copy per
+    /// inlined `as_str`).
+    fn header(
+        &mut self,
+        name: &HeaderName,
+        value: &HeaderValue,
+        address: (usize, usize, usize),
+        how: Indexing,
+        out: &mut Vec<u8>,
+    ) {
         if how == Indexing::Never {
             let key = self.key(name.as_str().as_bytes(), value.as_bytes());
             self.literal(
@@ -254,17 +302,11 @@ impl Encoder {
             );
             return;
         }
-        // The common case first: the same allocation as last time.
-        let address = (
-            name.as_str().as_ptr() as usize,
-            value.as_bytes().as_ptr() as usize,
-            value.len(),
-        );
-        if let Some(index) = self
-            .seen
-            .get(&address)
-            .and_then(|s| self.table.index_of(s.absolute))
+        // The common case first: the same allocation as before.
+        if let Some(absolute) = self.seen.get(&address).map(|s| s.absolute)
+            && let Some(index) = self.table.index_of(absolute)
         {
+            self.remember_recent(address, absolute);
             encode_int(index, 7, 0x80, out);
             return;
         }
@@ -289,8 +331,10 @@ impl Encoder {
         if let Some(index) = index {
             if self.seen.len() >= MAX_SEEN {
                 self.seen.clear();
+                self.recent.clear();
             }
             let absolute = self.table.inserted - (index - 62) as u64;
+            self.remember_recent(address, absolute);
             self.seen.insert(
                 address,
                 Seen {
@@ -300,6 +344,28 @@ impl Encoder {
                 },
             );
         }
+    }
+
+    /// The table index of the field at `address`, if it is a recent one
+    /// still in the table.
+    #[inline]
+    fn recent_index(&self, address: (usize, usize, usize)) -> Option<usize> {
+        let set = self.recent.get(Recent::set(address))?;
+        let found = set.iter().find(|r| r.address == address)?;
+        self.table.index_of(found.absolute)
+    }
+
+    /// Keep a field of `seen` as a recent one: first in its set, the other
+    /// way keeping the one that was first.
+    fn remember_recent(&mut self, address: (usize, usize, usize), absolute: u64) {
+        if self.recent.is_empty() {
+            self.recent.resize(RECENT_SETS, Default::default());
+        }
+        let set = &mut self.recent[Recent::set(address)];
+        if set[0].address != address {
+            set[1] = set[0];
+        }
+        set[0] = Recent { address, absolute };
     }
 
     fn field(&mut self, name: &Name, value: &[u8], how: Indexing, out: &mut Vec<u8>) {
@@ -393,6 +459,17 @@ impl Encoder {
             self.index.insert(key, newest - age as u64);
         }
     }
+}
+
+/// Where a field's name and value lie: a cached file's head or a cached
+/// plan's `Link` is the same allocation on every response.
+#[inline]
+fn address_of(name: &HeaderName, value: &HeaderValue) -> (usize, usize, usize) {
+    (
+        name.as_str().as_ptr() as usize,
+        value.as_bytes().as_ptr() as usize,
+        value.len(),
+    )
 }
 
 /// A string literal, Huffman-coded when that is shorter.
@@ -614,6 +691,41 @@ mod tests {
             ]
         );
         assert!(e.table.entries.is_empty(), "nothing sensitive was indexed");
+    }
+
+    #[test]
+    fn a_value_sent_indexed_is_never_indexed_once_marked_sensitive() {
+        let mut e = Encoder::new();
+        let value = HeaderValue::from_static("secret-ish");
+        let name = HeaderName::from_static("x-token");
+        let mut block = Vec::new();
+        e.response(200, [(&name, &value), (&name, &value)], &mut block);
+        assert_eq!(block[block.len() - 1] & 0x80, 0x80, "indexed: {block:x?}");
+        // The same bytes, the same allocation, now sensitive.
+        let mut sensitive = value.clone();
+        sensitive.set_sensitive(true);
+        let mut block = Vec::new();
+        e.response(200, [(&name, &sensitive)], &mut block);
+        assert_eq!(block[1] & 0xf0, 0x10, "never indexed: {block:x?}");
+        let fields = decode_all(&mut Decoder::new(), &block);
+        assert_eq!(fields[1], (b"x-token".to_vec(), b"secret-ish".to_vec()));
+    }
+
+    #[test]
+    fn recent_fields_are_forgotten_with_the_fields_they_hold() {
+        let mut e = Encoder::new();
+        let name = HeaderName::from_static("x-n");
+        let values: Vec<HeaderValue> = (0..MAX_SEEN + 40).map(HeaderValue::from).collect();
+        for value in &values {
+            let mut block = Vec::new();
+            e.response(200, [(&name, value)], &mut block);
+            e.response(200, [(&name, value)], &mut block);
+        }
+        // Every remembered address is one whose memory `seen` still holds.
+        for r in e.recent.iter().flatten().filter(|r| r.address != (0, 0, 0)) {
+            assert!(e.seen.contains_key(&r.address), "{r:?} outlived seen");
+        }
+        assert!(e.seen.len() < MAX_SEEN);
     }
 
     #[test]

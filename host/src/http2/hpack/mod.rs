@@ -289,13 +289,21 @@ impl Table {
 }
 
 /// Append an integer with an `n`-bit prefix (§5.1); `first` holds the bits
-/// above the prefix.
+/// above the prefix. Inline for the common case, one byte (a table index
+/// under 127, a short length).
+#[inline]
 pub(crate) fn encode_int(value: usize, n: u8, first: u8, out: &mut Vec<u8>) {
     let max = (1usize << n) - 1;
     if value < max {
         out.push(first | value as u8);
-        return;
+    } else {
+        encode_long_int(value, max, first, out);
     }
+}
+
+/// [`encode_int`] past its prefix.
+#[inline(never)]
+fn encode_long_int(value: usize, max: usize, first: u8, out: &mut Vec<u8>) {
     out.push(first | max as u8);
     let mut rest = value - max;
     while rest >= 128 {
