@@ -1336,7 +1336,23 @@ impl Engine {
 
     /// [`early_hints`](Self::early_hints) for a stream known unanswered.
     fn write_early_hints(&mut self, id: u32, links: &HeaderValue) {
-        // The block sent last time goes out as it is, not copied twice.
+        // The block sent last time goes out as it is: most often an index
+        // or two, framed and copied as one fixed-size array.
+        if let Some((short, len)) = self.enc.early_short_block(links) {
+            let mut frame = [0; 9 + hpack::SHORT_BLOCK];
+            frame::head_into(
+                &mut frame,
+                len,
+                frame_type::HEADERS,
+                frame::flag::END_HEADERS,
+                id,
+            );
+            frame[9..].copy_from_slice(short);
+            let start = self.out.len();
+            self.out.extend_from_slice(&frame);
+            self.out.truncate(start + 9 + len);
+            return;
+        }
         if let Some(block) = self.enc.early_block(links)
             && block.len() <= self.peer.max_frame
         {

@@ -123,9 +123,17 @@ impl FrameHead {
 
 /// Append a frame header.
 pub fn head(out: &mut Vec<u8>, len: usize, kind: u8, flags: u8, stream: u32) {
+    let mut head = [0; 9];
+    head_into(&mut head, len, kind, flags, stream);
+    out.extend_from_slice(&head);
+}
+
+/// A frame header, into the first nine bytes of `out`.
+#[inline]
+pub fn head_into(out: &mut [u8], len: usize, kind: u8, flags: u8, stream: u32) {
     debug_assert!(len < 1 << 24);
     let id = stream.to_be_bytes();
-    out.extend_from_slice(&[
+    out[..9].copy_from_slice(&[
         (len >> 16) as u8,
         (len >> 8) as u8,
         len as u8,

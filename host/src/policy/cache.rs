@@ -547,6 +547,59 @@ mod tests {
     use super::super::{Cookie, Destination, Header};
     use super::*;
 
+    #[test]
+    fn the_front_hash_spreads_paths_that_differ_anywhere() {
+        // Paths alike but for one byte, at the start, the middle or the
+        // end, short and long: each set takes most of the front's slots.
+        let view = View {
+            scheme: "https",
+            authority: "example.com",
+            push_enabled: false,
+            variant: "default",
+        };
+        let long = "/products/category/item-detail/reviews";
+        let sets: [Box<dyn Fn(usize) -> String>; 5] = [
+            Box::new(|i| format!("/{i}")),
+            Box::new(|i| format!("/p{i:03}.html")),
+            Box::new(|i| format!("/assets/{i:02}/app.js")),
+            Box::new(move |i| format!("{}{i:02}{}", &long[..20], &long[20..])),
+            Box::new(move |i| format!("{long}?page={i}")),
+        ];
+        for make in &sets {
+            let slots: std::collections::HashSet<u64> = (0..FRONT_SLOTS)
+                .map(|i| {
+                    let path = make(i);
+                    let ask = FrontAsk {
+                        path_and_query: &path,
+                        method: &http::Method::GET,
+                        view: &view,
+                        lists: &[],
+                    };
+                    ask.hash(7) >> 58
+                })
+                .collect();
+            assert!(
+                slots.len() >= FRONT_SLOTS / 2,
+                "{} of {FRONT_SLOTS} slots for {}",
+                slots.len(),
+                make(0)
+            );
+        }
+        // The cache's id and the host change the slot.
+        let ask = |path, view| FrontAsk {
+            path_and_query: path,
+            method: &http::Method::GET,
+            view,
+            lists: &[],
+        };
+        let other = View {
+            authority: "example.org",
+            ..view
+        };
+        assert_ne!(ask("/", &view).hash(7), ask("/", &view).hash(8));
+        assert_ne!(ask("/", &view).hash(7), ask("/", &other).hash(7));
+    }
+
     fn request(path: &str, headers: &[(&str, &str)], cookies: &[(&str, &str)]) -> Request {
         Request {
             method: "GET".into(),

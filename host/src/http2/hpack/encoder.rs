@@ -57,7 +57,13 @@ struct EarlyBlock {
     inserted: u64,
     entries: usize,
     block: Vec<u8>,
+    /// `block` zero-padded, when it fits: copied as a whole, a fixed size
+    /// needs no call to `memcpy` (such a block is an index or two).
+    short: Option<[u8; SHORT_BLOCK]>,
 }
+
+/// The longest block [`Encoder::early_short_block`] gives.
+pub const SHORT_BLOCK: usize = 16;
 
 /// A field found by address: where it went in the table.
 #[derive(Debug)]
@@ -206,6 +212,14 @@ impl Encoder {
         .then_some(&e.block)
     }
 
+    /// [`early_block`](Self::early_block), zero-padded, and its length,
+    /// when it is at most [`SHORT_BLOCK`] bytes.
+    pub fn early_short_block(&self, links: &HeaderValue) -> Option<(&[u8; SHORT_BLOCK], usize)> {
+        self.early_block(links)?;
+        let e = self.early.as_ref()?;
+        Some((e.short.as_ref()?, e.block.len()))
+    }
+
     /// A `103 Early Hints` block with one `Link` field: the block sent last
     /// time, when it is the same field and the table has not changed since.
     pub fn early_hints(&mut self, links: &HeaderValue, out: &mut Vec<u8>) {
@@ -217,11 +231,20 @@ impl Encoder {
         self.response(103, [(&http::header::LINK, links)], out);
         // Only a block that added nothing to the table may be sent again:
         // a literal with indexing would add its field a second time.
-        self.early = (self.table.inserted == inserted && !resized).then(|| EarlyBlock {
-            links: links.clone(),
-            inserted,
-            entries: self.table.entries.len(),
-            block: out[start..].to_vec(),
+        self.early = (self.table.inserted == inserted && !resized).then(|| {
+            let block = out[start..].to_vec();
+            let short = (block.len() <= SHORT_BLOCK).then(|| {
+                let mut short = [0; SHORT_BLOCK];
+                short[..block.len()].copy_from_slice(&block);
+                short
+            });
+            EarlyBlock {
+                links: links.clone(),
+                inserted,
+                entries: self.table.entries.len(),
+                block,
+                short,
+            }
         });
     }
 
@@ -591,6 +614,10 @@ mod tests {
         early(&mut e, &mut d, &links);
         let indexed = early(&mut e, &mut d, &links);
         assert_eq!(indexed.len(), 2, "{indexed:x?}");
+        // Given padded for a fixed-size copy, the same bytes.
+        let (short, len) = e.early_short_block(&links).expect("short");
+        assert_eq!((&short[..len], len), (&indexed[..], 2));
+        assert!(short[len..].iter().all(|&b| b == 0));
         assert_eq!(early(&mut e, &mut d, &links), indexed);
         // A response adds an entry: the indices move, and the next 103 says so.
         let mut response = Vec::new();

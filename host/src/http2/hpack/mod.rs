@@ -18,7 +18,7 @@ mod encoder;
 pub mod huffman;
 
 pub use decoder::Decoder;
-pub use encoder::{Encoder, is_connection_specific};
+pub use encoder::{Encoder, SHORT_BLOCK, is_connection_specific};
 
 use std::collections::VecDeque;
 
