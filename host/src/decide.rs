@@ -324,22 +324,7 @@ impl Decided {
 /// once: a swap during the call does not change which version answers.
 pub async fn hints_for(shared: &Shared, ask: &Ask<'_>) -> Decided {
     let pick = |live: &crate::policy::registry::Live| match &live.experiment {
-        Some(experiment) => {
-            let assignment = crate::experiment::assign(
-                &experiment.config,
-                &experiment.sticky,
-                &crate::experiment::Ask {
-                    headers: &ask.parts.headers,
-                    client: ask.client,
-                    https: ask.scheme == "https",
-                },
-            );
-            let name = &experiment.config.variants[assignment.variant].name;
-            let cookie = assignment
-                .set_cookie
-                .and_then(|c| http::HeaderValue::from_str(&c).ok());
-            (live.slots.get(name).map(|s| s.current.clone()), cookie)
-        }
+        Some(experiment) => pick_variant(experiment, live, ask),
         None => (live.active().cloned(), None),
     };
     let (version, set_cookie) = match (ask.status, &shared.registry) {
@@ -348,14 +333,10 @@ pub async fn hints_for(shared: &Shared, ask: &Ask<'_>) -> Decided {
         (_, Some(registry)) => registry.with_live(pick),
     };
     let metrics = version.as_ref().map_or(&shared.metrics, |v| &v.metrics);
-    let digest = shared.digest_key.as_ref().map(|key| {
-        Arc::new(crate::client_cache::ClientDigest::from_request(
-            key.clone(),
-            shared.versions.clone(),
-            &shared.config.push.cache_digest.cookie,
-            &ask.parts.headers,
-        ))
-    });
+    let digest = shared
+        .digest_key
+        .as_ref()
+        .map(|key| client_digest(shared, key, ask));
     let plan = plan_with(shared, ask, version.as_deref(), metrics, digest.clone()).await;
     Decided {
         plan,
@@ -366,6 +347,47 @@ pub async fn hints_for(shared: &Shared, ask: &Ask<'_>) -> Decided {
         },
         digest,
     }
+}
+
+/// The version of the A/B variant `ask` is assigned to, and the `Set-Cookie`
+/// that makes it stick. Out of line, as the digest below: what a request
+/// runs on every path is kept together, and a feature that is off costs no
+/// cache line of its code.
+#[inline(never)]
+fn pick_variant(
+    experiment: &crate::policy::registry::LiveExperiment,
+    live: &crate::policy::registry::Live,
+    ask: &Ask<'_>,
+) -> (Option<Arc<Version>>, Option<http::HeaderValue>) {
+    let assignment = crate::experiment::assign(
+        &experiment.config,
+        &experiment.sticky,
+        &crate::experiment::Ask {
+            headers: &ask.parts.headers,
+            client: ask.client,
+            https: ask.scheme == "https",
+        },
+    );
+    let name = &experiment.config.variants[assignment.variant].name;
+    let cookie = assignment
+        .set_cookie
+        .and_then(|c| http::HeaderValue::from_str(&c).ok());
+    (live.slots.get(name).map(|s| s.current.clone()), cookie)
+}
+
+/// The client's cache digest, read from its cookie (`[push.cache_digest]`).
+#[inline(never)]
+fn client_digest(
+    shared: &Shared,
+    key: &Arc<crate::digest::DigestKey>,
+    ask: &Ask<'_>,
+) -> Arc<crate::client_cache::ClientDigest> {
+    Arc::new(crate::client_cache::ClientDigest::from_request(
+        key.clone(),
+        shared.versions.clone(),
+        &shared.config.push.cache_digest.cookie,
+        &ask.parts.headers,
+    ))
 }
 
 /// The plan of no hints, shared (an `Arc::default()` would allocate).
@@ -406,12 +428,29 @@ async fn plan_with(
             adder.add(|c| &c.hints, *hints as u64);
         }
     }
-    // A hit makes no future: the call's is large, and would be moved here
-    // (and its state kept) on every request.
-    let key = match hit {
-        crate::policy::Cached::Hit((_, plan)) => return plan,
-        crate::policy::Cached::Miss(key) => key,
-    };
+    match hit {
+        crate::policy::Cached::Hit((_, plan)) => plan,
+        // Behind a pointer to a future of its own: a hit runs none of its
+        // code, and this function's stays the few lines a hit takes.
+        crate::policy::Cached::Miss(key) => {
+            let missed: std::pin::Pin<Box<dyn Future<Output = Arc<Plan>> + Send + '_>> =
+                Box::pin(plan_missed(shared, ask, version, metrics, digest, key));
+            missed.await
+        }
+    }
+}
+
+/// [`plan_with`] after the decision cache had no answer: call the policy.
+async fn plan_missed(
+    shared: &Shared,
+    ask: &Ask<'_>,
+    version: &Version,
+    metrics: &Metrics,
+    digest: Option<Arc<crate::client_cache::ClientDigest>>,
+    key: Option<Vec<u8>>,
+) -> Arc<Plan> {
+    let policy = &version.policy;
+    let view = ask.view(&version.variant);
     let client_cache = digest.map(|d| d as Arc<dyn crate::policy::ClientCache>);
     let (result, stats) = policy
         .answer_missed(ask.parts, &view, key, client_cache)
