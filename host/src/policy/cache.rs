@@ -229,19 +229,18 @@ impl<'a> Fixed<'a> {
 
 /// A key kept as its parts, so that a request is compared with it part by
 /// part, without being encoded first. The path and query are kept as the
-/// request's `:path`, which determines both.
+/// request's `:path`, which determines both. The text parts lie one after
+/// another in one allocation: a lookup reads one block, not five.
 struct FrontEntry {
     cache: u64,
     hash: u64,
-    path_and_query: Box<str>,
-    authority: Box<str>,
+    /// `:path`, authority, scheme, variant, then the declared headers' and
+    /// cookies' values encoded as in the key (none when none are declared).
+    text: Box<[u8]>,
+    /// Where each of the first four parts of `text` ends.
+    ends: [u32; 4],
     method: http::Method,
-    scheme: Box<str>,
     push: bool,
-    variant: Box<str>,
-    /// The declared headers' and cookies' values, encoded as in the key
-    /// (empty when none are declared).
-    lists: Box<[u8]>,
     answer: Arc<Answer>,
 }
 
@@ -274,19 +273,48 @@ impl FrontAsk<'_> {
 }
 
 impl FrontEntry {
+    /// `ask`'s key as a slot keeps it; `None` when a part is too long to
+    /// be kept (such a request takes the shared map every time).
+    fn new(cache: u64, hash: u64, ask: &FrontAsk<'_>, answer: Arc<Answer>) -> Option<FrontEntry> {
+        let view = ask.view;
+        let parts = [
+            ask.path_and_query.as_bytes(),
+            view.authority.as_bytes(),
+            view.scheme.as_bytes(),
+            view.variant.as_bytes(),
+        ];
+        let mut text =
+            Vec::with_capacity(parts.iter().map(|p| p.len()).sum::<usize>() + ask.lists.len());
+        let mut ends = [0; 4];
+        for (end, part) in ends.iter_mut().zip(parts) {
+            text.extend_from_slice(part);
+            *end = u32::try_from(text.len()).ok()?;
+        }
+        text.extend_from_slice(ask.lists);
+        Some(FrontEntry {
+            cache,
+            hash,
+            text: text.into(),
+            ends,
+            method: ask.method.clone(),
+            push: view.push_enabled,
+            answer,
+        })
+    }
+
     /// Whether `ask`'s key is this entry's, each part compared by [`same`]
     /// (most are a few bytes long).
     fn matches(&self, ask: &FrontAsk<'_>) -> bool {
         let view = ask.view;
-        same(
-            self.path_and_query.as_bytes(),
-            ask.path_and_query.as_bytes(),
-        ) && same(self.authority.as_bytes(), view.authority.as_bytes())
-            && self.method == *ask.method
+        let t = &self.text;
+        let [a, b, c, d] = self.ends.map(|e| e as usize);
+        self.method == *ask.method
             && self.push == view.push_enabled
-            && same(self.scheme.as_bytes(), view.scheme.as_bytes())
-            && same(self.variant.as_bytes(), view.variant.as_bytes())
-            && same(&self.lists, ask.lists)
+            && same(&t[..a], ask.path_and_query.as_bytes())
+            && same(&t[a..b], view.authority.as_bytes())
+            && same(&t[b..c], view.scheme.as_bytes())
+            && same(&t[c..d], view.variant.as_bytes())
+            && same(&t[d..], ask.lists)
     }
 }
 
@@ -496,18 +524,8 @@ impl DecisionCache {
             return Err(key);
         };
         if let Some((ask, (slot, hash))) = front {
-            let view = ask.view;
-            let entry = FrontEntry {
-                cache: self.id,
-                hash,
-                path_and_query: ask.path_and_query.into(),
-                authority: view.authority.into(),
-                method: ask.method.clone(),
-                scheme: view.scheme.into(),
-                push: view.push_enabled,
-                variant: view.variant.into(),
-                lists: lists.into(),
-                answer: answer.clone(),
+            let Some(entry) = FrontEntry::new(self.id, hash, &ask, answer.clone()) else {
+                return Ok(answer);
             };
             FRONT.with_borrow_mut(|front| {
                 if front.is_empty() {
@@ -878,6 +896,48 @@ mod tests {
         assert!(c.lookup(&head, &VIEW).is_err(), "HEAD answered as GET");
         // Still there after the misses.
         assert!(Arc::ptr_eq(&c.lookup(&page, &VIEW).unwrap(), &first));
+    }
+
+    #[test]
+    fn a_front_slot_tells_its_parts_apart_where_their_text_runs_on() {
+        // A slot keeps its parts' text in one block: the same bytes split
+        // elsewhere between path, authority, scheme and variant are
+        // another key.
+        let c = cache(16);
+        let page = parts_of("/ps", &[]);
+        let view = View {
+            authority: "hop.example",
+            ..VIEW
+        };
+        let Err(key) = c.lookup(&page, &view) else {
+            panic!("an empty cache answered");
+        };
+        c.insert(key, hint("/a.css"));
+        c.lookup(&page, &view).expect("inserted");
+        c.lookup(&page, &view).expect("kept in the front");
+        let shifted = [
+            (parts_of("/p", &[]), VIEW),
+            (
+                parts_of("/ps", &[]),
+                View {
+                    authority: "hop.examplehttp",
+                    scheme: "s",
+                    ..VIEW
+                },
+            ),
+            (
+                parts_of("/ps", &[]),
+                View {
+                    authority: "hop.example",
+                    scheme: "httpsdef",
+                    variant: "ault",
+                    ..VIEW
+                },
+            ),
+        ];
+        for (parts, view) in &shifted {
+            assert!(c.lookup(parts, view).is_err(), "{} {view:?}", parts.uri);
+        }
     }
 
     #[test]
