@@ -544,6 +544,12 @@ pub async fn watch(
                 continue;
             }
             match pending.get(&path) {
+                // Seen the same a moment ago: a tick taken late (after a
+                // long reload) can come well within an interval of the
+                // next, and the file must have stood still for about one
+                // (a quarter of it is slack for the ticks' own jitter).
+                Some((sig, first_seen))
+                    if *sig == current && first_seen.elapsed() < interval * 3 / 4 => {}
                 // Unchanged for a whole interval: the file has landed.
                 Some((sig, first_seen)) if *sig == current => {
                     let first_seen = *first_seen;
