@@ -543,46 +543,62 @@ pub async fn watch(
                 pending.remove(&path);
                 continue;
             }
-            match pending.get(&path) {
-                // Seen the same a moment ago: a tick taken late (after a
-                // long reload) can come well within an interval of the
-                // next, and the file must have stood still for about one
-                // (a quarter of it is slack for the ticks' own jitter).
-                Some((sig, first_seen))
-                    if *sig == current && first_seen.elapsed() < interval * 3 / 4 => {}
-                // Unchanged for a whole interval: the file has landed.
-                Some((sig, first_seen)) if *sig == current => {
-                    let first_seen = *first_seen;
-                    pending.remove(&path);
-                    tried.insert(path.clone(), current);
-                    let file = path.clone();
-                    let read = tokio::task::spawn_blocking(move || {
-                        Candidate::from_file(&file, config, isolation)
-                    })
-                    .await;
-                    match read.unwrap_or_else(|e| Err(format!("reader failed: {e}"))) {
-                        Ok(mut candidate) => {
-                            // Back into the slot it serves (an experiment variant
-                            // is not named after its file).
-                            candidate.slot = name.clone();
-                            candidate.variant = variant;
-                            if let Ok(v) = registry.update(candidate).await {
-                                tracing::info!(
-                                    policy = %name,
-                                    version = v.policy.version(),
-                                    ms = first_seen.elapsed().as_millis() as u64,
-                                    "reloaded from {}",
-                                    path.display()
-                                );
-                            }
+            if let Some(first_seen) = landed(&mut pending, &path, current, Instant::now(), interval)
+            {
+                tried.insert(path.clone(), current);
+                let file = path.clone();
+                let read = tokio::task::spawn_blocking(move || {
+                    Candidate::from_file(&file, config, isolation)
+                })
+                .await;
+                match read.unwrap_or_else(|e| Err(format!("reader failed: {e}"))) {
+                    Ok(mut candidate) => {
+                        // Back into the slot it serves (an experiment variant
+                        // is not named after its file).
+                        candidate.slot = name.clone();
+                        candidate.variant = variant;
+                        if let Ok(v) = registry.update(candidate).await {
+                            tracing::info!(
+                                policy = %name,
+                                version = v.policy.version(),
+                                ms = first_seen.elapsed().as_millis() as u64,
+                                "reloaded from {}",
+                                path.display()
+                            );
                         }
-                        Err(e) => tracing::warn!(policy = %name, "cannot reload: {e}"),
                     }
-                }
-                _ => {
-                    pending.insert(path.clone(), (current, Instant::now()));
+                    Err(e) => tracing::warn!(policy = %name, "cannot reload: {e}"),
                 }
             }
+        }
+    }
+}
+
+/// A sighting of the file at `path` in state `current` at `now`: when it
+/// has stood still since a sighting about an interval ago, it has landed
+/// (that sighting's time is given, and it is no longer pending); otherwise
+/// it is pending from now, or still pending. "About": a quarter of the
+/// interval is slack for the ticks' jitter, so the usual case lands at the
+/// second tick; a tick taken late (after a long reload) can come well
+/// within an interval of the next, and does not count.
+fn landed(
+    pending: &mut HashMap<PathBuf, (FileState, Instant)>,
+    path: &Path,
+    current: FileState,
+    now: Instant,
+    interval: Duration,
+) -> Option<Instant> {
+    match pending.get(path) {
+        Some(&(sig, first_seen)) if sig == current => {
+            if now.saturating_duration_since(first_seen) < interval * 3 / 4 {
+                return None;
+            }
+            pending.remove(path);
+            Some(first_seen)
+        }
+        _ => {
+            pending.insert(path.to_path_buf(), (current, now));
+            None
         }
     }
 }
@@ -594,6 +610,28 @@ mod tests {
     fn registry() -> Registry {
         let limits = super::super::Limits::from_config(&crate::config::PolicyConfig::default());
         Registry::empty(Arc::new(PolicyEngine::new(limits, None).unwrap()))
+    }
+
+    #[test]
+    fn a_file_lands_once_it_stood_still_for_about_an_interval() {
+        let interval = Duration::from_millis(200);
+        let path = Path::new("/policies/p.wasm");
+        let (a, b): (FileState, FileState) = (((1, None), None), ((2, None), None));
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let mut pending = HashMap::new();
+        // First seen: pending, not landed.
+        assert_eq!(landed(&mut pending, path, a, at(0), interval), None);
+        // A late tick followed by a prompt one: seen again 20 ms later.
+        assert_eq!(landed(&mut pending, path, a, at(20), interval), None);
+        // Changed meanwhile: pending again from its new state.
+        assert_eq!(landed(&mut pending, path, b, at(200), interval), None);
+        // Still for 190 ms (jitter under the interval): landed, once.
+        assert_eq!(
+            landed(&mut pending, path, b, at(390), interval),
+            Some(at(200))
+        );
+        assert!(pending.is_empty());
     }
 
     #[test]
