@@ -254,6 +254,17 @@ struct FrontAsk<'a> {
 }
 
 impl FrontAsk<'_> {
+    /// The text parts of its key other than the lists, in the order a
+    /// [`FrontEntry`] keeps them.
+    fn text_parts(&self) -> [&[u8]; 4] {
+        [
+            self.path_and_query.as_bytes(),
+            self.view.authority.as_bytes(),
+            self.view.scheme.as_bytes(),
+            self.view.variant.as_bytes(),
+        ]
+    }
+
     /// Its slot's hash in the cache `cache`: of the parts that tell most
     /// requests apart, and of the cache (each A/B variant has its own, and
     /// one page in two variants must not take one slot by turns). The
@@ -276,13 +287,7 @@ impl FrontEntry {
     /// `ask`'s key as a slot keeps it; `None` when a part is too long to
     /// be kept (such a request takes the shared map every time).
     fn new(cache: u64, hash: u64, ask: &FrontAsk<'_>, answer: Arc<Answer>) -> Option<FrontEntry> {
-        let view = ask.view;
-        let parts = [
-            ask.path_and_query.as_bytes(),
-            view.authority.as_bytes(),
-            view.scheme.as_bytes(),
-            view.variant.as_bytes(),
-        ];
+        let parts = ask.text_parts();
         let mut text =
             Vec::with_capacity(parts.iter().map(|p| p.len()).sum::<usize>() + ask.lists.len());
         let mut ends = [0; 4];
@@ -297,7 +302,7 @@ impl FrontEntry {
             text: text.into(),
             ends,
             method: ask.method.clone(),
-            push: view.push_enabled,
+            push: ask.view.push_enabled,
             answer,
         })
     }
@@ -305,15 +310,15 @@ impl FrontEntry {
     /// Whether `ask`'s key is this entry's, each part compared by [`same`]
     /// (most are a few bytes long).
     fn matches(&self, ask: &FrontAsk<'_>) -> bool {
-        let view = ask.view;
         let t = &self.text;
         let [a, b, c, d] = self.ends.map(|e| e as usize);
+        let [path, authority, scheme, variant] = ask.text_parts();
         self.method == *ask.method
-            && self.push == view.push_enabled
-            && same(&t[..a], ask.path_and_query.as_bytes())
-            && same(&t[a..b], view.authority.as_bytes())
-            && same(&t[b..c], view.scheme.as_bytes())
-            && same(&t[c..d], view.variant.as_bytes())
+            && self.push == ask.view.push_enabled
+            && same(&t[..a], path)
+            && same(&t[a..b], authority)
+            && same(&t[b..c], scheme)
+            && same(&t[c..d], variant)
             && same(&t[d..], ask.lists)
     }
 }
