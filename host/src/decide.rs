@@ -10,8 +10,8 @@ use http::StatusCode;
 
 use crate::metrics::Metrics;
 use crate::planner::{self, Plan};
-use crate::policy::registry::Version;
-use crate::policy::{PolicyFailure, input};
+use crate::policy::registry::{Live, Registry, Version};
+use crate::policy::{PolicyFailure, front, input};
 use crate::server::Shared;
 
 /// Where a request is going, and what the origin answers.
@@ -323,21 +323,38 @@ impl Decided {
 /// Call the active policy (if any) and plan its hints. The registry is read
 /// once: a swap during the call does not change which version answers.
 pub async fn hints_for(shared: &Shared, ask: &Ask<'_>) -> Decided {
-    let pick = |live: &crate::policy::registry::Live| match &live.experiment {
-        Some(experiment) => pick_variant(experiment, live, ask),
-        None => (live.active().cloned(), None),
-    };
-    let (version, set_cookie) = match (ask.status, &shared.registry) {
+    let registry = match (ask.status, &shared.registry) {
         // Not ours to serve: no policy call, no hints.
-        (StatusCode::MISDIRECTED_REQUEST, _) | (_, None) => (None, None),
-        (_, Some(registry)) => registry.with_live(pick),
+        (StatusCode::MISDIRECTED_REQUEST, _) | (_, None) => None,
+        (_, Some(registry)) => Some(&**registry),
+    };
+    let memo = registry.filter(|_| memo_applies(shared, ask));
+    if let Some(registry) = memo
+        && let Some(decided) = recall(registry, ask)
+    {
+        return decided;
+    }
+    // Read before the snapshot, as `with_live` reads it.
+    let stored = memo.map(Registry::stored);
+    let pick = |live: &Live| match &live.experiment {
+        Some(experiment) => (pick_variant(experiment, live, ask), false),
+        None => ((live.active().cloned(), None), true),
+    };
+    let ((version, set_cookie), plain) = match registry {
+        Some(registry) => registry.with_live(pick),
+        None => ((None, None), false),
     };
     let metrics = version.as_ref().map_or(&shared.metrics, |v| &v.metrics);
     let digest = shared
         .digest_key
         .as_ref()
         .map(|key| client_digest(shared, key, ask));
-    let plan = plan_with(shared, ask, version.as_deref(), metrics, digest.clone()).await;
+    let (plan, hit) = plan_with(shared, ask, version.as_deref(), metrics, digest.clone()).await;
+    if let (Some(registry), Some(stored), Some(version), Some(hints), true) =
+        (memo, stored, &version, hit, plain)
+    {
+        remember(registry, stored, ask, version, &plan, hints);
+    }
     Decided {
         plan,
         set_cookie,
@@ -349,6 +366,130 @@ pub async fn hints_for(shared: &Shared, ask: &Ask<'_>) -> Decided {
     }
 }
 
+/// A thread's memo of its last decisions, for the requests that need no
+/// more than a comparison to be decided again: a page served 200, with no
+/// A/B experiment and no cache digest in force, by a version whose cached
+/// answers are keyed by the request line alone. Found by the request's
+/// method, scheme, authority, `:path` and push, it gives the version and
+/// its plan at once: no snapshot, no cache and no plan are looked up, each
+/// a few cache lines of code and data on every request.
+///
+/// Every decision in it was made under one generation of one registry
+/// (`under`), and the memo is emptied when the generation changes: a swap
+/// is seen by the next request, and the versions it retired are held no
+/// longer than that, as a thread's kept snapshot is.
+#[derive(Default)]
+struct Memo {
+    under: Option<(u64, u64)>,
+    slots: front::Slots<Remembered>,
+}
+
+/// A decision, as [`Memo`] keeps it.
+struct Remembered {
+    version: Arc<Version>,
+    plan: Arc<Plan>,
+    /// The answer's hints (counted per request as a cache hit's are).
+    hints: usize,
+}
+
+thread_local! {
+    static MEMO: std::cell::RefCell<Memo> = std::cell::RefCell::default();
+}
+
+impl Memo {
+    /// The decision kept for `ask` under `under`. A memo of another
+    /// generation is emptied; an empty memo (its registry's versions
+    /// cannot be memoised) is not looked into.
+    fn get(&mut self, under: (u64, u64), ask: &Ask<'_>) -> Option<&Remembered> {
+        if self.under != Some(under) {
+            self.forget();
+            return None;
+        }
+        let view = memo_view(ask);
+        let front = front::Ask::of(ask.parts, &view, &[])?;
+        self.slots.get(under.0, front.hash(under.0), &front)
+    }
+
+    fn keep(&mut self, under: (u64, u64), hash: u64, ask: &front::Ask<'_>, decided: Remembered) {
+        if self.under != Some(under) {
+            self.forget();
+            self.under = Some(under);
+        }
+        self.slots.put(under.0, hash, ask, decided);
+    }
+
+    #[cold]
+    fn forget(&mut self) {
+        if self.under.take().is_some() {
+            self.slots.clear();
+        }
+    }
+}
+
+/// Whether a decision for `ask` may be kept in, and taken from, the memo
+/// (the rest is known once the version is: [`remember`]).
+fn memo_applies(shared: &Shared, ask: &Ask<'_>) -> bool {
+    served(ask) && shared.digest_key.is_none()
+}
+
+/// `ask` as the memo finds it: the variant is left out (with no experiment,
+/// it is the generation's).
+fn memo_view<'a>(ask: &Ask<'a>) -> input::View<'a> {
+    ask.view("")
+}
+
+/// The decision this thread made for a request like `ask` under the
+/// registry's current generation, counted as a cache hit is.
+fn recall(registry: &Registry, ask: &Ask<'_>) -> Option<Decided> {
+    let under = (registry.id(), registry.stored());
+    let (version, plan, hints) = MEMO.with_borrow_mut(|memo| {
+        let r = memo.get(under, ask)?;
+        Some((r.version.clone(), r.plan.clone(), r.hints))
+    })?;
+    let adder = version.metrics.adder();
+    adder.add(|c| &c.requests, 1);
+    adder.add(|c| &c.policy_calls, 1);
+    adder.add(|c| &c.policy_cached, 1);
+    adder.add(|c| &c.hints, hints as u64);
+    Some(Decided {
+        plan,
+        set_cookie: None,
+        digest: None,
+        answered: Answered::Version(version),
+    })
+}
+
+/// Keep a decision from the decision cache in the memo, if a request like
+/// it may be given it again: its version caches by the request line alone,
+/// and its plan dropped nothing (a dropped hint is counted and logged per
+/// request). Once per key and thread.
+#[cold]
+#[inline(never)]
+fn remember(
+    registry: &Registry,
+    stored: u64,
+    ask: &Ask<'_>,
+    version: &Arc<Version>,
+    plan: &Arc<Plan>,
+    hints: usize,
+) {
+    if !version.policy.caches_by_request_line() || !plan.invalid.is_empty() || plan.over_limit > 0 {
+        return;
+    }
+    let under = (registry.id(), stored);
+    let view = memo_view(ask);
+    let Some(front) = front::Ask::of(ask.parts, &view, &[]) else {
+        return;
+    };
+    let hash = front.hash(under.0);
+    let decided = Remembered {
+        version: version.clone(),
+        plan: plan.clone(),
+        hints,
+    };
+    MEMO.with_borrow_mut(|memo| memo.keep(under, hash, &front, decided));
+}
+
 /// The version of the A/B variant `ask` is assigned to, and the `Set-Cookie`
 /// that makes it stick. Out of line, as the digest below: what a request
 /// runs on every path is kept together, and a feature that is off costs no
@@ -356,7 +497,7 @@ pub async fn hints_for(shared: &Shared, ask: &Ask<'_>) -> Decided {
 #[inline(never)]
 fn pick_variant(
     experiment: &crate::policy::registry::LiveExperiment,
-    live: &crate::policy::registry::Live,
+    live: &Live,
     ask: &Ask<'_>,
 ) -> (Option<Arc<Version>>, Option<http::HeaderValue>) {
     let assignment = crate::experiment::assign(
@@ -396,16 +537,18 @@ fn no_plan() -> Arc<Plan> {
     NONE.clone()
 }
 
+/// The plan for `ask` by `version`, and the count of its answer's hints if
+/// the answer came from the decision cache.
 async fn plan_with(
     shared: &Shared,
     ask: &Ask<'_>,
     version: Option<&Version>,
     metrics: &Metrics,
     digest: Option<Arc<crate::client_cache::ClientDigest>>,
-) -> Arc<Plan> {
+) -> (Arc<Plan>, Option<usize>) {
     let Some(version) = version else {
         metrics.inc(|c| &c.requests);
-        return no_plan();
+        return (no_plan(), None);
     };
     let policy = &version.policy;
     let view = ask.view(&version.variant);
@@ -429,13 +572,13 @@ async fn plan_with(
         }
     }
     match hit {
-        crate::policy::Cached::Hit((_, plan)) => plan,
+        crate::policy::Cached::Hit((hints, plan)) => (plan, Some(hints)),
         // Behind a pointer to a future of its own: a hit runs none of its
         // code, and this function's stays the few lines a hit takes.
         crate::policy::Cached::Miss(key) => {
             let missed: std::pin::Pin<Box<dyn Future<Output = Arc<Plan>> + Send + '_>> =
                 Box::pin(plan_missed(shared, ask, version, metrics, digest, key));
-            missed.await
+            (missed.await, None)
         }
     }
 }

@@ -295,3 +295,34 @@ async fn the_precompiled_cache_is_written_reused_and_survives_corruption() {
     assert_eq!(links(&herald).await, A);
     assert!(herald.logs().contains("unusable"), "{}", herald.logs());
 }
+
+#[tokio::test]
+async fn cached_answers_follow_every_swap_and_each_request_is_counted() {
+    // Answers cached by the request line: from a page's third request on,
+    // a worker decides it by comparing the request with what it decided
+    // last. A swap must still be seen by the very next request, there and
+    // back, and each request counted as a cached answer of its version.
+    let dir = tempfile::tempdir().unwrap();
+    let herald = start(dir.path(), "[policy.cache]\nentries = 64\n");
+    let versions = [
+        std::fs::read(policy("page_map")).unwrap(),
+        std::fs::read(policy("misbehave")).unwrap(),
+    ];
+    let client = Client::h2c(&herald, ClientOptions::browser()).await;
+    for (round, want) in [&A[..], &B[..], &A[..]].into_iter().enumerate() {
+        if round > 0 {
+            let (status, body) = admin(&herald, "PUT", "/policies/p", &versions[round % 2]);
+            assert_eq!(status, 200, "swap {round}: {body}");
+        }
+        for i in 0..4 {
+            let page = client.get("/").await;
+            assert_eq!(page.status, 200);
+            assert_eq!(page.links(), want, "round {round}, request {i}");
+        }
+    }
+    // Each version called once; its other three requests answered from its
+    // cache, with its hints (two from page_map, one from misbehave).
+    assert_eq!(herald.metric("herald_requests_total"), 12.0);
+    assert_eq!(herald.metric("herald_policy_cached_answers_total"), 9.0);
+    assert_eq!(herald.metric("herald_hints_total"), 20.0);
+}

@@ -35,7 +35,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::input::View;
-use super::{Hint, Request};
+use super::{Hint, Request, front};
 
 /// `[policy.cache]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -201,11 +201,6 @@ impl KeySource for Parts<'_> {
     }
 }
 
-/// A thread's front of recent hits, direct-mapped by key hash: a hit found
-/// here takes no lock and copies no key. Each slot holds one key of one
-/// cache; at most `FRONT_SLOTS` answers per thread are kept alive by it.
-const FRONT_SLOTS: usize = 64;
-
 /// The parts of a key every request has, read from its source once per key
 /// (an HTTP request's path and query are found by parsing its URI; the
 /// front compares its `:path` whole instead).
@@ -227,124 +222,10 @@ impl<'a> Fixed<'a> {
     }
 }
 
-/// A key kept as its parts, so that a request is compared with it part by
-/// part, without being encoded first. The path and query are kept as the
-/// request's `:path`, which determines both. The text parts lie one after
-/// another in one allocation: a lookup reads one block, not five.
-struct FrontEntry {
-    cache: u64,
-    hash: u64,
-    /// `:path`, authority, scheme, variant, then the declared headers' and
-    /// cookies' values encoded as in the key (none when none are declared).
-    text: Box<[u8]>,
-    /// Where each of the first four parts of `text` ends.
-    ends: [u32; 4],
-    method: http::Method,
-    push: bool,
-    answer: Arc<Answer>,
-}
-
-/// What a front slot is found and compared by, read from the request.
-struct FrontAsk<'a> {
-    path_and_query: &'a str,
-    method: &'a http::Method,
-    view: &'a View<'a>,
-    /// The declared lists, encoded.
-    lists: &'a [u8],
-}
-
-impl FrontAsk<'_> {
-    /// The text parts of its key other than the lists, in the order a
-    /// [`FrontEntry`] keeps them.
-    fn text_parts(&self) -> [&[u8]; 4] {
-        [
-            self.path_and_query.as_bytes(),
-            self.view.authority.as_bytes(),
-            self.view.scheme.as_bytes(),
-            self.view.variant.as_bytes(),
-        ]
-    }
-
-    /// Its slot's hash in the cache `cache`: of the parts that tell most
-    /// requests apart, and of the cache (each A/B variant has its own, and
-    /// one page in two variants must not take one slot by turns). The
-    /// others (method, scheme, push, variant) are compared, never trusted
-    /// to it.
-    fn hash(&self, cache: u64) -> u64 {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = foldhash::fast::FixedState::with_seed(FRONT_SEED).build_hasher();
-        h.write_u64(cache);
-        h.write(self.path_and_query.as_bytes());
-        h.write(self.view.authority.as_bytes());
-        if !self.lists.is_empty() {
-            h.write(self.lists);
-        }
-        h.finish()
-    }
-}
-
-impl FrontEntry {
-    /// `ask`'s key as a slot keeps it; `None` when a part is too long to
-    /// be kept (such a request takes the shared map every time).
-    fn new(cache: u64, hash: u64, ask: &FrontAsk<'_>, answer: Arc<Answer>) -> Option<FrontEntry> {
-        let parts = ask.text_parts();
-        let mut text =
-            Vec::with_capacity(parts.iter().map(|p| p.len()).sum::<usize>() + ask.lists.len());
-        let mut ends = [0; 4];
-        for (end, part) in ends.iter_mut().zip(parts) {
-            text.extend_from_slice(part);
-            *end = u32::try_from(text.len()).ok()?;
-        }
-        text.extend_from_slice(ask.lists);
-        Some(FrontEntry {
-            cache,
-            hash,
-            text: text.into(),
-            ends,
-            method: ask.method.clone(),
-            push: ask.view.push_enabled,
-            answer,
-        })
-    }
-
-    /// Whether `ask`'s key is this entry's, each part compared by [`same`]
-    /// (most are a few bytes long).
-    fn matches(&self, ask: &FrontAsk<'_>) -> bool {
-        let t = &self.text;
-        let [a, b, c, d] = self.ends.map(|e| e as usize);
-        let [path, authority, scheme, variant] = ask.text_parts();
-        self.method == *ask.method
-            && self.push == ask.view.push_enabled
-            && same(&t[..a], path)
-            && same(&t[a..b], authority)
-            && same(&t[b..c], scheme)
-            && same(&t[c..d], variant)
-            && same(&t[d..], ask.lists)
-    }
-}
-
-/// `a == b`, with the short cases (up to 16 bytes: most paths, hosts,
-/// schemes and variant names) as a few loads instead of `memcmp`. One copy
-/// for every part compared: inlined, it made the front's compare six times
-/// its size, each copy a cold line of code on every request.
-#[inline(never)]
-fn same(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len();
-    if n != b.len() {
-        return false;
-    }
-    match n {
-        0 => true,
-        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
-        4..=7 => a.first_chunk::<4>() == b.first_chunk() && a.last_chunk::<4>() == b.last_chunk(),
-        8..=16 => a.first_chunk::<8>() == b.first_chunk() && a.last_chunk::<8>() == b.last_chunk(),
-        _ => a == b,
-    }
-}
-
 thread_local! {
-    static FRONT: std::cell::RefCell<Vec<Option<FrontEntry>>> =
-        const { std::cell::RefCell::new(Vec::new()) };
+    /// This thread's front: its last hits, of any cache.
+    static FRONT: std::cell::RefCell<front::Slots<Arc<Answer>>> =
+        const { std::cell::RefCell::new(front::Slots::new()) };
     /// The buffer a lookup encodes the declared lists into, reused.
     static LISTS: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
@@ -354,10 +235,6 @@ fn encode_part(key: &mut Vec<u8>, bytes: &[u8]) {
     key.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
     key.extend_from_slice(bytes);
 }
-
-/// Seeds the front's hash (fixed: the front's slots are this process's own,
-/// and a collision costs a shared lookup, never a wrong answer).
-const FRONT_SEED: u64 = 0x6865_7261_6c64_6b79;
 
 /// `src`'s key, its declared lists already encoded (`lists`): the fixed
 /// parts, each length-prefixed so no two requests share a key by
@@ -394,6 +271,11 @@ impl DecisionCache {
                 .collect(),
             maps: Mutex::default(),
         })
+    }
+
+    /// Whether no header or cookie is part of its keys.
+    pub fn keys_by_request_line(&self) -> bool {
+        self.spec.headers.is_empty() && self.spec.cookies.is_empty()
     }
 
     /// The key of `req`: every part the answer may depend on, each
@@ -459,7 +341,7 @@ impl DecisionCache {
         hit: impl FnOnce(&Arc<Answer>) -> R,
     ) -> Result<R, Vec<u8>> {
         let src = Parts { parts, view };
-        if self.spec.headers.is_empty() && self.spec.cookies.is_empty() {
+        if self.keys_by_request_line() {
             return self.lookup_with(&src, &[], hit);
         }
         let mut lists = LISTS.take();
@@ -478,66 +360,43 @@ impl DecisionCache {
         lists: &[u8],
         hit: impl FnOnce(&Arc<Answer>) -> R,
     ) -> Result<R, Vec<u8>> {
-        let parts = src.parts;
-        // A URI without a path (CONNECT's authority form, or no path and no
-        // scheme, whose path is "" where its `:path` reads "/") takes the
-        // shared map: there the `:path` does not determine the key's path.
-        let front = (!parts.uri.path().is_empty())
-            .then(|| parts.uri.path_and_query())
-            .flatten()
-            .map(|pq| FrontAsk {
-                path_and_query: pq.as_str(),
-                method: &parts.method,
-                view: src.view,
-                lists,
-            });
+        let front = front::Ask::of(src.parts, src.view, lists);
         let mut hit = Some(hit);
-        let mut slot_hash = None;
+        let mut hashed = None;
         if let Some(ask) = &front {
             let hash = ask.hash(self.id);
-            let slot = (hash >> 58) as usize % FRONT_SLOTS;
-            slot_hash = Some((slot, hash));
+            hashed = Some(hash);
             let answered = FRONT.with_borrow(|slots| {
-                let e = slots.get(slot)?.as_ref()?;
-                let hit =
-                    hit.take_if(|_| e.cache == self.id && e.hash == hash && e.matches(ask))?;
-                Some(hit(&e.answer))
+                let answer = slots.get(self.id, hash, ask)?;
+                Some(hit.take()?(answer))
             });
             if let Some(answered) = answered {
                 return Ok(answered);
             }
         }
-        let answer = self.shared_lookup(src, lists, front.zip(slot_hash))?;
+        let answer = self.shared_lookup(src, lists, front.zip(hashed))?;
         let hit = hit.take().expect("a hit is given once");
         Ok(hit(&answer))
     }
 
     /// [`lookup_with`](Self::lookup_with) past the front: the shared map,
-    /// and a hit kept in the front's slot (`front`: the request as the
-    /// front sees it, its slot and hash). Out of line: most requests end
-    /// at the front, and this is most of the code.
+    /// and a hit kept in the front (`front`: the request as the front sees
+    /// it, and its hash). Out of line: most requests end at the front, and
+    /// this is most of the code.
     #[cold]
     #[inline(never)]
     fn shared_lookup(
         &self,
         src: &Parts<'_>,
         lists: &[u8],
-        front: Option<(FrontAsk<'_>, (usize, u64))>,
+        front: Option<(front::Ask<'_>, u64)>,
     ) -> Result<Arc<Answer>, Vec<u8>> {
         let key = key_with(&Fixed::of(src), lists);
         let Some(answer) = self.get(&key) else {
             return Err(key);
         };
-        if let Some((ask, (slot, hash))) = front {
-            let Some(entry) = FrontEntry::new(self.id, hash, &ask, answer.clone()) else {
-                return Ok(answer);
-            };
-            FRONT.with_borrow_mut(|front| {
-                if front.is_empty() {
-                    front.resize_with(FRONT_SLOTS, || None);
-                }
-                front[slot] = Some(entry);
-            });
+        if let Some((ask, hash)) = front {
+            FRONT.with_borrow_mut(|f| f.put(self.id, hash, &ask, answer.clone()));
         }
         Ok(answer)
     }
@@ -569,59 +428,6 @@ impl DecisionCache {
 mod tests {
     use super::super::{Cookie, Destination, Header};
     use super::*;
-
-    #[test]
-    fn the_front_hash_spreads_paths_that_differ_anywhere() {
-        // Paths alike but for one byte, at the start, the middle or the
-        // end, short and long: each set takes most of the front's slots.
-        let view = View {
-            scheme: "https",
-            authority: "example.com",
-            push_enabled: false,
-            variant: "default",
-        };
-        let long = "/products/category/item-detail/reviews";
-        let sets: [Box<dyn Fn(usize) -> String>; 5] = [
-            Box::new(|i| format!("/{i}")),
-            Box::new(|i| format!("/p{i:03}.html")),
-            Box::new(|i| format!("/assets/{i:02}/app.js")),
-            Box::new(move |i| format!("{}{i:02}{}", &long[..20], &long[20..])),
-            Box::new(move |i| format!("{long}?page={i}")),
-        ];
-        for make in &sets {
-            let slots: std::collections::HashSet<u64> = (0..FRONT_SLOTS)
-                .map(|i| {
-                    let path = make(i);
-                    let ask = FrontAsk {
-                        path_and_query: &path,
-                        method: &http::Method::GET,
-                        view: &view,
-                        lists: &[],
-                    };
-                    ask.hash(7) >> 58
-                })
-                .collect();
-            assert!(
-                slots.len() >= FRONT_SLOTS / 2,
-                "{} of {FRONT_SLOTS} slots for {}",
-                slots.len(),
-                make(0)
-            );
-        }
-        // The cache's id and the host change the slot.
-        let ask = |path, view| FrontAsk {
-            path_and_query: path,
-            method: &http::Method::GET,
-            view,
-            lists: &[],
-        };
-        let other = View {
-            authority: "example.org",
-            ..view
-        };
-        assert_ne!(ask("/", &view).hash(7), ask("/", &view).hash(8));
-        assert_ne!(ask("/", &view).hash(7), ask("/", &other).hash(7));
-    }
 
     fn request(path: &str, headers: &[(&str, &str)], cookies: &[(&str, &str)]) -> Request {
         Request {
@@ -992,24 +798,6 @@ mod tests {
         assert_eq!(made.get(), 1);
         // Another type is made fresh each time, never mistaken for the first.
         assert_eq!(*answer.derived(|h| h.len()), 1);
-    }
-
-    #[test]
-    fn the_short_comparison_is_equality_at_every_length() {
-        for n in 0..=40usize {
-            let a: Vec<u8> = (0..n).map(|i| (i * 37 + n) as u8).collect();
-            assert!(same(&a, &a.clone()), "{n} bytes");
-            // One byte different, anywhere, is different.
-            for i in 0..n {
-                let mut b = a.clone();
-                b[i] ^= 0x20;
-                assert!(!same(&a, &b), "{n} bytes, byte {i}");
-            }
-            // So is a longer or shorter value with the same start.
-            let mut longer = a.clone();
-            longer.push(0);
-            assert!(!same(&a, &longer) && !same(&longer, &a), "{n} bytes");
-        }
     }
 
     #[test]

@@ -27,6 +27,7 @@ mod bindings {
 
 pub mod cache;
 mod clock;
+pub mod front;
 pub mod input;
 mod output;
 pub mod registry;
@@ -1028,6 +1029,15 @@ impl Policy {
     }
 
     /// Whether the component exports `on-response` (the `proxy-policy` world).
+    /// Whether its answers are cached, keyed by the request line alone (no
+    /// header or cookie declared): then two requests alike in method,
+    /// scheme, authority, `:path` and push get the same answer.
+    pub fn caches_by_request_line(&self) -> bool {
+        self.cache
+            .as_ref()
+            .is_some_and(|c| c.keys_by_request_line())
+    }
+
     pub fn has_on_response(&self) -> bool {
         self.on_response.is_some()
     }

@@ -201,6 +201,19 @@ impl Registry {
         Ok(())
     }
 
+    /// Names this registry (for a thread's memo of its decisions).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Its generation: bumped after every store of a snapshot. What a
+    /// [`with_live`](Self::with_live) called after reading it served with
+    /// is no older than that generation's snapshot, and may be served with
+    /// again until the generation changes (as `with_live` itself does).
+    pub fn stored(&self) -> u64 {
+        self.stored.load(Ordering::Acquire)
+    }
+
     /// The current snapshot, held.
     pub fn snapshot(&self) -> Arc<Live> {
         self.live.load_full()
