@@ -33,12 +33,16 @@ pub struct Encoder {
     /// bytes. Each entry holds its name and value, so the memory cannot be
     /// freed and reused for other bytes while the address is remembered.
     seen: std::collections::HashMap<(usize, usize, usize), Seen, foldhash::fast::FixedState>,
-    /// The newest fields of `seen`, two-way set-associative by address: a
+    /// The newest fields of `seen`, four-way set-associative by address: a
     /// response's few repeated fields are each found with one multiply and
-    /// two compares, where the map hashes and probes. Only fields `seen`
+    /// a compare or two, where the map hashes and probes. Four ways, so
+    /// that the fields of one response never evict each other by turns:
+    /// with two, three of a response's six fields in one set (a matter of
+    /// where the allocator put their values) sent each of them the slow
+    /// way on every response. Only fields `seen`
     /// holds (so their memory is kept), cleared with it. Empty until the
     /// first field is remembered (an idle connection does not pay for it).
-    recent: Vec<[Recent; 2]>,
+    recent: Vec<[Recent; RECENT_WAYS]>,
     /// The last status outside the static table, and its entry.
     last_status: Option<(u16, u64)>,
     /// The last `103` block ([`Encoder::early_hints`]) that added nothing
@@ -84,8 +88,10 @@ struct Recent {
     absolute: u64,
 }
 
-/// Sets of [`Encoder::recent`] (a power of two): 2 KB a connection.
-const RECENT_SETS: usize = 32;
+/// Sets of [`Encoder::recent`] (a power of two), and their ways: 2 KB a
+/// connection.
+const RECENT_SETS: usize = 16;
+const RECENT_WAYS: usize = 4;
 
 impl Recent {
     /// The set of a field's address: the value's address (the fields of a
@@ -93,7 +99,7 @@ impl Recent {
     #[inline]
     fn set(address: (usize, usize, usize)) -> usize {
         let mixed = (address.1 ^ address.2.rotate_left(48)) as u64;
-        (mixed.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 59) as usize % RECENT_SETS
+        (mixed.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 60) as usize % RECENT_SETS
     }
 }
 
@@ -378,16 +384,18 @@ impl Encoder {
         self.table.index_of(found.absolute)
     }
 
-    /// Keep a field of `seen` as a recent one: first in its set, the other
-    /// way keeping the one that was first.
+    /// Keep a field of `seen` as a recent one: first in its set, the others
+    /// moved down a way (the last one out, unless it is this field).
     fn remember_recent(&mut self, address: (usize, usize, usize), absolute: u64) {
         if self.recent.is_empty() {
             self.recent.resize(RECENT_SETS, Default::default());
         }
         let set = &mut self.recent[Recent::set(address)];
-        if set[0].address != address {
-            set[1] = set[0];
-        }
+        let at = set
+            .iter()
+            .position(|r| r.address == address)
+            .unwrap_or(RECENT_WAYS - 1);
+        set[..=at].rotate_right(1);
         set[0] = Recent { address, absolute };
     }
 
@@ -736,6 +744,36 @@ mod tests {
         assert_eq!(block[1] & 0xf0, 0x10, "never indexed: {block:x?}");
         let fields = decode_all(&mut Decoder::new(), &block);
         assert_eq!(fields[1], (b"x-token".to_vec(), b"secret-ish".to_vec()));
+    }
+
+    #[test]
+    fn fields_of_one_response_in_one_set_are_all_found_as_recent() {
+        // As many values as a set has ways, all in one set: after one
+        // response, the next finds each of them without the map.
+        let name = HeaderName::from_static("x-n");
+        let mut candidates: Vec<HeaderValue> = (0..4096).map(HeaderValue::from).collect();
+        let set = Recent::set(address_of(&name, &candidates[0]));
+        candidates.retain(|v| Recent::set(address_of(&name, v)) == set);
+        assert!(
+            candidates.len() >= RECENT_WAYS,
+            "{} in one set",
+            candidates.len()
+        );
+        let fields: Vec<(&HeaderName, &HeaderValue)> = candidates[..RECENT_WAYS]
+            .iter()
+            .map(|v| (&name, v))
+            .collect();
+        let mut e = Encoder::new();
+        for _ in 0..2 {
+            let mut block = Vec::new();
+            e.response(200, fields.iter().copied(), &mut block);
+        }
+        for (n, v) in &fields {
+            assert!(
+                e.recent_index(address_of(n, v)).is_some(),
+                "{v:?} was evicted by its set's other fields"
+            );
+        }
     }
 
     #[test]
