@@ -378,10 +378,18 @@ pub async fn hints_for(shared: &Shared, ask: &Ask<'_>) -> Decided {
 /// (`under`), and the memo is emptied when the generation changes: a swap
 /// is seen by the next request, and the versions it retired are held no
 /// longer than that, as a thread's kept snapshot is.
-#[derive(Default)]
-struct Memo {
+struct Memo<T = Remembered> {
     under: Option<(u64, u64)>,
-    slots: front::Slots<Remembered>,
+    slots: front::Slots<T>,
+}
+
+impl<T> Default for Memo<T> {
+    fn default() -> Memo<T> {
+        Memo {
+            under: None,
+            slots: front::Slots::new(),
+        }
+    }
 }
 
 /// A decision, as [`Memo`] keeps it.
@@ -396,11 +404,11 @@ thread_local! {
     static MEMO: std::cell::RefCell<Memo> = std::cell::RefCell::default();
 }
 
-impl Memo {
+impl<T> Memo<T> {
     /// The decision kept for `ask` under `under`. A memo of another
     /// generation is emptied; an empty memo (its registry's versions
     /// cannot be memoised) is not looked into.
-    fn get(&mut self, under: (u64, u64), ask: &Ask<'_>) -> Option<&Remembered> {
+    fn get(&mut self, under: (u64, u64), ask: &Ask<'_>) -> Option<&T> {
         if self.under != Some(under) {
             self.forget();
             return None;
@@ -410,12 +418,19 @@ impl Memo {
         self.slots.get(under.0, front.hash(under.0), &front)
     }
 
-    fn keep(&mut self, under: (u64, u64), hash: u64, ask: &front::Ask<'_>, decided: Remembered) {
+    /// Keep `decided` for `ask`, made under `under` (a memo of another
+    /// generation is emptied first).
+    fn keep(&mut self, under: (u64, u64), ask: &Ask<'_>, decided: T) {
+        let view = memo_view(ask);
+        let Some(front) = front::Ask::of(ask.parts, &view, &[]) else {
+            return;
+        };
         if self.under != Some(under) {
             self.forget();
             self.under = Some(under);
         }
-        self.slots.put(under.0, hash, ask, decided);
+        self.slots
+            .put(under.0, front.hash(under.0), &front, decided);
     }
 
     #[cold]
@@ -476,18 +491,12 @@ fn remember(
     if !version.policy.caches_by_request_line() || !plan.invalid.is_empty() || plan.over_limit > 0 {
         return;
     }
-    let under = (registry.id(), stored);
-    let view = memo_view(ask);
-    let Some(front) = front::Ask::of(ask.parts, &view, &[]) else {
-        return;
-    };
-    let hash = front.hash(under.0);
     let decided = Remembered {
         version: version.clone(),
         plan: plan.clone(),
         hints,
     };
-    MEMO.with_borrow_mut(|memo| memo.keep(under, hash, &front, decided));
+    MEMO.with_borrow_mut(|memo| memo.keep((registry.id(), stored), ask, decided));
 }
 
 /// The version of the A/B variant `ask` is assigned to, and the `Set-Cookie`
@@ -813,5 +822,49 @@ fn count_failure(
             suppressed,
             "policy {failure}; request served without hints"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ask<'a>(parts: &'a http::request::Parts, can_push: bool) -> Ask<'a> {
+        Ask {
+            parts,
+            scheme: "https",
+            authority: "example.com",
+            path_and_query: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+            status: StatusCode::OK,
+            can_push,
+            conn: 1,
+            client: None,
+        }
+    }
+
+    #[test]
+    fn the_memo_answers_within_one_generation_and_lets_go_when_it_changes() {
+        let parts = |uri| http::Request::get(uri).body(()).unwrap().into_parts().0;
+        let (page, other) = (
+            parts("https://example.com/"),
+            parts("https://example.com/a"),
+        );
+        let held = Arc::new("decided");
+        let mut memo = Memo::default();
+        memo.keep((1, 5), &ask(&page, false), held.clone());
+        assert_eq!(memo.get((1, 5), &ask(&page, false)), Some(&held));
+        // Another path, or the same page for a client that accepts push.
+        assert_eq!(memo.get((1, 5), &ask(&other, false)), None);
+        assert_eq!(memo.get((1, 5), &ask(&page, true)), None);
+        // Another registry's generation of the same number: nothing, and
+        // the memo is emptied, its decisions dropped at once.
+        assert_eq!(memo.get((2, 5), &ask(&page, false)), None);
+        assert_eq!(Arc::strong_count(&held), 1);
+        assert_eq!(memo.get((1, 5), &ask(&page, false)), None);
+        // Kept again, then a swap (the next generation): the same.
+        memo.keep((1, 5), &ask(&page, false), held.clone());
+        assert_eq!(Arc::strong_count(&held), 2);
+        assert_eq!(memo.get((1, 6), &ask(&page, false)), None);
+        assert_eq!(Arc::strong_count(&held), 1);
     }
 }
