@@ -332,7 +332,23 @@ pub struct Followups {
     delivered: Mutex<Delivered>,
     /// `delivered.last`'s addresses, read without the lock.
     seen: LastSeen,
+    /// Every path ever recorded, as a one-hash Bloom filter of 64 bits
+    /// ([`path_bit`]; never cleared): a request for a path whose bit is
+    /// clear was never hinted or pushed here, and takes no lock (a page,
+    /// most often, on a connection whose assets were hinted).
+    recorded: AtomicU64,
     cap: usize,
+}
+
+/// A path's bit in [`Followups::recorded`]: of its length and two of its
+/// bytes, spread by a multiply (a page and its assets seldom share one).
+fn path_bit(path: &str) -> u64 {
+    let b = path.as_bytes();
+    let (Some(&last), n) = (b.last(), b.len()) else {
+        return 1;
+    };
+    let mixed = n as u64 ^ (last as u64) << 8 ^ (b[n / 2] as u64) << 16;
+    1 << (mixed.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58)
 }
 
 /// The shared hint list recorded last and its metrics, by address, as a
@@ -397,6 +413,7 @@ impl Followups {
         Followups {
             delivered: Mutex::new(Delivered::default()),
             seen: LastSeen::default(),
+            recorded: AtomicU64::new(0),
             cap,
         }
     }
@@ -430,7 +447,9 @@ impl Followups {
         set: Option<&std::sync::Arc<T>>,
     ) {
         let mut d = self.delivered.lock().unwrap_or_else(|e| e.into_inner());
+        let mut bits = 0;
         for path in paths {
+            bits |= path_bit(path);
             // A path delivered again (every page of a site hints the same
             // assets) costs no allocation.
             if let Some(entry) = d.map.get_mut(path) {
@@ -442,6 +461,9 @@ impl Followups {
                 d.map.insert(path.to_string(), (metrics.clone(), pushed));
             }
         }
+        // Before the lock is let go: a request that finds the path's bit
+        // clear was not recorded yet.
+        self.recorded.fetch_or(bits, Ordering::Release);
         match set {
             Some(s) => {
                 self.seen.store(address(s), metrics_at);
@@ -487,6 +509,9 @@ impl Followups {
 
     /// A request for `path` arrived on the connection.
     pub fn requested(&self, path: &str) {
+        if self.recorded.load(Ordering::Acquire) & path_bit(path) == 0 {
+            return;
+        }
         let hit = {
             let mut d = self.delivered.lock().unwrap_or_else(|e| e.into_inner());
             let hit = d.map.remove(path);
@@ -607,6 +632,37 @@ mod tests {
         f.requested("/a.css");
         assert_eq!(used(&one), 3);
         assert_eq!(one.get(|c| &c.pushed_requested_anyway), 0);
+    }
+
+    #[test]
+    fn every_recorded_path_passes_the_filter_and_the_demo_page_does_not() {
+        use std::sync::Arc;
+        let f = Followups::new(64);
+        let m = Arc::new(Metrics::default());
+        // Whatever bits they share with the page, every recorded path is
+        // found, and counted once.
+        let assets: Vec<String> = (0..40).map(|i| format!("/assets/{i}.js")).collect();
+        f.hinted(assets.iter().map(|a| a.as_str()), &m);
+        f.pushed("/pushed.css", &m);
+        for a in &assets {
+            f.requested(a);
+            f.requested(a);
+        }
+        f.requested("/pushed.css");
+        assert_eq!(m.get(|c| &c.hinted_requested), 40);
+        assert_eq!(m.get(|c| &c.pushed_requested_anyway), 1);
+        // The demo page's bit is not one of its five assets': its requests
+        // take no lock on a connection that was sent their hints.
+        let demo = [
+            "/css/site.css",
+            "/js/app.js",
+            "/fonts/dejavu-light.woff",
+            "/img/logo.svg",
+            "/img/hero.svg",
+        ];
+        let bits = demo.iter().fold(0, |b, p| b | path_bit(p));
+        assert_eq!(bits & path_bit("/"), 0);
+        assert_eq!(path_bit(""), 1);
     }
 
     #[test]
