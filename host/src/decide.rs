@@ -413,24 +413,21 @@ impl<T> Memo<T> {
             self.forget();
             return None;
         }
-        let view = memo_view(ask);
-        let front = front::Ask::of(ask.parts, &view, &[])?;
-        self.slots.get(under.0, front.hash(under.0), &front)
+        let slots = &self.slots;
+        as_memo_finds(ask, |front| slots.get(under.0, front.hash(under.0), front))?
     }
 
     /// Keep `decided` for `ask`, made under `under` (a memo of another
     /// generation is emptied first).
     fn keep(&mut self, under: (u64, u64), ask: &Ask<'_>, decided: T) {
-        let view = memo_view(ask);
-        let Some(front) = front::Ask::of(ask.parts, &view, &[]) else {
-            return;
-        };
         if self.under != Some(under) {
             self.forget();
             self.under = Some(under);
         }
-        self.slots
-            .put(under.0, front.hash(under.0), &front, decided);
+        let slots = &mut self.slots;
+        as_memo_finds(ask, |front| {
+            slots.put(under.0, front.hash(under.0), front, decided)
+        });
     }
 
     #[cold]
@@ -447,10 +444,12 @@ fn memo_applies(shared: &Shared, ask: &Ask<'_>) -> bool {
     served(ask) && shared.digest_key.is_none()
 }
 
-/// `ask` as the memo finds it: the variant is left out (with no experiment,
-/// it is the generation's).
-fn memo_view<'a>(ask: &Ask<'a>) -> input::View<'a> {
-    ask.view("")
+/// `f` of `ask` as the memo finds it (`None` for a request no table
+/// keeps): the variant is left out (with no experiment, it is the
+/// generation's), and so are the lists (none are declared).
+fn as_memo_finds<R>(ask: &Ask<'_>, f: impl FnOnce(&front::Ask<'_>) -> R) -> Option<R> {
+    let view = ask.view("");
+    front::Ask::of(ask.parts, &view, &[]).map(|front| f(&front))
 }
 
 /// The decision this thread made for a request like `ask` under the

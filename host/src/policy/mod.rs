@@ -1028,7 +1028,6 @@ impl Policy {
         (result, stats)
     }
 
-    /// Whether the component exports `on-response` (the `proxy-policy` world).
     /// Whether its answers are cached, keyed by the request line alone (no
     /// header or cookie declared): then two requests alike in method,
     /// scheme, authority, `:path` and push get the same answer.
@@ -1038,6 +1037,7 @@ impl Policy {
             .is_some_and(|c| c.keys_by_request_line())
     }
 
+    /// Whether the component exports `on-response` (the `proxy-policy` world).
     pub fn has_on_response(&self) -> bool {
         self.on_response.is_some()
     }
