@@ -498,6 +498,7 @@ impl Followups {
     /// The paths of a shared hint list (a cached plan's, `set`): the same
     /// list again, with nothing requested in between, costs a comparison
     /// instead of a lookup per path.
+    #[inline]
     pub fn hinted_set<'a, T: std::any::Any + Send + Sync>(
         &self,
         set: &std::sync::Arc<T>,

@@ -453,7 +453,9 @@ impl Parent<'_> {
     }
 
     /// Remember a plan's links as hinted on this connection (a 103 of
-    /// them was sent); `send_103` counted the 103.
+    /// them was sent); `send_103` counted the 103. Inlined: on a page
+    /// hinted as its connection's last one, this is a comparison.
+    #[inline]
     fn hinted_plan(&self, plan: &planner::Plan) {
         let metrics = self.decided.metrics();
         let paths = plan.items.iter().map(|i| i.hint.path_and_query.as_str());

@@ -121,19 +121,33 @@ impl<T> Entry<T> {
         })
     }
 
-    /// Whether `ask`'s key is this entry's, each part compared by [`same`]
-    /// (most are a few bytes long).
+    /// Whether `ask`'s key is this entry's: the method, push and every
+    /// part's length first, all at once (a part of no bytes, such as the
+    /// memo's variant and lists, then needs no compare), then each part's
+    /// bytes by [`same`] (most are a few bytes long).
     fn matches(&self, ask: &Ask<'_>) -> bool {
+        let parts = ask.text_parts();
+        let mut end = 0;
+        let ends = parts.map(|p| {
+            end += p.len();
+            end
+        });
         let t = &self.text;
-        let [a, b, c, d] = self.ends.map(|e| e as usize);
-        let [path, authority, scheme, variant] = ask.text_parts();
-        self.method == *ask.method
-            && self.push == ask.view.push_enabled
-            && same(&t[..a], path)
-            && same(&t[a..b], authority)
-            && same(&t[b..c], scheme)
-            && same(&t[c..d], variant)
-            && same(&t[d..], ask.lists)
+        if self.ends.map(|e| e as usize) != ends
+            || t.len() != end + ask.lists.len()
+            || self.method != *ask.method
+            || self.push != ask.view.push_enabled
+        {
+            return false;
+        }
+        let mut start = 0;
+        for (part, end) in parts.into_iter().zip(ends) {
+            if !part.is_empty() && !same(&t[start..end], part) {
+                return false;
+            }
+            start = end;
+        }
+        ask.lists.is_empty() || same(&t[end..], ask.lists)
     }
 }
 
