@@ -323,17 +323,36 @@ impl Decided {
 /// Call the active policy (if any) and plan its hints. The registry is read
 /// once: a swap during the call does not change which version answers.
 pub async fn hints_for(shared: &Shared, ask: &Ask<'_>) -> Decided {
-    let registry = match (ask.status, &shared.registry) {
+    match recalled(shared, ask) {
+        Some(decided) => decided,
+        None => decide(shared, ask).await,
+    }
+}
+
+/// The registry that answers `ask`, if any.
+fn registry_for<'s>(shared: &'s Shared, ask: &Ask<'_>) -> Option<&'s Registry> {
+    match (ask.status, &shared.registry) {
         // Not ours to serve: no policy call, no hints.
         (StatusCode::MISDIRECTED_REQUEST, _) | (_, None) => None,
         (_, Some(registry)) => Some(&**registry),
-    };
-    let memo = registry.filter(|_| memo_applies(shared, ask));
-    if let Some(registry) = memo
-        && let Some(decided) = recall(registry, ask)
-    {
-        return decided;
     }
+}
+
+/// The decision this thread's memo keeps for `ask`, if it may be used.
+/// Synchronous: a request the memo answers (most requests for a page)
+/// builds and polls no future of [`decide`], whose state and moves cost
+/// about as much as the lookup.
+#[inline]
+pub fn recalled(shared: &Shared, ask: &Ask<'_>) -> Option<Decided> {
+    let registry = registry_for(shared, ask).filter(|_| memo_applies(shared, ask))?;
+    recall(registry, ask)
+}
+
+/// [`hints_for`] past the memo: pick the version, then its plan (from the
+/// decision cache or a call), kept in the memo when it may be.
+pub async fn decide(shared: &Shared, ask: &Ask<'_>) -> Decided {
+    let registry = registry_for(shared, ask);
+    let memo = registry.filter(|_| memo_applies(shared, ask));
     // Read before the snapshot, as `with_live` reads it.
     let stored = memo.map(Registry::stored);
     let pick = |live: &Live| match &live.experiment {

@@ -195,7 +195,11 @@ async fn handle(conn: Arc<Conn>, request: http2::Request, mut respond: Responder
         conn: conn.id,
         client: conn.client,
     };
-    let decided = crate::decide::hints_for(shared, &ask).await;
+    // A page the thread's memo answers needs no future of the policy path.
+    let decided = match crate::decide::recalled(shared, &ask) {
+        Some(decided) => decided,
+        None => crate::decide::decide(shared, &ask).await,
+    };
 
     let prio = Priority::from_header(parts.headers.get(http2::sched::PRIORITY));
     let parent = Parent {
