@@ -341,8 +341,9 @@ fn registry_for<'s>(shared: &'s Shared, ask: &Ask<'_>) -> Option<&'s Registry> {
 /// The decision this thread's memo keeps for `ask`, if it may be used.
 /// Synchronous: a request the memo answers (most requests for a page)
 /// builds and polls no future of [`decide`], whose state and moves cost
-/// about as much as the lookup.
-#[inline]
+/// about as much as the lookup. Inlined (the lookup is not): with no
+/// registry, or for a request the memo never keeps, it is a test or two.
+#[inline(always)]
 pub fn recalled(shared: &Shared, ask: &Ask<'_>) -> Option<Decided> {
     let registry = registry_for(shared, ask).filter(|_| memo_applies(shared, ask))?;
     recall(registry, ask)

@@ -438,6 +438,7 @@ impl Followups {
         self.record_locked(paths, metrics, metrics_at, pushed, set);
     }
 
+    #[inline(never)]
     fn record_locked<'a, T: std::any::Any + Send + Sync>(
         &self,
         paths: impl IntoIterator<Item = &'a str>,

@@ -343,7 +343,7 @@ async fn handle(conn: Arc<Conn>, request: http2::Request, mut respond: Responder
     match respond.respond_after(before, status, fields, body, done) {
         Ok(()) if held_103.is_some() => {
             decided.metrics().early_hints_sent(plan.items.len());
-            parent.hinted_plan(plan);
+            parent.hinted_own_plan();
         }
         Ok(()) => {}
         Err(e) => {
@@ -457,19 +457,26 @@ impl Parent<'_> {
     }
 
     /// Remember a plan's links as hinted on this connection (a 103 of
-    /// them was sent); `send_103` counted the 103. Inlined: on a page
-    /// hinted as its connection's last one, this is a comparison.
-    #[inline]
+    /// them was sent); `send_103` counted the 103.
     fn hinted_plan(&self, plan: &planner::Plan) {
-        let metrics = self.decided.metrics();
-        let paths = plan.items.iter().map(|i| i.hint.path_and_query.as_str());
         if std::ptr::eq(plan, &*self.decided.plan) {
-            self.conn
-                .followups
-                .hinted_set(&self.decided.plan, paths, metrics);
+            self.hinted_own_plan();
         } else {
-            self.conn.followups.hinted(paths, metrics);
+            let paths = plan.items.iter().map(|i| i.hint.path_and_query.as_str());
+            self.conn.followups.hinted(paths, self.decided.metrics());
         }
+    }
+
+    /// [`hinted_plan`](Self::hinted_plan) of the page's own plan, a shared
+    /// list: inlined, on a page hinted as its connection's last one, it is
+    /// a comparison.
+    #[inline(always)]
+    fn hinted_own_plan(&self) {
+        let plan = &self.decided.plan;
+        let paths = plan.items.iter().map(|i| i.hint.path_and_query.as_str());
+        self.conn
+            .followups
+            .hinted_set(plan, paths, self.decided.metrics());
     }
 
     /// A round, then what it did not push as a `103 Early Hints`, whose

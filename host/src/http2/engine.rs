@@ -1335,9 +1335,11 @@ impl Engine {
     }
 
     /// [`early_hints`](Self::early_hints) for a stream known unanswered.
+    /// Inlined: the block sent last time goes out as it is (most often an
+    /// index or two, framed and copied as one fixed-size array), with no
+    /// call to save and restore registers around it.
+    #[inline]
     fn write_early_hints(&mut self, id: u32, links: &HeaderValue) {
-        // The block sent last time goes out as it is: most often an index
-        // or two, framed and copied as one fixed-size array.
         if let Some((short, len)) = self.enc.early_short_block(links) {
             let mut frame = [0; 9 + hpack::SHORT_BLOCK];
             frame::head_into(
@@ -1353,6 +1355,13 @@ impl Engine {
             self.out.truncate(start + 9 + len);
             return;
         }
+        self.write_early_hints_block(id, links);
+    }
+
+    /// [`write_early_hints`](Self::write_early_hints) of a block that is
+    /// not a short one sent last time.
+    #[inline(never)]
+    fn write_early_hints_block(&mut self, id: u32, links: &HeaderValue) {
         if let Some(block) = self.enc.early_block(links)
             && block.len() <= self.peer.max_frame
         {

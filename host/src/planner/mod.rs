@@ -51,12 +51,21 @@ impl Plan {
     /// hint (nothing to push, so delivery sends them all, in this order).
     /// Made once per plan: a cached plan's field serves every request that
     /// gets it.
+    /// Inlined: a cached plan's field is a load and a compare away; the
+    /// first request makes it out of line.
+    #[inline]
     pub fn early_links(&self, nopush: bool) -> Option<std::borrow::Cow<'_, http::HeaderValue>> {
-        // Kept only for a plan that passed the test below.
+        // Kept only for a plan that passed the test in `make_early_links`.
         if let Some(value) = self.early_links.get(nopush) {
             debug_assert!(self.items.iter().all(|i| i.route == Route::EarlyHint));
             return Some(std::borrow::Cow::Borrowed(value));
         }
+        self.make_early_links(nopush)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn make_early_links(&self, nopush: bool) -> Option<std::borrow::Cow<'_, http::HeaderValue>> {
         if self.items.is_empty() || self.items.iter().any(|i| i.route != Route::EarlyHint) {
             return None;
         }

@@ -141,11 +141,11 @@ impl<T> Entry<T> {
             return false;
         }
         let mut start = 0;
-        for (part, end) in parts.into_iter().zip(ends) {
-            if !part.is_empty() && !same(&t[start..end], part) {
+        for (part, stop) in parts.into_iter().zip(ends) {
+            if !part.is_empty() && !same(&t[start..stop], part) {
                 return false;
             }
-            start = end;
+            start = stop;
         }
         ask.lists.is_empty() || same(&t[end..], ask.lists)
     }
