@@ -51,6 +51,7 @@ impl Plan {
     /// hint (nothing to push, so delivery sends them all, in this order).
     /// Made once per plan: a cached plan's field serves every request that
     /// gets it.
+    ///
     /// Inlined: a cached plan's field is a load and a compare away; the
     /// first request makes it out of line.
     #[inline]
