@@ -659,11 +659,17 @@ impl Client {
             out
         });
         let mut informational = Vec::new();
+        // The response is polled only once h2 says the final one is next:
+        // its connection runs on another thread, and `poll` skips (drops)
+        // any 1xx that lands between a pending `poll_informational` and it.
         let response = std::future::poll_fn(|cx| {
-            while let Poll::Ready(Some(Ok(info))) = fut.poll_informational(cx) {
-                informational.push(info);
+            loop {
+                match fut.poll_informational(cx) {
+                    Poll::Ready(Some(Ok(info))) => informational.push(info),
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(_) => return Pin::new(&mut fut).poll(cx),
+                }
             }
-            Pin::new(&mut fut).poll(cx)
         })
         .await
         .expect("response");
